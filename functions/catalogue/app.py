@@ -1,0 +1,57 @@
+"""Catalogue function: events, ticket types, payment config and the API documentation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from ticketing import catalogue, docs, secrets
+from ticketing.auth import ADMIN
+from ticketing.config import settings
+from ticketing.http import create_app, handler, require_caller
+
+settings()  # fail the cold start, not a request, if configuration is missing
+app = create_app()
+
+
+@app.get("/api/events", summary="Events on sale", tags=["catalogue"])
+def list_events(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> catalogue.EventPage:
+    return catalogue.list_events(limit, cursor)
+
+
+@app.post("/api/events", summary="Create an event (admin)", tags=["catalogue"])
+def create_event(event: catalogue.EventIn) -> tuple[catalogue.EventOut, int]:
+    who = require_caller(app)
+    who.require(ADMIN, detail="Only organisers may create events.")
+    return catalogue.create_event(event, who), 201
+
+
+@app.get("/api/events/<event_id>", summary="One event with its fixtures and ticket types", tags=["catalogue"])
+def get_event(event_id: str) -> catalogue.EventOut:
+    return catalogue.get_event(event_id)
+
+
+@app.post("/api/events/<event_id>/ticket-types", summary="Create a ticket type (admin)", tags=["catalogue"])
+def create_ticket_type(event_id: str, ticket_type: catalogue.TicketTypeIn) -> tuple[catalogue.TicketTypeOut, int]:
+    require_caller(app).require(ADMIN, detail="Only organisers may create ticket types.")
+    return catalogue.create_ticket_type(event_id, ticket_type), 201
+
+
+@app.get("/api/payment/config", summary="Stripe publishable key for the front end", tags=["payments"])
+def payment_config() -> dict[str, str]:
+    return {"publishable_key": secrets.stripe_keys().publishable_key}
+
+
+@app.get("/api/docs", include_in_schema=False)
+def api_docs():
+    if (app.current_event.query_string_parameters or {}).get("format") == "json":
+        return Response(200, content_types.APPLICATION_JSON, docs.openapi_json())
+    return Response(200, "text/html; charset=utf-8", docs.swagger_html())
+
+
+lambda_handler = handler(app)

@@ -1,0 +1,62 @@
+"""Settings, read from the environment and checked once per cold start.
+
+A function calls `settings()` at import time, so a missing or malformed setting
+fails the cold start loudly instead of failing halfway through a payment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ticketing.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    stage: str
+    region: str
+    frontend_url: str
+    stripe_secret_name: str
+    max_body_bytes: int
+    page_size_max: int
+    inventory_shard_size: int
+    inventory_max_shards: int
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    missing = [name for name in ("TABLE_NAME",) if not env.get(name)]
+    if missing:
+        raise ConfigurationError(f"missing required settings: {', '.join(missing)}")
+    return Settings(
+        table_name=env["TABLE_NAME"],
+        stage=env.get("STAGE", "dev"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        frontend_url=env.get("FRONTEND_URL", "http://localhost:5173").rstrip("/"),
+        stripe_secret_name=env.get("STRIPE_SECRET_NAME", ""),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 6 * 1024 * 1024),
+        page_size_max=_int(env, "PAGE_SIZE_MAX", 100, 1, 1000),
+        inventory_shard_size=_int(env, "INVENTORY_SHARD_SIZE", 50, 1, 1_000_000),
+        inventory_max_shards=_int(env, "INVENTORY_MAX_SHARDS", 16, 1, 100),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load()

@@ -1,0 +1,216 @@
+"""Everything HTTP that every function shares, in one place.
+
+- `create_app()`: a Powertools HTTP API resolver with request validation (OpenAPI)
+  and the one mapping from domain errors to the API's `{"error", "detail"}` format.
+- `handler(app)`: the Lambda entry point around `app.resolve`: Logger with the
+  request's correlation id, Metrics, trailing-slash normalisation, body size limit.
+- `caller(app)` / `require_caller(app)`: the verified JWT claims as a `Caller`.
+
+Domain modules never import this one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+
+from ticketing import errors
+from ticketing.auth import Caller, caller_from_claims
+from ticketing.config import settings
+
+logger = Logger()
+metrics = Metrics()
+
+# The one mapping from domain errors to HTTP statuses.
+STATUS: dict[type[errors.DomainError], int] = {
+    errors.MalformedRequest: 400,
+    errors.InvalidInput: 422,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.TooManyRequests: 429,
+    errors.PaymentProviderError: 502,
+    errors.DependencyUnavailable: 503,
+}
+
+# DynamoDB / AWS error codes after which a retry may succeed: answered 503, not 500.
+RETRYABLE_AWS_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    }
+)
+
+
+def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **fields: Any) -> Response:
+    body = {"error": error, "detail": detail, **{k: v for k, v in fields.items() if v is not None}}
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers=headers,
+    )
+
+
+def _status_of(exc: errors.DomainError) -> int:
+    for klass in type(exc).__mro__:
+        if klass in STATUS:
+            return STATUS[klass]
+    return 400
+
+
+def _field_of(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def create_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(errors.DomainError)
+    def _domain(exc: errors.DomainError) -> Response:
+        status = _status_of(exc)
+        headers = None
+        if isinstance(exc, errors.DependencyUnavailable) and exc.retry_after:
+            headers = {"Retry-After": str(exc.retry_after)}
+        if status >= 500:
+            logger.warning("dependency error", extra={"error": exc.error, "detail": exc.detail})
+        return error_response(status, exc.error, exc.detail, headers, **exc.fields)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        problems = exc.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return error_response(400, "Malformed JSON", "The request body is not valid JSON.", code="malformed_json")
+        first = problems[0] if problems else {"loc": ("body",), "msg": "Invalid input"}
+        field = _field_of(tuple(first.get("loc", ())))
+        detail = f"{field}: {first.get('msg', 'invalid value')}"
+        fields = [
+            {"field": _field_of(tuple(p.get("loc", ()))), "message": p.get("msg", "")} for p in problems[:20]
+        ]
+        return error_response(422, "Invalid input", detail, field=field, code="invalid", errors=fields)
+
+    @app.not_found
+    def _not_found(_exc: NotFoundError) -> Response:
+        return error_response(404, "Not found", "No such route; see /api/docs/ for the routes that exist.")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        code = _aws_error_code(exc)
+        if code is not None:
+            logger.warning("AWS dependency unavailable", extra={"aws_error": code})
+            return error_response(
+                503, "Service unavailable", "A storage service is busy; try again shortly.",
+                {"Retry-After": "1"}, code="dependency_unavailable",
+            )
+        logger.exception("unhandled error")
+        return error_response(500, "Internal error", "Something went wrong on our side; it has been logged.")
+
+    return app
+
+
+def _aws_error_code(exc: BaseException) -> str | None:
+    """The AWS error code if `exc` (or what caused it) is a retryable AWS failure."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        if isinstance(current, ClientError):
+            code = current.response.get("Error", {}).get("Code", "")
+            return code if code in RETRYABLE_AWS_CODES else None
+        if isinstance(current, BotoCoreError):
+            return type(current).__name__
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _normalise(event: dict[str, Any]) -> None:
+    """`/x/` and `/x` reach the same route: Powertools' HTTP resolver matches paths
+    exactly, so strip the trailing slash before it looks."""
+    raw_path = event.get("rawPath") or "/"
+    if len(raw_path) > 1 and raw_path.endswith("/"):
+        event["rawPath"] = raw_path.rstrip("/") or "/"
+        http = event.get("requestContext", {}).get("http")
+        if isinstance(http, dict) and "path" in http:
+            http["path"] = event["rawPath"]
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body.encode("utf-8"))
+
+
+def _as_lambda_response(response: Response) -> dict[str, Any]:
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(response.headers or {})},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entry point for `app`."""
+    limit = settings().max_body_bytes
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        _normalise(event)
+        if _body_size(event) > limit:
+            return _as_lambda_response(
+                error_response(413, "Request too large", f"The request body is larger than {limit} bytes.")
+            )
+        return app.resolve(event, context)
+
+    return lambda_handler
+
+
+def caller(app: APIGatewayHttpResolver) -> Caller | None:
+    context = app.current_event.raw_event.get("requestContext") or {}
+    claims = ((context.get("authorizer") or {}).get("jwt") or {}).get("claims")
+    return caller_from_claims(claims)
+
+
+def require_caller(app: APIGatewayHttpResolver) -> Caller:
+    """The signed-in caller. API Gateway's authorizer guarantees one on protected routes;
+    this is the second line of defence if a route is ever declared without it."""
+    who = caller(app)
+    if who is None:
+        raise errors.Unauthenticated("Sign in and send your ID token as a Bearer token.")
+    return who
+
+
+def json_body(app: APIGatewayHttpResolver) -> Any:
+    """The decoded JSON body, or MalformedRequest. (For routes that do not use a model.)"""
+    raw = app.current_event.body or ""
+    if app.current_event.is_base64_encoded:
+        raw = base64.b64decode(raw).decode("utf-8", "replace")
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise errors.MalformedRequest("The request body is not valid JSON.", code="malformed_json") from None
+
+
+__all__ = ["HTTPStatus", "caller", "create_app", "error_response", "handler", "json_body", "logger", "metrics", "require_caller"]

@@ -1,0 +1,136 @@
+"""The one table: every item type, its keys and its indexes, as PynamoDB models.
+
+Single-table design (see README, "Data model"). Keys are built only here.
+
+| item            | PK                  | SK            | GSI1PK / GSI1SK                 |
+|-----------------|---------------------|---------------|---------------------------------|
+| event           | EVENT#<event_id>    | META          | EVENTS / <starts_at>#<event_id> |
+| ticket type     | EVENT#<event_id>    | TYPE#<type_id>| -                               |
+| inventory shard | INV#<type_id>#<n>   | INV           | -                               |
+
+Inventory shards have a partition each, so the writes of a hot ticket type
+spread over several partitions instead of queueing on one item.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pynamodb.attributes import (
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class _Meta:
+    table_name = os.environ.get("TABLE_NAME", "ticketing")
+    region = _region()
+    max_retry_attempts = 3
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+
+
+class GSI1(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    GSI1PK = UnicodeAttribute(hash_key=True)
+    GSI1SK = UnicodeAttribute(range_key=True)
+
+
+class Fixture(MapAttribute):
+    fixture_id = UnicodeAttribute()
+    starts_at = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+
+
+class EventItem(Model):
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute(default="EVENTS")
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    event_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    venue = UnicodeAttribute()
+    description = UnicodeAttribute(null=True)
+    starts_at = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute(default="on_sale")
+    fixtures = ListAttribute(of=Fixture, default=list)
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return f"EVENT#{event_id}", "META"
+
+
+class TicketTypeItem(Model):
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    type_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    price_cents = NumberAttribute()
+    capacity = NumberAttribute()
+    max_per_order = NumberAttribute()
+    fixture_id = UnicodeAttribute(null=True)
+    sales_start = UnicodeAttribute()
+    sales_end = UnicodeAttribute()
+    shards = NumberAttribute()
+    created_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str, type_id: str) -> tuple[str, str]:
+        return f"EVENT#{event_id}", f"TYPE#{type_id}"
+
+
+class InventoryShard(Model):
+    """A slice of one ticket type's seats. `remaining` is what conditional writes guard:
+    a hold decrements it only where it stays >= 0; `held` and `sold` are for reporting."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="INV")
+
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    shard = NumberAttribute()
+    capacity = NumberAttribute()
+    remaining = NumberAttribute()
+    held = NumberAttribute(default=0)
+    sold = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(type_id: str, shard: int) -> tuple[str, str]:
+        return f"INV#{type_id}#{shard}", "INV"
+
+
+def event_partition(event_id: str) -> str:
+    return f"EVENT#{event_id}"
+
+
+def connection():
+    """The low-level connection the models share (for transactions)."""
+    from pynamodb.connection import Connection
+
+    return Connection(region=_Meta.region)

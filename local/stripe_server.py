@@ -1,0 +1,579 @@
+"""Local Stripe stand-in: localstripe, in-process, loopback only, gaps filled.
+
+Run from the repository root::
+
+    python -m local.stripe_server --host 127.0.0.1 --port 8420
+
+Readiness: ``GET /_local/health`` answers 200 ``{"status": "ok"}`` without
+any API key.
+
+localstripe (1.15.10) is used as-is from site-packages; everything it lacks
+for our flows is filled here by small, named patches applied at import time
+(see ``apply_patches``).  Each patch says which gap it fills.
+"""
+
+import argparse
+import asyncio
+import base64
+import collections
+import errno
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+from aiohttp import web
+
+from localstripe import server as ls_server
+from localstripe import resources as ls_res
+from localstripe.errors import UserError
+
+HEALTH_PATH = '/_local/health'
+DEFAULT_HOST = '127.0.0.1'
+DEFAULT_PORT = 8420
+
+# Fields Stripe.js adds to its requests (telemetry); Stripe ignores them.
+_STRIPE_JS_FIELDS = ('guid', 'muid', 'sid', 'time_on_page', 'pasted_fields',
+                     'payment_user_agent', 'referrer', 'key')
+
+_PK_PAYMENT_METHODS_RE = re.compile(r'^/v1/payment_methods$')
+_PK_CONFIRM_RE = re.compile(r'^/v1/payment_intents/([^/]+)/confirm$')
+
+# (METHOD, canonical route) -> replacement aiohttp handler.  localstripe binds
+# its "extra" API functions when it is imported, so replacing the class
+# methods is not enough for those routes; route_override_middleware calls the
+# replacement instead.
+_ROUTE_OVERRIDES = {}
+
+
+def _stripe_error(status, message, type_='invalid_request_error', **fields):
+    body = {'error': dict(fields, type=type_, message=message)}
+    return web.json_response(body, status=status)
+
+
+def _invalid(status, message, **fields):
+    """A UserError carrying Stripe-shaped extra fields (code, param, ...)."""
+    return UserError(status, message, dict(fields))
+
+
+def _drop_stripe_js_fields(data):
+    for name in _STRIPE_JS_FIELDS:
+        data.pop(name, None)
+    return data
+
+
+# --------------------------------------------------------------------------
+# Gap: localstripe pickles its whole store to /tmp/localstripe.pickle on
+# every write (slow, shared between runs).  We keep the store in memory only.
+# --------------------------------------------------------------------------
+def patch_in_memory_store():
+    ls_res.Store.dump_to_disk = lambda self: None
+    ls_res.Store.try_load_from_disk = lambda self: None
+
+
+# --------------------------------------------------------------------------
+# Gap: the stack needs a cheap, unauthenticated readiness URL.
+# --------------------------------------------------------------------------
+async def health(request):
+    return web.json_response({'status': 'ok'})
+
+
+def patch_health_route():
+    ls_server.app.router.add_get(HEALTH_PATH, health)
+
+
+# --------------------------------------------------------------------------
+# Gap: Stripe.js calls POST /v1/payment_methods and
+# POST /v1/payment_intents/{id}/confirm with the *publishable* key (in the
+# Authorization header or as `key` in the body); localstripe answers 401.
+# Allow exactly those two routes with pk_ keys (confirm only with the
+# PaymentIntent's own client_secret); everything else keeps localstripe's
+# original auth.  Also answers CORS preflights so a browser front end can
+# send Authorization / Idempotency-Key headers.
+# --------------------------------------------------------------------------
+def _header_api_key(request):
+    parts = request.headers.get('Authorization', '').split(' ')
+    if len(parts) != 2:
+        return None
+    if parts[0] == 'Bearer':
+        return parts[1]
+    if parts[0] == 'Basic':
+        try:
+            return base64.b64decode(parts[1]).decode('utf-8').split(':')[0]
+        except Exception:
+            return None
+    return None
+
+
+async def _request_api_key(request):
+    key = _header_api_key(request)
+    if key:
+        return key
+    if request.method == 'POST':
+        data = await ls_server.get_post_data(request, remove_auth=False)
+        if isinstance(data, dict) and isinstance(data.get('key'), str):
+            return data['key']
+    return None
+
+
+async def _check_client_secret(request, pi_id):
+    data = await ls_server.get_post_data(request, remove_auth=False)
+    secret = data.get('client_secret') if isinstance(data, dict) else None
+    pi = ls_res.store.get('payment_intent:' + pi_id)
+    if pi is None:
+        raise _invalid(404, "No such payment_intent: '%s'" % pi_id,
+                       code='resource_missing', param='intent')
+    if not isinstance(secret, str) or not secret:
+        raise _invalid(400, 'Missing required param: client_secret.',
+                       code='parameter_missing', param='client_secret')
+    if secret != pi.client_secret:
+        raise _client_secret_mismatch()
+
+
+def _client_secret_mismatch():
+    return _invalid(
+        400, 'The client_secret provided does not match the client_secret '
+        'associated with the PaymentIntent.',
+        code='payment_intent_invalid_parameter', param='client_secret')
+
+
+def make_auth_middleware(original_auth):
+    @web.middleware
+    async def auth_middleware(request, handler):
+        if request.path == HEALTH_PATH:
+            return await handler(request)
+        if request.method == 'OPTIONS':  # CORS preflight
+            return web.Response(status=204)
+        key = await _request_api_key(request)
+        if (request.method == 'POST' and isinstance(key, str)
+                and key.startswith('pk_') and len(key) > 5):
+            if _PK_PAYMENT_METHODS_RE.match(request.path):
+                return await handler(request)
+            m = _PK_CONFIRM_RE.match(request.path)
+            if m:
+                await _check_client_secret(request, m.group(1))
+                return await handler(request)
+        return await original_auth(request, handler)
+    return auth_middleware
+
+
+async def _cors_allow_more_headers(request, response):
+    if request.headers.get('Origin'):
+        response.headers['Access-Control-Allow-Headers'] = (
+            'Authorization, Content-Type, Accept, Idempotency-Key, '
+            'Stripe-Version')
+
+
+def patch_publishable_key_routes():
+    app = ls_server.app
+    mws = app.middlewares
+    idx = mws.index(ls_server.auth_middleware)
+    mws[idx] = make_auth_middleware(ls_server.auth_middleware)
+    app.on_response_prepare.append(_cors_allow_more_headers)
+
+    # Stripe.js sends telemetry fields that localstripe rejects as
+    # "Unexpected"; drop them on PaymentMethod creation.
+    orig_create = ls_res.PaymentMethod._api_create.__func__
+
+    def _pm_api_create(cls, **data):
+        return orig_create(cls, **_drop_stripe_js_fields(data))
+    ls_res.PaymentMethod._api_create = classmethod(_pm_api_create)
+
+
+# --------------------------------------------------------------------------
+# Gap: `confirm(payment_method=...)` answers 500 "Not implemented", and
+# confirm refuses `client_secret` (sent by Stripe.js).  Attach the payment
+# method, then confirm, as Stripe does.  A card decline answers 402 with the
+# PaymentIntent in the error, and the PI is left in requires_payment_method
+# with last_payment_error.
+# --------------------------------------------------------------------------
+def _unexpected_state(pi, action='confirm'):
+    return _invalid(
+        400, "You cannot %s this PaymentIntent because it has a status of "
+        "%s." % (action, pi.status),
+        code='payment_intent_unexpected_state')
+
+
+def confirm_payment_intent(id=None, payment_method=None, client_secret=None,
+                           return_url=None, use_stripe_sdk=None,
+                           expected_payment_method_type=None, **kwargs):
+    _drop_stripe_js_fields(kwargs)
+    if kwargs:
+        raise UserError(400, 'Unexpected ' + ', '.join(kwargs.keys()))
+    if not (isinstance(id, str) and id.startswith('pi_')):
+        raise UserError(400, 'Bad request')
+
+    pi = ls_res.PaymentIntent._api_retrieve(id)
+    if client_secret is not None and client_secret != pi.client_secret:
+        raise _client_secret_mismatch()
+
+    if payment_method is not None:
+        if not (isinstance(payment_method, str) and
+                payment_method.startswith(('pm_', 'src_', 'card_'))):
+            raise _invalid(400, 'Invalid payment_method.',
+                           param='payment_method')
+        if pi.status not in ('requires_payment_method',
+                             'requires_confirmation'):
+            raise _unexpected_state(pi)
+        pm = ls_res.PaymentMethod._api_retrieve(payment_method)  # 404
+        pi.payment_method = pm.id
+        pi._authentication_failed = False
+        if pi.latest_charge is not None and \
+                pi.latest_charge.status == 'failed':
+            pi.latest_charge = None  # a new attempt starts
+
+    if pi.status != 'requires_confirmation':
+        raise _unexpected_state(pi)
+
+    try:
+        pi._confirm(on_failure_now=pi._report_failure)
+    except UserError as e:
+        if e.code == 402:
+            e.body['error'].setdefault('decline_code', 'generic_decline')
+            e.body['error']['payment_intent'] = pi._export()
+        raise
+    return pi
+
+
+def patch_confirm_payment_method():
+    url = '/v1/payment_intents/{id}/confirm'
+    _ROUTE_OVERRIDES[('POST', url)] = ls_server.api_extra(
+        confirm_payment_intent, url)
+
+
+# --------------------------------------------------------------------------
+# Gap: `automatic_payment_methods[enabled]=true` on PaymentIntent create is
+# rejected ("Unexpected").  Accept and record it; record
+# payment_method_types too (default ['card']).
+# --------------------------------------------------------------------------
+def patch_automatic_payment_methods():
+    orig_init = ls_res.PaymentIntent.__init__
+
+    def __init__(self, *args, automatic_payment_methods=None, **kwargs):
+        apm = None
+        if automatic_payment_methods is not None:
+            if not isinstance(automatic_payment_methods, dict):
+                raise _invalid(400, 'Invalid automatic_payment_methods.',
+                               param='automatic_payment_methods')
+            enabled = ls_res.try_convert_to_bool(
+                automatic_payment_methods.get('enabled'))
+            allow = automatic_payment_methods.get('allow_redirects')
+            if type(enabled) is not bool or \
+                    allow not in (None, 'always', 'never') or \
+                    set(automatic_payment_methods) - {'enabled',
+                                                      'allow_redirects'}:
+                raise _invalid(400, 'Invalid automatic_payment_methods.',
+                               param='automatic_payment_methods')
+            apm = {'enabled': enabled}
+            if allow is not None:
+                apm['allow_redirects'] = allow
+            if enabled and kwargs.get('payment_method_types'):
+                raise _invalid(
+                    400, 'You may only specify one of these parameters: '
+                    'automatic_payment_methods, payment_method_types.',
+                    param='automatic_payment_methods')
+        pmt = kwargs.get('payment_method_types')
+        orig_init(self, *args, **kwargs)
+        self.automatic_payment_methods = apm
+        self.payment_method_types = list(pmt) if pmt else ['card']
+
+    ls_res.PaymentIntent.__init__ = __init__
+
+
+# --------------------------------------------------------------------------
+# Gap: localstripe accepts refunds beyond the charge amount.  Refuse them as
+# Stripe does; a refund without amount refunds what is left.
+# --------------------------------------------------------------------------
+_ZERO_DECIMAL = {'bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga',
+                 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf'}
+_SYMBOLS = {'usd': '$', 'eur': '€', 'gbp': '£', 'jpy': '¥', 'aud': 'A$',
+            'cad': 'CA$', 'nzd': 'NZ$'}
+
+
+def _money(amount, currency):
+    currency = (currency or '').lower()
+    symbol = _SYMBOLS.get(currency, currency.upper() + ' ')
+    if currency in _ZERO_DECIMAL:
+        return '%s%d' % (symbol, amount)
+    return '%s%.2f' % (symbol, amount / 100)
+
+
+def _refund_target_charge(charge, payment_intent):
+    if isinstance(charge, str):
+        return ls_res.store.get('charge:' + charge)
+    if isinstance(payment_intent, str):
+        pi = ls_res.store.get('payment_intent:' + payment_intent)
+        if pi is not None:
+            return pi.latest_charge
+    return None
+
+
+def patch_refund_limits():
+    orig_init = ls_res.Refund.__init__
+
+    def __init__(self, charge=None, payment_intent=None, amount=None,
+                 metadata=None, **kwargs):
+        ch = _refund_target_charge(charge, payment_intent)
+        if ch is not None and ch.status != 'failed' and not kwargs:
+            remaining = ch.amount - ch.amount_refunded
+            wanted = ls_res.try_convert_to_int(amount)
+            if remaining <= 0:
+                raise _invalid(400, 'Charge %s has already been refunded.'
+                               % ch.id, code='charge_already_refunded',
+                               charge=ch.id)
+            if amount is None:
+                amount = remaining
+            elif type(wanted) is int and wanted > remaining:
+                raise _invalid(
+                    400, 'Refund amount (%s) is greater than unrefunded '
+                    'amount on charge (%s)' % (
+                        _money(wanted, ch.currency),
+                        _money(remaining, ch.currency)),
+                    param='amount')
+        orig_init(self, charge=charge, payment_intent=payment_intent,
+                  amount=amount, metadata=metadata, **kwargs)
+
+    ls_res.Refund.__init__ = __init__
+
+
+# --------------------------------------------------------------------------
+# Gap: localstripe never emits payment_intent.canceled, charge.refunded or
+# refund.created.  Emit them through localstripe's own webhook scheduler
+# (resources.schedule_webhook(Event(...)), as it does for
+# payment_intent.succeeded) so they carry real Stripe-Signature headers.
+# --------------------------------------------------------------------------
+def cancel_payment_intent(id=None, cancellation_reason=None, **kwargs):
+    _drop_stripe_js_fields(kwargs)
+    kwargs.pop('client_secret', None)
+    pi = ls_res.PaymentIntent._api_cancel(id, **kwargs)
+    pi.cancellation_reason = cancellation_reason
+    pi.canceled_at = int(time.time())
+    ls_res.schedule_webhook(ls_res.Event('payment_intent.canceled', pi))
+    return pi
+
+
+def patch_cancel_and_refund_webhooks():
+    url = '/v1/payment_intents/{id}/cancel'
+    _ROUTE_OVERRIDES[('POST', url)] = ls_server.api_extra(
+        cancel_payment_intent, url)
+
+    orig_create = ls_res.Refund._api_create.__func__
+
+    def _refund_api_create(cls, **data):
+        refund = orig_create(cls, **data)
+        charge = ls_res.Charge._api_retrieve(refund.charge)
+        ls_res.schedule_webhook(ls_res.Event('charge.refunded', charge))
+        ls_res.schedule_webhook(ls_res.Event('refund.created', refund))
+        return refund
+
+    ls_res.Refund._api_create = classmethod(_refund_api_create)
+
+
+@web.middleware
+async def route_override_middleware(request, handler):
+    route = request.match_info.route
+    resource = getattr(route, 'resource', None)
+    canonical = getattr(resource, 'canonical', None)
+    override = _ROUTE_OVERRIDES.get((request.method, canonical))
+    return await (override or handler)(request)
+
+
+# --------------------------------------------------------------------------
+# Gap: the Idempotency-Key header is ignored.  Replay: same key (scoped to
+# the API key) + same method/path/parameters returns the stored response
+# without re-running the operation; the same key with other parameters is
+# refused with a 400 idempotency_error.  Successful results and card errors
+# (402) are stored, as Stripe does; other errors are not, so a retry runs
+# again.  Keys live in memory for 24 h.
+# --------------------------------------------------------------------------
+_IDEMPOTENCY_TTL = 24 * 3600
+_idempotency = collections.OrderedDict()  # (api_key, idem_key) -> entry
+_IN_FLIGHT = object()
+
+
+def _prune_idempotency(now):
+    while _idempotency:
+        _, entry = next(iter(_idempotency.items()))
+        if entry['at'] > now - _IDEMPOTENCY_TTL:
+            break
+        _idempotency.popitem(last=False)
+
+
+@web.middleware
+async def idempotency_middleware(request, handler):
+    idem_key = request.headers.get('Idempotency-Key')
+    if request.method != 'POST' or not idem_key:
+        return await handler(request)
+
+    api_key = await _request_api_key(request)
+    data = await ls_server.get_post_data(request, remove_auth=False)
+    params = json.dumps(data if isinstance(data, (dict, list)) and data
+                        else {}, sort_keys=True, default=str)
+    fingerprint = (request.method, request.path, request.query_string,
+                   params)
+    scope = (api_key, idem_key)
+    now = time.time()
+    _prune_idempotency(now)
+
+    entry = _idempotency.get(scope)
+    if entry is not None:
+        if entry['fingerprint'] != fingerprint:
+            return _stripe_error(
+                400, 'Keys for idempotent requests can only be used with the '
+                'same parameters they were first used with. Try using a key '
+                "other than '%s' if you meant to execute a different "
+                'request.' % idem_key, type_='idempotency_error')
+        if entry['response'] is _IN_FLIGHT:
+            return _stripe_error(
+                409, 'There is currently another in-progress request using '
+                "this Stripe API key and idempotency key '%s'. Please try "
+                'again later.' % idem_key, type_='idempotency_error')
+        status, body, content_type = entry['response']
+        resp = web.Response(status=status, body=body,
+                            content_type=content_type)
+        resp.headers['Idempotency-Key'] = idem_key
+        resp.headers['Idempotent-Replayed'] = 'true'
+        return resp
+
+    _idempotency[scope] = {'fingerprint': fingerprint, 'at': now,
+                           'response': _IN_FLIGHT}
+    stored = False
+    try:
+        try:
+            response = await handler(request)
+        except UserError as e:
+            response = e.to_response()
+        if (200 <= response.status < 300 or response.status == 402) and \
+                isinstance(response, web.Response):
+            _idempotency[scope]['response'] = (
+                response.status, response.body or b'',
+                response.content_type)
+            stored = True
+        response.headers['Idempotency-Key'] = idem_key
+        return response
+    finally:
+        if not stored:
+            _idempotency.pop(scope, None)
+
+
+def patch_idempotency():
+    mws = ls_server.app.middlewares
+    # After auth (so the scope is an authenticated key), before the handler.
+    mws.append(idempotency_middleware)
+
+
+def patch_route_overrides():
+    ls_server.app.middlewares.append(route_override_middleware)
+
+
+_patched = False
+
+
+def apply_patches():
+    """Apply every patch once (safe to call repeatedly)."""
+    global _patched
+    if _patched:
+        return ls_server.app
+    patch_in_memory_store()
+    patch_health_route()
+    patch_publishable_key_routes()
+    patch_confirm_payment_method()
+    patch_automatic_payment_methods()
+    patch_refund_limits()
+    patch_cancel_and_refund_webhooks()
+    patch_idempotency()
+    patch_route_overrides()  # innermost, so auth/idempotency apply first
+    _patched = True
+    return ls_server.app
+
+
+apply_patches()
+app = ls_server.app
+
+
+# --------------------------------------------------------------------------
+# Serving: bind ONLY the given host (localstripe binds '::'), foreground,
+# clean exit on SIGINT/SIGTERM.
+# --------------------------------------------------------------------------
+class PortInUse(Exception):
+    pass
+
+
+def bind_socket(host, port):
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PortInUse() from e
+        raise
+    return sock
+
+
+async def serve(sock, host, access_log=True):
+    logger = logging.getLogger('aiohttp.access')
+    if access_log:
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler(sys.stderr))
+    runner = web.AppRunner(app, access_log=logger if access_log else None,
+                           handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.SockSite(runner, sock)
+        await site.start()
+        port = sock.getsockname()[1]
+        shown = '[%s]' % host if ':' in host else host
+        print('stripe stand-in listening on http://%s:%d' % (shown, port),
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m local.stripe_server',
+        description='Local Stripe stand-in (patched localstripe).')
+    parser.add_argument('--host', default=os.environ.get('STRIPE_HOST',
+                                                         DEFAULT_HOST))
+    parser.add_argument('--port', type=int,
+                        default=int(os.environ.get('STRIPE_PORT',
+                                                   DEFAULT_PORT)))
+    parser.add_argument('--quiet', action='store_true',
+                        help='no access log on stderr')
+    args = parser.parse_args(argv)
+
+    try:
+        sock = bind_socket(args.host, args.port)
+    except PortInUse:
+        print('stripe stand-in: port %d on %s is already in use (set '
+              'STRIPE_PORT to use another)' % (args.port, args.host),
+              file=sys.stderr)
+        return 2
+    except OSError as e:
+        print('stripe stand-in: cannot listen on %s:%d: %s'
+              % (args.host, args.port, e.strerror or e), file=sys.stderr)
+        return 2
+
+    try:
+        asyncio.run(serve(sock, args.host, access_log=not args.quiet))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

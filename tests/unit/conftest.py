@@ -1,0 +1,103 @@
+"""Unit tests: domain rules against moto in process (`mock_aws`), no servers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.template import load_template
+from tests.conftest import ROOT, load_function
+
+
+@pytest.fixture
+def aws():
+    """In-process AWS with the table built from template.yaml's own key schema."""
+    with mock_aws():
+        props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
+        boto3.client("dynamodb").create_table(
+            TableName="ticketing-test",
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("secretsmanager").create_secret(
+            Name="ticketing/test/stripe",
+            SecretString=json.dumps(
+                {"publishable_key": "pk_test_unit", "secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
+            ),
+        )
+        from ticketing.table import EventItem
+
+        EventItem._connection = None  # a fresh botocore client inside the mock
+        yield
+
+
+@pytest.fixture(scope="session")
+def catalogue_fn():
+    return load_function("catalogue")
+
+
+class Invoker:
+    """Calls a function's handler with an HTTP API v2 event, as API Gateway would."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __call__(self, method: str, path: str, body: Any = None, *, claims: dict | None = None,
+                 query: dict | None = None, raw_body: str | None = None, headers: dict | None = None) -> tuple[int, Any, dict]:
+        from urllib.parse import urlencode
+
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": f"{method} {path}",
+            "rawPath": path,
+            "rawQueryString": urlencode(query or {}),
+            "headers": {"content-type": "application/json", **(headers or {})},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "unit", "domainName": "unit.test",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "pytest"},
+                "requestId": str(uuid.uuid4()), "routeKey": f"{method} {path}", "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
+            },
+            "isBase64Encoded": False,
+        }
+        if query:
+            event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
+        if claims is not None:
+            event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        if raw_body is not None:
+            event["body"] = raw_body
+        elif body is not None:
+            event["body"] = json.dumps(body)
+        response = self.module.lambda_handler(event, _Context())
+        text = response.get("body") or ""
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = text
+        return response["statusCode"], payload, response.get("headers") or {}
+
+
+class _Context:
+    function_name = "unit"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:unit"
+    aws_request_id = "unit-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+ADMIN = {"sub": "admin-1", "email": "admin@example.com", "name": "Admin", "cognito:groups": "[admin]"}
+CUSTOMER = {"sub": "cust-1", "email": "c@example.com", "name": "Customer"}
+
+
+@pytest.fixture
+def catalogue(aws, catalogue_fn):
+    return Invoker(catalogue_fn)

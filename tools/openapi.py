@@ -1,0 +1,93 @@
+"""Generate the API's OpenAPI document from every function's routes.
+
+    python -m tools.openapi            write layers/common/python/ticketing/openapi.json
+    python -m tools.openapi --check    exit 1 if the committed document has drifted
+
+Powertools' OpenAPIMerge reads each function's resolver; template.yaml adds what only
+it knows: which routes need a token (its JWT authorizer). Paths are written with the
+trailing slash the clients send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "layers/common/python/ticketing/openapi.json"
+
+
+def build() -> dict:
+    os.environ.setdefault("TABLE_NAME", "openapi-build")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ticketing")
+    sys.path.insert(0, str(ROOT / "layers/common/python"))
+    sys.path.insert(0, str(ROOT))
+    from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+    from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme  # noqa: F401
+
+    from local.template import load_template
+
+    merge = OpenAPIMerge(
+        title="Ticketing API",
+        version="1.0.0",
+        description="Events, Stripe checkout, QR tickets, gate check-in and refunds. "
+        "Errors are {\"error\", \"detail\"} plus optional machine fields.",
+        on_conflict="error",
+    )
+    for app_file in sorted((ROOT / "functions").glob("*/app.py")):
+        merge.add_file(app_file, resolver_name="app")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a function that fails to load must fail the build
+        schema = json.loads(merge.get_openapi_json_schema())
+
+    secured = {
+        (route.method.lower(), route.path.rstrip("/") or "/")
+        for route in load_template(ROOT / "template.yaml").routes
+        if route.authorizer
+    }
+    paths = {}
+    for path, operations in sorted(schema.get("paths", {}).items()):
+        for method, operation in operations.items():
+            if (method, path) in secured:
+                operation["security"] = [{"bearerAuth": []}]
+        paths[path if path.endswith("/") else path + "/"] = operations
+    schema["paths"] = paths
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The Cognito ID token (locally: POST /_local/token on the gateway).",
+        }
+    }
+    schema["servers"] = [{"url": "/"}]
+    return schema
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed document differs")
+    args = parser.parse_args()
+    text = render(build())
+    if args.check:
+        current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
+        if current != text:
+            print(f"{OUT.relative_to(ROOT)} is out of date: run `make openapi` and commit it", file=sys.stderr)
+            return 1
+        print("OpenAPI document is up to date")
+        return 0
+    OUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
