@@ -455,7 +455,8 @@ def build_context(
     * Parameters: template defaults, overridden by ``parameters``.
     * ``Ref Resource`` gives its local physical name: ``physical_names[id]`` if
       given, else the resource's literal (or resolvable) name property
-      (QueueName, TableName, BucketName, secret Name, ...), else the logical id.
+      (TableName, BucketName, secret Name, ...), else the logical id. Queues
+      use only a *literal* QueueName, else the logical id (``Queue.local_name``).
       Exceptions, to match what code does with them: a queue's Ref is its URL
       (``endpoint_url``/ACCOUNT/name), a secret's Ref is its *name* (so
       ``GetSecretValue(SecretId=...)`` works against a local endpoint).
@@ -506,6 +507,9 @@ def build_context(
         rtype = str(res.get("Type", ""))
         props = res.get("Properties") or {}
         name = physical_names.get(lid)
+        if name is None and rtype == "AWS::SQS::Queue":
+            literal = props.get("QueueName")
+            name = literal if isinstance(literal, str) else lid  # same rule as Queue.local_name
         if name is None:
             prop = _name_property(rtype)
             raw = props.get(prop) if prop else None

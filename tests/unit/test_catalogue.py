@@ -171,3 +171,26 @@ def test_docs_serve_swagger_ui_and_the_committed_document(catalogue):
     assert status == 200 and "swagger-ui" in html
     status, spec, _ = catalogue("GET", "/api/docs/", query={"format": "json"})
     assert status == 200 and "/api/events/{event_id}/" in spec["paths"]
+
+
+def test_dynamodb_throttling_is_503_with_retry_after_not_500(catalogue, monkeypatch):
+    from botocore.exceptions import ClientError
+    from pynamodb.connection.base import Connection
+
+    def throttled(self, operation_name, operation_kwargs):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, operation_name)
+
+    monkeypatch.setattr(Connection, "_make_api_call", throttled)
+    status, body, headers = catalogue("GET", "/api/events/")
+    assert status == 503 and body["error"] == "Service unavailable"
+    assert headers["Retry-After"] == "1"
+
+
+def test_tokens_and_bodies_never_reach_the_logs(catalogue, capsys):
+    secret_token = "eyJhbGciOiJSUzI1NiJ9.SECRET-TOKEN.sig"
+    catalogue("POST", "/api/events/", event_body(name="Private Party"), claims=ADMIN,
+              headers={"authorization": f"Bearer {secret_token}"})
+    catalogue("POST", "/api/events/", raw_body="{broken", claims=ADMIN, headers={"authorization": f"Bearer {secret_token}"})
+    logs = capsys.readouterr()
+    assert "SECRET-TOKEN" not in logs.out + logs.err
+    assert "pk_test_unit" not in logs.out + logs.err

@@ -1,0 +1,18 @@
+"""`make bench`: run every benchmark and print its table (README, "Performance")."""
+
+from __future__ import annotations
+
+import platform
+import os
+
+from bench import bench_catalogue
+
+
+def main() -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    for module in (bench_catalogue,):
+        print(module.run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The catalogue: in-process latency and AWS calls per request; the function's import cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from bench.common import ROOT, count_aws_calls, import_ms, median_ms, table
+
+
+def run() -> str:
+    sys.path[:0] = [str(ROOT), str(ROOT / "layers/common/python")]
+    from tests.conftest import load_function  # sets the unit-test environment; ours goes on top
+    from tests.unit.conftest import ADMIN, Invoker
+
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1", "TABLE_NAME": "bench", "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "ERROR", "STRIPE_SECRET_NAME": "bench/stripe",
+        }
+    )
+    import boto3
+    from moto import mock_aws
+
+    from local.template import load_template
+
+    rows = []
+    with count_aws_calls() as calls, mock_aws():
+        props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
+        boto3.client("dynamodb").create_table(
+            TableName="bench", AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
+            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"], BillingMode="PAY_PER_REQUEST",
+        )
+        boto3.client("secretsmanager").create_secret(
+            Name="bench/stripe", SecretString=json.dumps({"publishable_key": "pk_b", "secret_key": "sk_b", "webhook_secret": "w"})
+        )
+        call = Invoker(load_function("catalogue"))
+        status, event, _ = call(
+            "POST", "/api/events/",
+            {"name": "Bench", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+            claims=ADMIN,
+        )
+        assert status == 201, event
+        for index in range(5):
+            call("POST", f"/api/events/{event['id']}/ticket-types/", {"name": f"T{index}", "price_cents": 1000, "capacity": 800}, claims=ADMIN)
+
+        def measure(label: str, method: str, path: str, **kwargs) -> None:
+            calls.clear()
+            call(method, path, **kwargs)
+            counted = dict(calls)
+            rows.append((f"{label}: AWS calls per request", ", ".join(f"{k.split('.')[1]} x{v}" for k, v in sorted(counted.items()))))
+            rows.append((f"{label}: median in process (moto)", f"{median_ms(lambda: call(method, path, **kwargs), repeat=30):.1f} ms"))
+
+        measure("GET event (5 types, 80 shards)", "GET", f"/api/events/{event['id']}/")
+        measure("GET events list", "GET", "/api/events/")
+        measure(
+            "POST ticket type (800 seats)", "POST", f"/api/events/{event['id']}/ticket-types/",
+            body={"name": "X", "price_cents": 1, "capacity": 800}, claims=ADMIN,
+        )
+
+    paths = [ROOT / "functions/catalogue", ROOT / "layers/common/python"]
+    env = {"TABLE_NAME": "bench", "POWERTOOLS_METRICS_DISABLED": "true"}
+    boto = import_ms("import boto3; boto3.client('dynamodb', region_name='us-east-1')", paths, env=env)
+    handler = import_ms("import app", paths, env=env)
+    rows.append(("import boto3 + DynamoDB client (fresh interpreter)", f"{boto:.0f} ms"))
+    rows.append(("import catalogue handler (fresh interpreter)", f"{handler:.0f} ms ({handler / boto:.2f}x boto3)"))
+    return table(rows, "Catalogue")

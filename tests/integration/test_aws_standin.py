@@ -1,0 +1,71 @@
+"""The AWS stand-in serializes DynamoDB writes, so concurrency tests test our code, not moto."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from local.aws import serve
+from local.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def dynamodb():
+    port = free_port()
+    server = serve("127.0.0.1", port)
+    client = boto3.client(
+        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+        config=Config(max_pool_connections=50, retries={"max_attempts": 1}),
+    )
+    yield client
+    server.stop()
+
+
+def test_concurrent_conditional_decrements_never_oversell(dynamodb):
+    dynamodb.create_table(
+        TableName="race", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+    )
+    dynamodb.put_item(TableName="race", Item={"PK": {"S": "seat"}, "remaining": {"N": "50"}})
+
+    def take(_: int) -> bool:
+        try:
+            dynamodb.update_item(
+                TableName="race", Key={"PK": {"S": "seat"}},
+                UpdateExpression="SET remaining = remaining - :one",
+                ConditionExpression="remaining >= :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+            return True
+        except dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(take, range(120)))
+    item = dynamodb.get_item(TableName="race", Key={"PK": {"S": "seat"}}, ConsistentRead=True)["Item"]
+    assert sum(results) == 50
+    assert item["remaining"]["N"] == "0"
+
+
+def test_port_in_use_gets_one_clear_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "local.aws", "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use (set AWS_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
