@@ -265,7 +265,7 @@ class Stack:
         import urllib.request
 
         fields = [("url", self.api_url + WEBHOOK_PATH), ("secret", STRIPE_KEYS["webhook_secret"])]
-        fields += [("events", name) for name in WEBHOOK_EVENTS]
+        fields += [("events[]", name) for name in WEBHOOK_EVENTS]
         request = urllib.request.Request(
             f"{self.stripe_url}/_config/webhooks/ticketing",
             data=urllib.parse.urlencode(fields).encode(),

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from ticketing import catalogue, docs, secrets
 from ticketing.auth import ADMIN
 from ticketing.config import settings
-from ticketing.http import create_app, handler, require_caller
+from ticketing.http import create_app, handler, require_caller, route
 
 settings()  # fail the cold start, not a request, if configuration is missing
 app = create_app()
@@ -24,11 +24,10 @@ def list_events(
     return catalogue.list_events(limit, cursor)
 
 
-@app.post("/api/events", summary="Create an event (admin)", tags=["catalogue"])
+@route(app, "POST", "/api/events", roles=(ADMIN,), denied="Only organisers may create events.",
+       summary="Create an event (admin)", tags=["catalogue"])
 def create_event(event: catalogue.EventIn) -> tuple[catalogue.EventOut, int]:
-    who = require_caller(app)
-    who.require(ADMIN, detail="Only organisers may create events.")
-    return catalogue.create_event(event, who), 201
+    return catalogue.create_event(event, require_caller(app)), 201
 
 
 @app.get("/api/events/<event_id>", summary="One event with its fixtures and ticket types", tags=["catalogue"])
@@ -36,9 +35,9 @@ def get_event(event_id: str) -> catalogue.EventOut:
     return catalogue.get_event(event_id)
 
 
-@app.post("/api/events/<event_id>/ticket-types", summary="Create a ticket type (admin)", tags=["catalogue"])
+@route(app, "POST", "/api/events/<event_id>/ticket-types", roles=(ADMIN,), denied="Only organisers may create ticket types.",
+       summary="Create a ticket type (admin)", tags=["catalogue"])
 def create_ticket_type(event_id: str, ticket_type: catalogue.TicketTypeIn) -> tuple[catalogue.TicketTypeOut, int]:
-    require_caller(app).require(ADMIN, detail="Only organisers may create ticket types.")
     return catalogue.create_ticket_type(event_id, ticket_type), 201
 
 

@@ -10,15 +10,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.gateway import match_route
 from local.template import load_template
 from tests.conftest import ROOT, load_function
+
+TEMPLATE = load_template(ROOT / "template.yaml")
 
 
 @pytest.fixture
 def aws():
     """In-process AWS with the table built from template.yaml's own key schema."""
     with mock_aws():
-        props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
+        props = TEMPLATE.resources["Table"]["Properties"]
         boto3.client("dynamodb").create_table(
             TableName="ticketing-test",
             AttributeDefinitions=props["AttributeDefinitions"],
@@ -53,16 +56,18 @@ class Invoker:
                  query: dict | None = None, raw_body: str | None = None, headers: dict | None = None) -> tuple[int, Any, dict]:
         from urllib.parse import urlencode
 
+        matched = match_route(TEMPLATE.routes, method, path)
+        route_key = matched[0].route_key if matched else "$default"
         event: dict[str, Any] = {
             "version": "2.0",
-            "routeKey": f"{method} {path}",
+            "routeKey": route_key,
             "rawPath": path,
             "rawQueryString": urlencode(query or {}),
             "headers": {"content-type": "application/json", **(headers or {})},
             "requestContext": {
                 "accountId": "123456789012", "apiId": "unit", "domainName": "unit.test",
                 "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "pytest"},
-                "requestId": str(uuid.uuid4()), "routeKey": f"{method} {path}", "stage": "$default",
+                "requestId": str(uuid.uuid4()), "routeKey": route_key, "stage": "$default",
                 "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
             },
             "isBase64Encoded": False,

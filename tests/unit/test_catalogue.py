@@ -194,3 +194,12 @@ def test_tokens_and_bodies_never_reach_the_logs(catalogue, capsys):
     logs = capsys.readouterr()
     assert "SECRET-TOKEN" not in logs.out + logs.err
     assert "pk_test_unit" not in logs.out + logs.err
+
+
+def test_roles_are_checked_before_the_body_is_validated(catalogue):
+    status, body, _ = catalogue("POST", "/api/events/", {"name": 5}, claims=CUSTOMER)
+    assert status == 403 and body["detail"] == "Only organisers may create events."
+    status, body, _ = catalogue("POST", "/api/events/ev_x/ticket-types/", {}, claims=CUSTOMER)
+    assert status == 403
+    status, body, _ = catalogue("POST", "/api/events/", {"name": 5})
+    assert status == 401

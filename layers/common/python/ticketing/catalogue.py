@@ -153,7 +153,7 @@ def list_events(limit: int, cursor: str | None) -> EventPage:
     return EventPage(events=events, count=len(events), next_cursor=encode_cursor(results.last_evaluated_key))
 
 
-def _load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
+def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
     """The event and its ticket types, in one Query over the event's partition."""
     event: EventItem | None = None
     types: list[TicketTypeItem] = []
@@ -170,13 +170,13 @@ def _load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 
 
 def get_event(event_id: str) -> EventOut:
-    event, types = _load_event(event_id)
+    event, types = load_event(event_id)
     seats = inventory.availability((t.type_id, int(t.shards)) for t in types)
     return _event_out(event, [_type_out(t, event.currency, seats.get(t.type_id)) for t in types])
 
 
 def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
-    event, _ = _load_event(event_id)
+    event, _ = load_event(event_id)
     fixture = None
     if data.fixture_id is not None:
         fixture = next((f for f in event.fixtures if f.fixture_id == str(data.fixture_id)), None)

@@ -24,6 +24,8 @@ class Settings:
     page_size_max: int
     inventory_shard_size: int
     inventory_max_shards: int
+    hold_minutes: int
+    max_held_per_customer: int
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -54,6 +56,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         page_size_max=_int(env, "PAGE_SIZE_MAX", 100, 1, 1000),
         inventory_shard_size=_int(env, "INVENTORY_SHARD_SIZE", 50, 1, 1_000_000),
         inventory_max_shards=_int(env, "INVENTORY_MAX_SHARDS", 16, 1, 100),
+        hold_minutes=_int(env, "HOLD_MINUTES", 15, 1, 24 * 60),
+        max_held_per_customer=_int(env, "MAX_HELD_PER_CUSTOMER", 20, 1, 10_000),
     )
 
 

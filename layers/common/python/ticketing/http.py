@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -81,6 +82,7 @@ def _field_of(location: tuple[Any, ...]) -> str:
 
 def create_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
+    app._roles = {}  # "METHOD /path/{param}" -> (roles, message): see `route`
 
     @app.exception_handler(errors.DomainError)
     def _domain(exc: errors.DomainError) -> Response:
@@ -141,6 +143,38 @@ def _aws_error_code(exc: BaseException) -> str | None:
     return None
 
 
+def route(app: APIGatewayHttpResolver, method: str, path: str, *, roles: tuple[str, ...] = (), denied: str = "", **kwargs: Any):
+    """`app.route` for a route only some roles may call. The roles are checked before the
+    request is validated, so a caller without them learns nothing about the input rules."""
+    if roles:
+        app._roles[f"{method} {_template_path(path)}"] = (roles, denied or "You do not have permission to do this")
+    return app.route(path, method, **kwargs)
+
+
+def _template_path(path: str) -> str:
+    """Powertools' `/x/<id>` as API Gateway's route key path `/x/{id}`, no trailing slash."""
+    return re.sub(r"<(\w+)>", r"{\1}", path).rstrip("/") or "/"
+
+
+def _route_key(event: dict[str, Any]) -> str:
+    method, _, path = str(event.get("routeKey", "")).partition(" ")
+    return f"{method} {path.rstrip('/') or '/'}"
+
+
+def _check_roles(app: APIGatewayHttpResolver, event: dict[str, Any]) -> Response | None:
+    rule = app._roles.get(_route_key(event))
+    if rule is None:
+        return None
+    roles, denied = rule
+    claims = (((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}).get("claims")
+    who = caller_from_claims(claims)
+    if who is None:
+        return error_response(401, "Unauthorized", "Sign in and send your ID token as a Bearer token.")
+    if not who.groups.intersection(roles):
+        return error_response(403, errors.Forbidden.error, denied)
+    return None
+
+
 def _normalise(event: dict[str, Any]) -> None:
     """`/x/` and `/x` reach the same route: Powertools' HTTP resolver matches paths
     exactly, so strip the trailing slash before it looks."""
@@ -180,6 +214,9 @@ def handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict
             return _as_lambda_response(
                 error_response(413, "Request too large", f"The request body is larger than {limit} bytes.")
             )
+        refused = _check_roles(app, event)
+        if refused is not None:
+            return _as_lambda_response(refused)
         return app.resolve(event, context)
 
     return lambda_handler

@@ -6,6 +6,7 @@ Every read of availability and every hold goes through the shard items defined i
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -55,3 +56,44 @@ def availability(types: Iterable[tuple[str, int]]) -> dict[str, Availability]:
         total[2] += int(shard.held)
         total[3] += int(shard.sold)
     return {type_id: Availability(*values) for type_id, values in totals.items()}
+
+
+class SoldOut(Exception):
+    """Not enough seats for one ticket type: the domain turns it into a 409."""
+
+    def __init__(self, type_id: str, remaining: int) -> None:
+        super().__init__(f"only {remaining} left of {type_id}")
+        self.type_id = type_id
+        self.remaining = remaining
+
+
+def read_shards(type_shards: dict[str, int]) -> dict[str, dict[int, int]]:
+    """`remaining` per shard for each type (type id -> shard count), one consistent BatchGetItem."""
+    keys = [InventoryShard.key(type_id, n) for type_id, count in type_shards.items() for n in range(count)]
+    remaining: dict[str, dict[int, int]] = {type_id: {} for type_id in type_shards}
+    for shard in InventoryShard.batch_get(keys, consistent_read=True):
+        remaining[shard.type_id][int(shard.shard)] = int(shard.remaining)
+    return remaining
+
+
+def plan(remaining: dict[int, int], qty: int, rng: random.Random | None = None) -> dict[int, int]:
+    """Which shards to take `qty` seats from: one random shard that has them all if any
+    (spreading writes), else the fullest shards first (fewest items in the transaction).
+    Raises SoldOut with the true total when the shards together have fewer than `qty`."""
+    total = sum(remaining.values())
+    if qty > total:
+        raise SoldOut("", total)
+    rng = rng or random
+    whole = [index for index, left in remaining.items() if left >= qty]
+    if whole:
+        return {rng.choice(whole): qty}
+    taken: dict[int, int] = {}
+    needed = qty
+    for index, left in sorted(remaining.items(), key=lambda item: (-item[1], item[0])):
+        if needed == 0:
+            break
+        take = min(left, needed)
+        if take:
+            taken[index] = take
+            needed -= take
+    return taken

@@ -2,11 +2,17 @@
 
 Single-table design (see README, "Data model"). Keys are built only here.
 
-| item            | PK                  | SK            | GSI1PK / GSI1SK                 |
-|-----------------|---------------------|---------------|---------------------------------|
-| event           | EVENT#<event_id>    | META          | EVENTS / <starts_at>#<event_id> |
-| ticket type     | EVENT#<event_id>    | TYPE#<type_id>| -                               |
-| inventory shard | INV#<type_id>#<n>   | INV           | -                               |
+| item            | PK                  | SK             | GSI1PK / GSI1SK                        | GSI2PK / GSI2SK                 |
+|-----------------|---------------------|----------------|----------------------------------------|---------------------------------|
+| event           | EVENT#<event_id>    | META           | EVENTS / <starts_at>#<event_id>        |                                 |
+| ticket type     | EVENT#<event_id>    | TYPE#<type_id> |                                        |                                 |
+| inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
+| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | HOLDS#<k> / <expires_at>#<id>   |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> |                                 |
+| seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
+
+GSI2 holds only pending orders (the attributes are removed when an order leaves
+`pending`), spread over HOLD_PARTITIONS keys so a rush does not write one index partition.
 
 Inventory shards have a partition each, so the writes of a hot ticket type
 spread over several partitions instead of queueing on one item.
@@ -123,6 +129,126 @@ class InventoryShard(Model):
     @staticmethod
     def key(type_id: str, shard: int) -> tuple[str, str]:
         return f"INV#{type_id}#{shard}", "INV"
+
+
+class GSI2(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    GSI2PK = UnicodeAttribute(hash_key=True)
+    GSI2SK = UnicodeAttribute(range_key=True)
+
+
+HOLD_PARTITIONS = 10
+
+
+def hold_partition(order_id: str) -> str:
+    return f"HOLDS#{sum(order_id.encode()) % HOLD_PARTITIONS}"
+
+
+class ShardTake(MapAttribute):
+    shard = NumberAttribute()
+    qty = NumberAttribute()
+
+
+class OrderLine(MapAttribute):
+    type_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    qty = NumberAttribute()
+    price_cents = NumberAttribute()
+    takes = ListAttribute(of=ShardTake, default=list)  # where the line's seats are held
+
+
+class Payment(MapAttribute):
+    payment_intent_id = UnicodeAttribute(null=True)
+    client_secret = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    payment_method = UnicodeAttribute(null=True)
+    charge_id = UnicodeAttribute(null=True)
+    error_message = UnicodeAttribute(null=True)
+
+
+class OrderItem(Model):
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi1 = GSI1()
+    gsi2 = GSI2()
+
+    order_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    fixture_id = UnicodeAttribute(null=True)
+    customer_sub = UnicodeAttribute()
+    customer_email = UnicodeAttribute(null=True)
+    customer_name = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    total_cents = NumberAttribute()
+    currency = UnicodeAttribute()
+    lines = ListAttribute(of=OrderLine)
+    ticket_ids = ListAttribute(of=UnicodeAttribute)
+    payment = Payment(default=dict)
+    refunded_cents = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    expires_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    closed_reason = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(order_id: str) -> tuple[str, str]:
+        return f"ORDER#{order_id}", "META"
+
+
+class TicketItem(Model):
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    ticket_id = UnicodeAttribute()
+    serial = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    fixture_id = UnicodeAttribute(null=True)
+    type_id = UnicodeAttribute()
+    type_name = UnicodeAttribute()
+    price_cents = NumberAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    customer_sub = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    issued_at = UnicodeAttribute(null=True)
+    used_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(ticket_id: str) -> tuple[str, str]:
+        return f"TICKET#{ticket_id}", "META"
+
+
+class HolderCount(Model):
+    """Seats one customer holds (pending) for one event, capped per customer."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    held = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(sub: str, event_id: str) -> tuple[str, str]:
+        return f"HOLDER#{sub}", f"EVENT#{event_id}"
+
+
+def customer_partition(sub: str) -> str:
+    return f"CUSTOMER#{sub}"
 
 
 def event_partition(event_id: str) -> str:

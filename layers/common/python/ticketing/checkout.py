@@ -1,0 +1,262 @@
+"""Checkout: validate the basket against the catalogue, hold the seats, create the
+PaymentIntent. Also abandoning an order and expiring lapsed holds.
+
+Money comes from the stored prices, never from the client. Seats are held before any
+money is asked for, and released if the PaymentIntent cannot be created.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
+
+from ticketing import catalogue, clock, inventory, orders, payments
+from ticketing.auth import Caller
+from ticketing.config import settings
+from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError
+from ticketing.ids import new_id
+from ticketing.table import (
+    EventItem,
+    OrderItem,
+    OrderLine,
+    Payment,
+    ShardTake,
+    TicketItem,
+    TicketTypeItem,
+    customer_partition,
+    hold_partition,
+)
+
+MAX_LINES = 10
+MAX_TICKETS = 40  # keeps the hold inside one DynamoDB transaction (100 items)
+HOLD_ATTEMPTS = 4
+RECLAIM_BATCH = 25
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | StrictInt
+
+
+class CheckoutLine(BaseModel):
+    ticket_type_id: Id
+    qty: StrictInt = Field(ge=1, le=catalogue.MAX_PER_ORDER)
+
+
+class CheckoutIn(BaseModel):
+    event_id: Id
+    fixture_id: Id | None = None
+    items: list[CheckoutLine] = Field(min_length=1, max_length=MAX_LINES)
+
+
+class CheckoutTicketOut(BaseModel):
+    id: str
+    serial: str
+    ticket_type_id: str
+    ticket_type_name: str
+    price_cents: int
+
+
+class CheckoutOut(BaseModel):
+    order_id: str
+    client_secret: str | None
+    payment_intent_id: str
+    total_cents: int
+    currency: str
+    status: str
+    expires_at: str
+    tickets: list[CheckoutTicketOut]
+
+
+def _serial() -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "TKT-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]]]:
+    """The event and (ticket type, quantity) pairs, or InvalidInput naming the field."""
+    event_id = str(data.event_id)
+    try:
+        event, types = catalogue.load_event(event_id)
+    except NotFound:
+        raise InvalidInput("event_id", f"There is no event {event_id}.") from None
+    if event.status != "on_sale":
+        raise Conflict(f"Event {event_id} is {event.status}; its tickets are not on sale.", code="event_not_on_sale")
+    fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
+    if fixture_id is not None and all(f.fixture_id != fixture_id for f in event.fixtures):
+        raise InvalidInput("fixture_id", f"Event {event_id} has no fixture {fixture_id}.")
+    by_id = {t.type_id: t for t in types}
+    now = clock.iso(clock.now())
+    chosen: list[tuple[TicketTypeItem, int]] = []
+    seen: set[str] = set()
+    for index, line in enumerate(data.items):
+        field = f"items.{index}"
+        type_id = str(line.ticket_type_id)
+        ticket_type = by_id.get(type_id)
+        if ticket_type is None:
+            raise InvalidInput(f"{field}.ticket_type_id", f"Event {event_id} has no ticket type {type_id}.")
+        if type_id in seen:
+            raise InvalidInput(f"{field}.ticket_type_id", f"Ticket type {type_id} is listed twice; give one quantity.")
+        seen.add(type_id)
+        if fixture_id is not None and ticket_type.fixture_id not in (None, fixture_id):
+            raise InvalidInput(f"{field}.ticket_type_id", f"{ticket_type.name} is not for fixture {fixture_id}.")
+        if not ticket_type.sales_start <= now < ticket_type.sales_end:
+            when = "opens " + ticket_type.sales_start if now < ticket_type.sales_start else "closed " + ticket_type.sales_end
+            raise InvalidInput(f"{field}.ticket_type_id", f"{ticket_type.name} is not on sale: sales {when}.")
+        if line.qty > int(ticket_type.max_per_order):
+            raise InvalidInput(f"{field}.qty", f"At most {int(ticket_type.max_per_order)} {ticket_type.name} tickets per order.")
+        chosen.append((ticket_type, line.qty))
+    if sum(qty for _, qty in chosen) > MAX_TICKETS:
+        raise InvalidInput("items", f"At most {MAX_TICKETS} tickets per order.")
+    return event, chosen
+
+
+def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> orders.Hold:
+    now = clock.now()
+    order_id = new_id("or")
+    created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
+    tickets: list[TicketItem] = []
+    lines: list[OrderLine] = []
+    for ticket_type, qty in chosen:
+        lines.append(
+            OrderLine(
+                type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
+                takes=[ShardTake(shard=shard, qty=take) for shard, take in sorted(plans[ticket_type.type_id].items())],
+            )
+        )
+        for _ in range(qty):
+            ticket_id = new_id("tk")
+            tickets.append(
+                TicketItem(
+                    *TicketItem.key(ticket_id),
+                    GSI1PK=customer_partition(who.sub), GSI1SK=f"TICKET#{created}#{ticket_id}",
+                    ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
+                    fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
+                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), currency=event.currency,
+                    status=orders.PENDING, customer_sub=who.sub, created_at=created,
+                )
+            )
+    order = OrderItem(
+        *OrderItem.key(order_id),
+        GSI1PK=customer_partition(who.sub), GSI1SK=f"ORDER#{created}#{order_id}",
+        GSI2PK=hold_partition(order_id), GSI2SK=f"{expires}#{order_id}",
+        order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
+        customer_email=who.email, customer_name=who.name, status=orders.PENDING,
+        total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines), currency=event.currency,
+        lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
+        refunded_cents=0, created_at=created, expires_at=expires, updated_at=created,
+    )
+    return orders.Hold(order, tickets)
+
+
+def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
+    """Plan and place the hold, re-reading the shards when another buyer got there first,
+    and reclaiming lapsed holds once before answering sold out."""
+    reclaimed = False
+    for _attempt in range(HOLD_ATTEMPTS):
+        remaining = inventory.read_shards({t.type_id: int(t.shards) for t, _ in chosen})
+        try:
+            plans = {}
+            for ticket_type, qty in chosen:
+                try:
+                    plans[ticket_type.type_id] = inventory.plan(remaining[ticket_type.type_id], qty)
+                except inventory.SoldOut as sold_out:
+                    if not reclaimed:
+                        raise
+                    raise Conflict(
+                        f"Only {sold_out.remaining} tickets remaining for {ticket_type.name}",
+                        error="Not enough tickets available", code="sold_out",
+                        ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
+                    ) from None
+            hold = _build_hold(event, fixture_id, chosen, plans, who)
+            orders.place_hold(hold, settings().max_held_per_customer)
+            return hold
+        except inventory.SoldOut:
+            reclaimed = True
+            if not expire_lapsed(event_id=event.event_id, limit=RECLAIM_BATCH):
+                continue  # nothing to reclaim: the next pass answers sold out
+        except orders.ShardRace:
+            continue
+    raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
+
+
+def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+    event, chosen = _lines(data)
+    fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
+    hold = _hold(event, fixture_id, chosen, who)
+    order = hold.order
+    try:
+        intent = payments.create_intent(
+            order_id=order.order_id,
+            amount=int(order.total_cents),
+            currency=order.currency,
+            metadata={"order_id": order.order_id, "event_id": order.event_id, "customer_id": who.sub},
+            email=who.email,
+        )
+    except (PaymentProviderError, DependencyUnavailable):
+        orders.release(order, "canceled", "payment_setup_failed")
+        raise
+    orders.record_payment(
+        order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status
+    )
+    return CheckoutOut(
+        order_id=order.order_id,
+        client_secret=intent.client_secret,
+        payment_intent_id=intent.id,
+        total_cents=int(order.total_cents),
+        currency=order.currency,
+        status=intent.status,
+        expires_at=order.expires_at,
+        tickets=[
+            CheckoutTicketOut(
+                id=t.ticket_id, serial=t.serial, ticket_type_id=t.type_id, ticket_type_name=t.type_name,
+                price_cents=int(t.price_cents),
+            )
+            for t in hold.tickets
+        ],
+    )
+
+
+def get_order(order_id: str, who: Caller) -> orders.OrderOut:
+    order = orders.get_for(order_id, who)
+    return orders.as_out(order, orders.tickets_of(order))
+
+
+def cancel(order_id: str, who: Caller) -> orders.OrderOut:
+    """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
+    order = orders.get_for(order_id, who)
+    orders.ensure_pending(order)
+    if not _close(order, "canceled", "canceled_by_customer"):
+        fresh = orders.get(order_id) or order
+        if fresh.status == orders.PENDING:
+            raise Conflict(f"The payment for order {order_id} has already gone through; it cannot be canceled.", code="order_paid")
+        orders.ensure_pending(fresh)
+    fresh = orders.get(order_id) or order
+    return orders.as_out(fresh, orders.tickets_of(fresh))
+
+
+def _close(order: OrderItem, to_status: str, reason: str) -> bool:
+    """Cancel the PaymentIntent first (so no money can arrive for released seats), then
+    release. Returns False if the payment had already gone through or the order had
+    already left pending."""
+    intent_id = order.payment.payment_intent_id if order.payment else None
+    status = None
+    if intent_id:
+        intent = payments.cancel_intent(intent_id)
+        status = intent.status
+        if intent.status != "canceled":
+            return False  # succeeded or processing: the webhook settles it
+    return orders.release(order, to_status, reason, payment={"status": status} if status else None)
+
+
+def expire_lapsed(event_id: str | None = None, limit: int = 100) -> int:
+    """Expire pending orders whose hold has lapsed. Safe to run concurrently: each release
+    is conditional on the order still being pending, so each order is expired once."""
+    done = 0
+    for order in orders.lapsed(limit, event_id):
+        try:
+            if _close(order, "expired", "hold_lapsed"):
+                done += 1
+        except (PaymentProviderError, DependencyUnavailable):
+            continue  # Stripe is down: the next run tries again
+    return done

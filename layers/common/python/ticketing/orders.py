@@ -1,0 +1,245 @@
+"""Orders and their state changes. Every change is one conditional DynamoDB transaction
+that moves the order, its tickets and its seats together, so no interleaving of buyers,
+retries, expiry runs or webhooks can leave seats counted twice or lost.
+
+    pending --paid--> paid
+    pending --cancel--> canceled        (the customer abandoned it, or payment setup failed)
+    pending --lapse--> expired          (the hold ran out; see `expire_lapsed`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from ticketing import clock
+from ticketing.auth import Caller
+from ticketing.errors import Conflict, NotFound, TooManyRequests
+from ticketing.table import (
+    HOLD_PARTITIONS,
+    HolderCount,
+    InventoryShard,
+    OrderItem,
+    TicketItem,
+    connection,
+)
+
+PENDING = "pending"
+
+
+class ShardRace(Exception):
+    """A shard's seats were taken between our read and our write: read again and retry."""
+
+
+# ----------------------------------------------------------------- output
+class OrderTicketOut(BaseModel):
+    id: str
+    serial: str
+    ticket_type_id: str
+    ticket_type_name: str
+    price_cents: int
+    status: str
+
+
+class PaymentOut(BaseModel):
+    payment_intent_id: str | None = None
+    status: str | None = None
+    payment_method: str | None = None
+    charge_id: str | None = None
+    error_message: str | None = None
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    event_id: str
+    fixture_id: str | None = None
+    status: str
+    total_cents: int
+    currency: str
+    created_at: str
+    expires_at: str
+    payment: PaymentOut
+    tickets: list[OrderTicketOut]
+    refunds: list[dict[str, Any]]
+    refunded_cents: int
+
+
+# ---------------------------------------------------------------- holding
+@dataclass(frozen=True)
+class Hold:
+    order: OrderItem
+    tickets: list[TicketItem]
+
+
+def place_hold(hold: Hold, hold_limit: int) -> None:
+    """Write the order, its pending tickets and the seats they take, all or nothing.
+
+    Raises ShardRace if a shard no longer has the seats planned for it, TooManyRequests
+    if the customer would hold more than `hold_limit` seats for the event."""
+    order = hold.order
+    seats = sum(int(line.qty) for line in order.lines)
+    too_many = TooManyRequests(
+        f"One customer may hold at most {hold_limit} seats for an event at once; "
+        "pay for or cancel a pending order first.",
+        code="too_many_holds",
+    )
+    if seats > hold_limit:
+        raise too_many
+    kinds: list[str] = []
+    try:
+        with TransactWrite(connection=connection()) as transaction:
+            transaction.save(order, condition=OrderItem.PK.does_not_exist())
+            kinds.append("order")
+            for ticket in hold.tickets:
+                transaction.save(ticket, condition=TicketItem.PK.does_not_exist())
+                kinds.append("ticket")
+            for line in order.lines:
+                for take in line.takes:
+                    transaction.update(
+                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
+                        actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
+                        condition=InventoryShard.remaining >= int(take.qty),
+                    )
+                    kinds.append("shard")
+            transaction.update(
+                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                actions=[HolderCount.held.add(seats)],
+                condition=HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats),
+            )
+            kinds.append("holder")
+    except TransactWriteError as exc:
+        failed = {kinds[i] for i, reason in enumerate(exc.cancellation_reasons or []) if reason and reason.code == "ConditionalCheckFailed"}
+        if "holder" in failed:
+            raise too_many from exc
+        if "shard" in failed:
+            raise ShardRace() from exc
+        raise
+
+
+def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None) -> bool:
+    """Move a pending order to `to_status` (canceled or expired), give its seats back and
+    void its tickets, in one transaction conditional on the order still being pending.
+    Returns False (changing nothing) if the order had already left `pending`."""
+    now = clock.iso(clock.now())
+    seats = sum(int(line.qty) for line in order.lines)
+    actions = [
+        OrderItem.status.set(to_status),
+        OrderItem.closed_reason.set(reason),
+        OrderItem.updated_at.set(now),
+        OrderItem.GSI2PK.remove(),
+        OrderItem.GSI2SK.remove(),
+    ]
+    actions += [getattr(OrderItem.payment, name).set(value) for name, value in (payment or {}).items() if value is not None]
+    try:
+        with TransactWrite(connection=connection()) as transaction:
+            for ticket_id in order.ticket_ids:
+                transaction.update(
+                    TicketItem(*TicketItem.key(ticket_id)),
+                    actions=[TicketItem.status.set("void")],
+                    condition=TicketItem.status == PENDING,
+                )
+            for line in order.lines:
+                for take in line.takes:
+                    transaction.update(
+                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
+                        actions=[InventoryShard.remaining.add(int(take.qty)), InventoryShard.held.add(-int(take.qty))],
+                    )
+            transaction.update(
+                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                actions=[HolderCount.held.add(-seats)],
+            )
+            transaction.update(
+                OrderItem(*OrderItem.key(order.order_id)),
+                actions=actions,
+                condition=OrderItem.status == PENDING,
+            )
+    except TransactWriteError as exc:
+        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
+            return False
+        raise
+    order.status = to_status
+    return True
+
+
+def record_payment(order_id: str, **fields: Any) -> None:
+    """Set payment fields on a pending order (no-op if it has left pending)."""
+    from pynamodb.exceptions import UpdateError
+
+    actions = [getattr(OrderItem.payment, name).set(value) for name, value in fields.items() if value is not None]
+    actions.append(OrderItem.updated_at.set(clock.iso(clock.now())))
+    try:
+        OrderItem(*OrderItem.key(order_id)).update(actions=actions, condition=OrderItem.status == PENDING)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+
+
+# ---------------------------------------------------------------- reading
+def get(order_id: str) -> OrderItem | None:
+    try:
+        return OrderItem.get(*OrderItem.key(order_id), consistent_read=True)
+    except OrderItem.DoesNotExist:
+        return None
+
+
+def get_for(order_id: str, who: Caller) -> OrderItem:
+    """The order if `who` owns it or is an admin; otherwise NotFound, never Forbidden,
+    so nobody learns that another customer's order exists."""
+    order = get(order_id)
+    if order is None or (order.customer_sub != who.sub and not who.is_admin):
+        raise NotFound(f"There is no order {order_id}.")
+    return order
+
+
+def tickets_of(order: OrderItem) -> list[TicketItem]:
+    keys = [TicketItem.key(ticket_id) for ticket_id in order.ticket_ids]
+    found = {t.ticket_id: t for t in TicketItem.batch_get(keys)}
+    return [found[ticket_id] for ticket_id in order.ticket_ids if ticket_id in found]
+
+
+def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
+    payment = order.payment.as_dict() if order.payment else {}
+    return OrderOut(
+        order_id=order.order_id,
+        event_id=order.event_id,
+        fixture_id=order.fixture_id,
+        status=order.status,
+        total_cents=int(order.total_cents),
+        currency=order.currency,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        payment=PaymentOut(**{k: payment.get(k) for k in PaymentOut.model_fields}),
+        tickets=[
+            OrderTicketOut(
+                id=t.ticket_id, serial=t.serial, ticket_type_id=t.type_id, ticket_type_name=t.type_name,
+                price_cents=int(t.price_cents), status=t.status,
+            )
+            for t in tickets
+        ],
+        refunds=[],
+        refunded_cents=int(order.refunded_cents or 0),
+    )
+
+
+def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:
+    """Pending orders whose hold has run out, oldest first (up to `limit`)."""
+    now = clock.iso(clock.now())
+    found: list[OrderItem] = []
+    for partition in range(HOLD_PARTITIONS):
+        condition = OrderItem.event_id == event_id if event_id else None
+        for order in OrderItem.gsi2.query(
+            f"HOLDS#{partition}", OrderItem.GSI2SK <= f"{now}#~", filter_condition=condition, limit=limit
+        ):
+            found.append(order)
+    found.sort(key=lambda order: order.expires_at)
+    return found[:limit]
+
+
+def ensure_pending(order: OrderItem) -> None:
+    if order.status != PENDING:
+        raise Conflict(f"Order {order.order_id} is {order.status}, not pending.", code=f"order_{order.status}")

@@ -1,0 +1,134 @@
+"""The one Stripe adapter. Nothing else imports `stripe`.
+
+Stripe's errors become domain errors here: throttling -> DependencyUnavailable (503 with
+Retry-After), anything else that failed or timed out -> PaymentProviderError (502).
+Every write carries an idempotency key derived from our own ids, so a retried request
+never creates a second PaymentIntent or refund.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import stripe
+
+from ticketing.errors import DependencyUnavailable, PaymentProviderError
+from ticketing.secrets import stripe_keys
+
+TIMEOUT_SECONDS = 8
+FINAL_STATUSES = frozenset({"succeeded", "canceled"})
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A PaymentIntent, read the same way from today's shape (`latest_charge`) and
+    localstripe's 2017 shape (`charges.data[]`)."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    client_secret: str | None
+    metadata: dict[str, str]
+    charge_id: str | None
+    payment_method_type: str | None
+    error_message: str | None
+
+
+@lru_cache(maxsize=4)
+def _client(secret_key: str) -> stripe.StripeClient:
+    base = os.environ.get("STRIPE_API_BASE")
+    return stripe.StripeClient(
+        secret_key,
+        base_addresses={"api": base} if base else None,
+        max_network_retries=1,
+        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),  # the default waits 80 s
+    )
+
+
+def client() -> stripe.StripeClient:
+    return _client(stripe_keys().secret_key)
+
+
+def _translate(exc: stripe.StripeError, doing: str) -> Exception:
+    if isinstance(exc, stripe.RateLimitError):
+        return DependencyUnavailable(
+            f"The payment provider is busy while {doing}; try again in a few seconds.", retry_after=2, code="stripe_rate_limited"
+        )
+    message = getattr(exc, "user_message", None) or "The payment provider could not be reached; try again."
+    return PaymentProviderError(f"{message} ({doing})", code="stripe_error")
+
+
+def as_intent(obj: Any) -> Intent:
+    """Normalise a PaymentIntent (StripeObject or plain dict, either API shape)."""
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    charge_id = None
+    latest = data.get("latest_charge")
+    if isinstance(latest, str):
+        charge_id = latest
+    elif isinstance(latest, dict):
+        charge_id = latest.get("id")
+    if charge_id is None:
+        charges = (data.get("charges") or {}).get("data") or []
+        succeeded = [c for c in charges if c.get("status") == "succeeded"] or charges
+        if succeeded:
+            charge_id = succeeded[-1].get("id")
+    error = data.get("last_payment_error") or {}
+    method_types = data.get("payment_method_types") or []
+    method = data.get("payment_method")
+    method_type = (method.get("type") if isinstance(method, dict) else None) or (method_types[0] if method_types else None)
+    return Intent(
+        id=data["id"],
+        status=data["status"],
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).lower(),
+        client_secret=data.get("client_secret"),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        charge_id=charge_id,
+        payment_method_type=method_type,
+        error_message=error.get("message") if isinstance(error, dict) else None,
+    )
+
+
+def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str], email: str | None) -> Intent:
+    params: dict[str, Any] = {
+        "amount": amount,
+        "currency": currency,
+        "metadata": metadata,
+        "automatic_payment_methods": {"enabled": True},
+        "description": f"Order {order_id}",
+    }
+    if email:
+        params["receipt_email"] = email
+    try:
+        intent = client().v1.payment_intents.create(params=params, options={"idempotency_key": f"order-{order_id}-intent"})
+    except stripe.StripeError as exc:
+        raise _translate(exc, "creating the payment") from exc
+    return as_intent(intent)
+
+
+def retrieve_intent(intent_id: str) -> Intent:
+    try:
+        return as_intent(client().v1.payment_intents.retrieve(intent_id))
+    except stripe.StripeError as exc:
+        raise _translate(exc, "reading the payment") from exc
+
+
+def cancel_intent(intent_id: str) -> Intent:
+    """Cancel a PaymentIntent; returns its state. A PaymentIntent that already succeeded
+    (or is otherwise final) is returned as it is, not cancelled."""
+    try:
+        return as_intent(
+            client().v1.payment_intents.cancel(
+                intent_id, params={"cancellation_reason": "abandoned"}, options={"idempotency_key": f"cancel-{intent_id}"}
+            )
+        )
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "code", None) == "payment_intent_unexpected_state":
+            return retrieve_intent(intent_id)
+        raise _translate(exc, "cancelling the payment") from exc
+    except stripe.StripeError as exc:
+        raise _translate(exc, "cancelling the payment") from exc
