@@ -934,6 +934,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body:
             self.wfile.write(body)
 
+    def _invoke_directly(self, function_id: str, body: bytes, origin: str | None, request_id: str) -> None:
+        """`POST /_local/invoke/<FunctionLogicalId>` with an event as the body: what
+        `aws lambda invoke` does, for scheduled and queue functions (local only)."""
+        try:
+            event = json.loads(body or b"{}")
+        except ValueError:
+            return self._send_json((400, {"message": "the body must be the event, as JSON"}), origin, request_id)
+        if function_id not in self.server.gateway.pools:
+            return self._send_json((404, {"message": f"no function {function_id}"}), origin, request_id)
+        result = self.server.gateway.invoke(function_id, event, request_id)
+        if result.status != "ok":
+            return self._send_json((502, {"message": result.status, "error": result.value}), origin, request_id)
+        return self._send_json((200, result.value), origin, request_id)
+
     def _send_json(self, answer: tuple[int, Any], origin: str | None, request_id: str) -> None:
         status, payload = answer
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -988,6 +1002,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(gw.private_key.public_key()))
             jwk.update({"kid": KEY_ID, "alg": "RS256", "use": "sig"})
             return self._send_json((200, {"keys": [jwk]}), origin, request_id)
+
+        if raw_path.startswith("/_local/invoke/") and method == "POST":
+            return self._invoke_directly(raw_path.rsplit("/", 1)[1], body, origin, request_id)
 
         matched = match_route(gw.routes, method, raw_path)
         if matched is None:

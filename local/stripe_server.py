@@ -470,6 +470,59 @@ def patch_route_overrides():
     ls_server.app.middlewares.append(route_override_middleware)
 
 
+# --------------------------------------------------------------------------
+# Fault injection (for tests of Stripe outages): `POST /_config/faults` with JSON
+# {"path": "/v1/payment_intents", "method": "POST", "status": 429 | 500 | "drop" | "slow",
+#  "count": N, "delay": seconds} makes the next N matching requests fail that way;
+# `DELETE /_config/faults` clears them. "drop" closes the connection without an answer;
+# "slow" waits `delay` seconds before answering normally.
+_faults: list[dict] = []
+
+
+async def set_fault(request):
+    body = await request.json()
+    _faults.append(
+        {
+            "path": str(body.get("path", "/v1/")),
+            "method": str(body.get("method", "")).upper(),
+            "status": body.get("status", 500),
+            "count": int(body.get("count", 1)),
+            "delay": float(body.get("delay", 0)),
+        }
+    )
+    return web.json_response({"faults": _faults})
+
+
+async def clear_faults(request):
+    _faults.clear()
+    return web.json_response({"faults": _faults})
+
+
+@web.middleware
+async def fault_middleware(request, handler):
+    for fault in _faults:
+        if fault["count"] > 0 and request.path.startswith(fault["path"]) and fault["method"] in ("", request.method):
+            fault["count"] -= 1
+            status = fault["status"]
+            if status == "drop":
+                request.transport.close()
+                raise web.HTTPServiceUnavailable()
+            if status == "slow":
+                await asyncio.sleep(fault["delay"])
+                break
+            kind = "rate_limit_error" if status == 429 else "api_error"
+            return web.json_response(
+                {"error": {"type": kind, "message": f"Injected fault ({status})"}}, status=int(status)
+            )
+    return await handler(request)
+
+
+def patch_fault_injection():
+    ls_server.app.router.add_post("/_config/faults", set_fault)
+    ls_server.app.router.add_delete("/_config/faults", clear_faults)
+    ls_server.app.middlewares.insert(0, fault_middleware)  # outermost: before auth
+
+
 _patched = False
 
 
@@ -487,6 +540,7 @@ def apply_patches():
     patch_cancel_and_refund_webhooks()
     patch_idempotency()
     patch_route_overrides()  # innermost, so auth/idempotency apply first
+    patch_fault_injection()
     _patched = True
     return ls_server.app
 

@@ -38,15 +38,17 @@ def build() -> dict:
         "Errors are {\"error\", \"detail\"} plus optional machine fields.",
         on_conflict="error",
     )
-    for app_file in sorted((ROOT / "functions").glob("*/app.py")):
-        merge.add_file(app_file, resolver_name="app")
+    template = load_template(ROOT / "template.yaml")
+    for logical_id in sorted({route.function for route in template.routes}):
+        function = template.functions[logical_id]
+        merge.add_file(Path(function.code_uri) / f"{function.module}.py", resolver_name="app")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a function that fails to load must fail the build
         schema = json.loads(merge.get_openapi_json_schema())
 
     secured = {
         (route.method.lower(), route.path.rstrip("/") or "/")
-        for route in load_template(ROOT / "template.yaml").routes
+        for route in template.routes
         if route.authorizer
     }
     paths = {}

@@ -18,6 +18,8 @@ def stack(tmp_path_factory):
     instance = Stack(
         api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
         state_dir=tmp_path_factory.mktemp("stack"), quiet=True, workers=2, schedule_seconds=2,
+        # Small shards so small test capacities spread over several; a low hold cap to reach it.
+        extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12"},
     )
     instance.start()
     yield instance
@@ -51,3 +53,31 @@ class Api:
 @pytest.fixture(scope="session")
 def api(stack):
     return Api(stack)
+
+
+@pytest.fixture
+def make_event(api):
+    """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
+    from datetime import datetime, timedelta, timezone
+
+    admin = api.token(["admin"])
+
+    def make(types: dict[str, tuple[int, int]], **event_fields):
+        start = datetime.now(timezone.utc) + timedelta(days=7)
+        body = {
+            "name": f"Test {uuid.uuid4().hex[:6]}", "venue": "Hall", "currency": "usd",
+            "starts_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ends_at": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"), **event_fields,
+        }
+        event = api.post("/api/events/", token=admin, json=body)
+        assert event.status_code == 201, event.text
+        event_id = event.json()["id"]
+        made = {}
+        for name, (price, capacity) in types.items():
+            answer = api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                              json={"name": name, "price_cents": price, "capacity": capacity, "max_per_order": 10})
+            assert answer.status_code == 201, answer.text
+            made[name] = answer.json()["id"]
+        return event_id, made
+
+    return make

@@ -191,7 +191,6 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
             amount=int(order.total_cents),
             currency=order.currency,
             metadata={"order_id": order.order_id, "event_id": order.event_id, "customer_id": who.sub},
-            email=who.email,
         )
     except (PaymentProviderError, DependencyUnavailable):
         orders.release(order, "canceled", "payment_setup_failed")

@@ -11,14 +11,11 @@ Domain modules never import this one.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -27,9 +24,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from ticketing import errors
 from ticketing.auth import Caller, caller_from_claims
 from ticketing.config import settings
-
-logger = Logger()
-metrics = Metrics()
+from ticketing.observability import logger, metrics
 
 # The one mapping from domain errors to HTTP statuses.
 STATUS: dict[type[errors.DomainError], int] = {
@@ -235,19 +230,3 @@ def require_caller(app: APIGatewayHttpResolver) -> Caller:
     if who is None:
         raise errors.Unauthenticated("Sign in and send your ID token as a Bearer token.")
     return who
-
-
-def json_body(app: APIGatewayHttpResolver) -> Any:
-    """The decoded JSON body, or MalformedRequest. (For routes that do not use a model.)"""
-    raw = app.current_event.body or ""
-    if app.current_event.is_base64_encoded:
-        raw = base64.b64decode(raw).decode("utf-8", "replace")
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise errors.MalformedRequest("The request body is not valid JSON.", code="malformed_json") from None
-
-
-__all__ = ["HTTPStatus", "caller", "create_app", "error_response", "handler", "json_body", "logger", "metrics", "require_caller"]

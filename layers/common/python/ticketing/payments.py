@@ -93,16 +93,14 @@ def as_intent(obj: Any) -> Intent:
     )
 
 
-def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str], email: str | None) -> Intent:
+def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str]) -> Intent:
+    """One PaymentIntent per order: the idempotency key is derived from the order id."""
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency,
         "metadata": metadata,
         "automatic_payment_methods": {"enabled": True},
-        "description": f"Order {order_id}",
     }
-    if email:
-        params["receipt_email"] = email
     try:
         intent = client().v1.payment_intents.create(params=params, options={"idempotency_key": f"order-{order_id}-intent"})
     except stripe.StripeError as exc:
