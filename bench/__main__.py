@@ -5,12 +5,14 @@ from __future__ import annotations
 import platform
 import os
 
-from bench import bench_catalogue
+from bench import bench_catalogue, bench_checkout
+from bench.common import setup
 
 
 def main() -> None:
+    setup()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    for module in (bench_catalogue,):
+    for module in (bench_catalogue, bench_checkout):
         print(module.run())
 
 

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-
 from bench.common import ROOT, count_aws_calls, import_ms, median_ms, table
 
 
 def run() -> str:
-    sys.path[:0] = [str(ROOT), str(ROOT / "layers/common/python")]
-    from tests.conftest import load_function  # sets the unit-test environment; ours goes on top
-    from tests.unit.conftest import ADMIN, Invoker
-
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1", "TABLE_NAME": "bench", "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "ERROR", "STRIPE_SECRET_NAME": "bench/stripe",
-        }
-    )
-    import boto3
     from moto import mock_aws
 
-    from local.template import load_template
+    from bench.common import create_table_and_secrets
+    from tests.conftest import load_function
+    from tests.unit.conftest import ADMIN, Invoker
 
     rows = []
     with count_aws_calls() as calls, mock_aws():
-        props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
-        boto3.client("dynamodb").create_table(
-            TableName="bench", AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
-            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"], BillingMode="PAY_PER_REQUEST",
-        )
-        boto3.client("secretsmanager").create_secret(
-            Name="bench/stripe", SecretString=json.dumps({"publishable_key": "pk_b", "secret_key": "sk_b", "webhook_secret": "w"})
-        )
+        create_table_and_secrets()
         call = Invoker(load_function("catalogue"))
         status, event, _ = call(
             "POST", "/api/events/",

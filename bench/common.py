@@ -13,6 +13,40 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TABLE = "bench"
+STRIPE_SECRET = "bench/stripe"
+
+
+def setup() -> None:
+    """One environment for every benchmark in this process (settings are read once)."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "layers/common/python")]
+    import tests.conftest  # noqa: F401  (the unit-test environment; ours goes on top)
+
+    os.environ.update(
+        {
+            "TABLE_NAME": TABLE, "STRIPE_SECRET_NAME": STRIPE_SECRET, "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "POWERTOOLS_METRICS_DISABLED": "true", "MAX_HELD_PER_CUSTOMER": "10000",
+        }
+    )
+
+
+def create_table_and_secrets() -> None:
+    """Inside `mock_aws`: the table from template.yaml's key schema and the Stripe secret."""
+    import json
+
+    import boto3
+
+    from local.template import load_template
+
+    props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE, AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
+        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"], BillingMode="PAY_PER_REQUEST",
+    )
+    boto3.client("secretsmanager").create_secret(
+        Name=STRIPE_SECRET,
+        SecretString=json.dumps({"publishable_key": "pk_test_b", "secret_key": "sk_test_bench", "webhook_secret": "whsec_b"}),
+    )
 
 
 def median_ms(run: Callable[[], object], repeat: int = 50, warmup: int = 3) -> float:
@@ -43,26 +77,21 @@ def import_ms(code: str, paths: list[Path], repeat: int = 5, env: dict[str, str]
 
 @contextmanager
 def count_aws_calls() -> Iterator[Counter]:
-    """Count every AWS API call botocore makes (service.Operation) inside the block."""
-    from botocore.session import Session
+    """Count every AWS API call any botocore client makes (service.Operation) in the block."""
+    from botocore.client import BaseClient
 
     calls: Counter = Counter()
+    original = BaseClient._make_api_call
 
-    def hook(model, **_kwargs):
-        calls[f"{model.service_model.service_name}.{model.name}"] += 1
+    def counted(self, operation_name, api_params):
+        calls[f"{self.meta.service_model.service_name}.{operation_name}"] += 1
+        return original(self, operation_name, api_params)
 
-    original = Session.create_client
-
-    def create_client(self, *args, **kwargs):
-        client = original(self, *args, **kwargs)
-        client.meta.events.register("before-call", hook)
-        return client
-
-    Session.create_client = create_client
+    BaseClient._make_api_call = counted
     try:
         yield calls
     finally:
-        Session.create_client = original
+        BaseClient._make_api_call = original
 
 
 def table(rows: list[tuple[str, str]], title: str) -> str:

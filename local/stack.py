@@ -113,6 +113,8 @@ class Stack:
             "STRIPE_API_BASE": self.stripe_url,
             "POWERTOOLS_LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "HOLD_MINUTES": "15",
+            "MAX_HELD_PER_CUSTOMER": "20",
             **self.extra_env,
         }
 

@@ -35,9 +35,6 @@ def aws():
                 {"publishable_key": "pk_test_unit", "secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
             ),
         )
-        from ticketing.table import EventItem
-
-        EventItem._connection = None  # a fresh botocore client inside the mock
         yield
 
 

@@ -255,8 +255,15 @@ def event_partition(event_id: str) -> str:
     return f"EVENT#{event_id}"
 
 
-def connection():
-    """The low-level connection the models share (for transactions)."""
-    from pynamodb.connection import Connection
+_connection = None
 
-    return Connection(region=_Meta.region)
+
+def connection():
+    """One low-level connection per container (for transactions), so its botocore client
+    and HTTP connections are reused across requests."""
+    global _connection
+    if _connection is None:
+        from pynamodb.connection import Connection
+
+        _connection = Connection(region=_Meta.region)
+    return _connection

@@ -1,0 +1,98 @@
+"""AWS and Stripe calls per request, counted (not timed): checkout is one read of the
+event, one read of the shards, one transaction and one update, plus one PaymentIntent."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+import stripe
+
+from bench.common import count_aws_calls
+from local.ports import free_port
+from tests.conftest import ROOT
+from tests.unit.conftest import ADMIN, Invoker, load_function
+
+
+@pytest.fixture(scope="module")
+def stripe_standin():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.stripe_server", "--port", str(port), "--quiet"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
+        yield
+    finally:
+        os.environ.pop("STRIPE_API_BASE", None)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_calls(monkeypatch):
+    calls: Counter = Counter()
+    original = stripe.RequestsClient.request
+
+    def counted(self, method, url, headers, post_data=None):
+        calls[f"{method.upper()} {url.split('/v1/')[1].split('?')[0].split('/')[0]}"] += 1
+        return original(self, method, url, headers, post_data)
+
+    monkeypatch.setattr(stripe.RequestsClient, "request", counted)
+    return calls
+
+
+def test_calls_per_checkout_and_per_replay(aws, catalogue, stripe_standin, stripe_calls):
+    # the unit secret's sk_test_unit key is accepted by the stand-in
+    buy = Invoker(load_function("checkout"))
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": "Count", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 500, "capacity": 500}, claims=ADMIN)
+    body = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]}
+    claims = {"sub": "counter"}
+    buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)  # warm the secret cache
+
+    with count_aws_calls() as calls:
+        stripe_calls.clear()
+        status, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)
+    assert status == 201
+    dynamodb = {k.split(".")[1]: v for k, v in calls.items() if k.startswith("dynamodb.")}
+    assert dynamodb == {"Query": 1, "BatchGetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1}
+    assert dict(stripe_calls) == {"POST payment_intents": 1}
+
+    key = {"idempotency-key": "count-key"}
+    buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims, headers=key)
+    with count_aws_calls() as calls:
+        stripe_calls.clear()
+        status, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims, headers=key)
+    assert status == 201
+    assert sum(calls.values()) == 1 and not stripe_calls  # a replay reads one record, calls no Stripe
+
+
+def test_reading_an_event_is_one_query_and_one_batch_read(catalogue):
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": "Count", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    for index in range(3):
+        catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": f"T{index}", "price_cents": 1, "capacity": 300}, claims=ADMIN)
+    with count_aws_calls() as calls:
+        status, body, _ = catalogue("GET", f"/api/events/{event['id']}/")
+    assert status == 200 and len(body["ticket_types"]) == 3
+    assert dict(calls) == {"dynamodb.Query": 1, "dynamodb.BatchGetItem": 1}
