@@ -1,4 +1,5 @@
-"""The AWS stand-in: moto in server mode on loopback, with DynamoDB writes serialized.
+"""The AWS stand-in: moto in server mode on loopback, DynamoDB writes serialized, and
+faults that tests can switch on.
 
     python -m local.aws --host 127.0.0.1 --port 5000
 
@@ -7,18 +8,38 @@ conditional decrement on one item lost an update in about 3 % of runs), so every
 DynamoDB operation here runs under one lock, as DynamoDB itself applies
 conditional writes to an item one at a time. Without it a concurrency test would
 test moto's race, not ours.
+
+Faults are injected at the network, in front of moto, without touching the
+application: `POST /_local/faults` with JSON
+    {"service": "ses", "operation": "SendEmail", "status": 503,
+     "code": "ServiceUnavailable", "count": 3}
+answers the next `count` matching requests with that error (`count` -1: until
+cleared); `DELETE /_local/faults` clears them; `GET /_local/faults` lists them.
+`service` is the signing name in the request's credential scope (dynamodb, ses,
+sqs, s3, secretsmanager); `operation` is matched against X-Amz-Target or the path
+(optional).
+
+`GET /_local/mail` lists the email SES has accepted (newest last): id, source,
+destinations and, for raw messages, the MIME text. (moto's own /moto-api/data.json
+serializes every model, DynamoDB items included, and gets slow as the table grows.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import signal
 import sys
 import threading
+from typing import Any
 
 from local.ports import ensure_free
 
 _lock = threading.RLock()
+_faults: list[dict[str, Any]] = []
+_faults_lock = threading.Lock()
+_SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
 
 
 def serialize_dynamodb() -> None:
@@ -37,14 +58,105 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
-def serve(host: str, port: int):
-    """Start moto on host:port in this process (background thread); returns the server."""
-    from moto.server import ThreadedMotoServer
+def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
+    scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = scope.group(1) if scope else ""
+    target = environ.get("HTTP_X_AMZ_TARGET", "") + " " + environ.get("PATH_INFO", "")
+    with _faults_lock:
+        for fault in _faults:
+            if fault["count"] == 0 or fault["service"] != service:
+                continue
+            if fault.get("operation") and fault["operation"] not in target:
+                continue
+            if fault["count"] > 0:
+                fault["count"] -= 1
+            return dict(fault)
+    return None
 
-    serialize_dynamodb()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    return server
+
+def _sent_mail() -> list[dict[str, Any]]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    found = []
+    for region, backend in ses_backends[DEFAULT_ACCOUNT_ID].items():
+        for message in backend.sent_messages:
+            found.append(
+                {
+                    "id": message.id, "region": region, "source": getattr(message, "source", None),
+                    "destinations": getattr(message, "destinations", None), "raw": getattr(message, "raw_data", None),
+                    "subject": getattr(message, "subject", None), "body": getattr(message, "body", None),
+                }
+            )
+    return found
+
+
+def with_faults(app):
+    """WSGI middleware: the local routes (faults, mail), then injected failures, then moto."""
+
+    def respond(start_response, status: int, body: dict[str, Any], headers: list[tuple[str, str]] | None = None):
+        data = json.dumps(body).encode()
+        start_response(f"{status} Fault", [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or [])])
+        return [data]
+
+    def middleware(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_local/mail":
+            return respond(start_response, 200, {"messages": _sent_mail()})
+        if path == "/_local/faults":
+            method = environ["REQUEST_METHOD"]
+            if method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                fault = {
+                    "service": str(body["service"]), "operation": body.get("operation") or "",
+                    "status": int(body.get("status", 503)), "code": str(body.get("code", "ServiceUnavailable")),
+                    "count": int(body.get("count", 1)),
+                }
+                with _faults_lock:
+                    _faults.append(fault)
+            elif method == "DELETE":
+                with _faults_lock:
+                    _faults.clear()
+            with _faults_lock:
+                return respond(start_response, 200, {"faults": list(_faults)})
+        fault = _matching_fault(environ)
+        if fault is not None:
+            body = {"__type": fault["code"], "message": f"Injected fault: {fault['code']}", "Message": "Injected fault"}
+            return respond(start_response, fault["status"], body, [("x-amzn-ErrorType", fault["code"])])
+        return app(environ, start_response)
+
+    return middleware
+
+
+class Server:
+    """moto's WSGI app behind the fault layer, served from a background thread."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        serialize_dynamodb()
+        app = with_faults(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> Server:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+def serve(host: str, port: int) -> Server:
+    """Start the stand-in on host:port in this process (background thread)."""
+    return Server(host, port).start()
 
 
 def main(argv: list[str] | None = None) -> int:

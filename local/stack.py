@@ -114,6 +114,7 @@ class Stack:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
             "POWERTOOLS_METRICS_DISABLED": "true",
             "HOLD_MINUTES": "15",
+            "RECEIPT_QUEUE_URL": getattr(self, "queue_urls", {}).get("ReceiptQueue", ""),
             "MAX_HELD_PER_CUSTOMER": "20",
             **self.extra_env,
         }
@@ -241,8 +242,11 @@ class Stack:
         s3 = self.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         sqs = self.client("sqs")
-        for queue in template.queues.values():
-            sqs.create_queue(QueueName=queue.local_name)
+        # Locally a failed message comes back after 5 s, not the template's minutes.
+        self.queue_urls = {
+            logical_id: sqs.create_queue(QueueName=queue.local_name, Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+            for logical_id, queue in template.queues.items()
+        }
         self.client("ses").verify_email_identity(EmailAddress=SENDER)
         secrets = self.client("secretsmanager")
         secrets.create_secret(Name=STRIPE_SECRET, SecretString=json.dumps(STRIPE_KEYS))

@@ -316,7 +316,11 @@ def patch_refund_limits():
     orig_init = ls_res.Refund.__init__
 
     def __init__(self, charge=None, payment_intent=None, amount=None,
-                 metadata=None, **kwargs):
+                 metadata=None, reason=None, **kwargs):
+        # Gap: localstripe refuses `reason`; Stripe takes one of three.
+        if reason is not None and reason not in ('duplicate', 'fraudulent', 'requested_by_customer'):
+            raise _invalid(400, 'Invalid reason: must be one of duplicate, '
+                           'fraudulent, or requested_by_customer', param='reason')
         ch = _refund_target_charge(charge, payment_intent)
         if ch is not None and ch.status != 'failed' and not kwargs:
             remaining = ch.amount - ch.amount_refunded
@@ -336,6 +340,7 @@ def patch_refund_limits():
                     param='amount')
         orig_init(self, charge=charge, payment_intent=payment_intent,
                   amount=amount, metadata=metadata, **kwargs)
+        self.reason = reason
 
     ls_res.Refund.__init__ = __init__
 

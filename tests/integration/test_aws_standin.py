@@ -19,7 +19,7 @@ def dynamodb():
     client = boto3.client(
         "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
-        config=Config(max_pool_connections=50, retries={"max_attempts": 1}),
+        config=Config(max_pool_connections=50, retries={"total_max_attempts": 1, "mode": "standard"}),
     )
     yield client
     server.stop()
@@ -69,3 +69,28 @@ def test_port_in_use_gets_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use (set AWS_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_injected_faults_fail_matching_requests_then_clear(dynamodb):
+    import requests
+    from botocore.exceptions import ClientError
+
+    base = dynamodb.meta.endpoint_url
+    dynamodb.create_table(
+        TableName="faulty", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+    )
+    requests.post(f"{base}/_local/faults", json={"service": "dynamodb", "operation": "PutItem", "status": 400,
+                                                 "code": "ProvisionedThroughputExceededException", "count": 2}, timeout=5)
+    for _ in range(2):
+        with pytest.raises(ClientError) as caught:
+            dynamodb.put_item(TableName="faulty", Item={"PK": {"S": "a"}})
+        assert caught.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})  # other operations are untouched
+    dynamodb.put_item(TableName="faulty", Item={"PK": {"S": "a"}})  # the count is used up
+    requests.post(f"{base}/_local/faults", json={"service": "dynamodb", "status": 500, "code": "InternalServerError", "count": -1}, timeout=5)
+    with pytest.raises(ClientError):
+        dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})
+    assert requests.delete(f"{base}/_local/faults", timeout=5).json() == {"faults": []}
+    assert "Item" in dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})

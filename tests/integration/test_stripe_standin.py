@@ -446,3 +446,15 @@ def test_port_in_use_exits_2(standin):
     assert r.returncode == 2
     assert 'already in use' in r.stderr
     assert 'Traceback' not in r.stderr
+
+
+# --------------------------------------------------------------------------
+# 9. refunds take Stripe's reasons (localstripe refused the parameter)
+# --------------------------------------------------------------------------
+def test_refund_reason_accepted_and_checked(client):
+    pi = _succeeded_pi(client, 1000)
+    refund = client.v1.refunds.create(
+        params={'payment_intent': pi.id, 'amount': 400, 'reason': 'requested_by_customer'})
+    assert refund.reason == 'requested_by_customer'
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.refunds.create(params={'payment_intent': pi.id, 'amount': 100, 'reason': 'event_canceled'})

@@ -3,42 +3,13 @@ event, one read of the shards, one transaction and one update, plus one PaymentI
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 
 import pytest
 import stripe
 
 from bench.common import count_aws_calls
-from local.ports import free_port
-from tests.conftest import ROOT
 from tests.unit.conftest import ADMIN, Invoker, load_function
-
-
-@pytest.fixture(scope="module")
-def stripe_standin():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local.stripe_server", "--port", str(port), "--quiet"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
-        yield
-    finally:
-        os.environ.pop("STRIPE_API_BASE", None)
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

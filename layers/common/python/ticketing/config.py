@@ -20,12 +20,14 @@ class Settings:
     region: str
     frontend_url: str
     stripe_secret_name: str
+    qr_signing_secret_name: str
     max_body_bytes: int
     page_size_max: int
     inventory_shard_size: int
     inventory_max_shards: int
     hold_minutes: int
     max_held_per_customer: int
+    sender_email: str = ""  # the From of every email (SES-verified); empty where no mail is sent
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -52,12 +54,14 @@ def load(env: dict[str, str] | None = None) -> Settings:
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         frontend_url=env.get("FRONTEND_URL", "http://localhost:5173").rstrip("/"),
         stripe_secret_name=env.get("STRIPE_SECRET_NAME", ""),
+        qr_signing_secret_name=env.get("QR_SIGNING_SECRET_NAME", ""),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 6 * 1024 * 1024),
         page_size_max=_int(env, "PAGE_SIZE_MAX", 100, 1, 1000),
         inventory_shard_size=_int(env, "INVENTORY_SHARD_SIZE", 50, 1, 1_000_000),
         inventory_max_shards=_int(env, "INVENTORY_MAX_SHARDS", 16, 1, 100),
         hold_minutes=_int(env, "HOLD_MINUTES", 15, 1, 24 * 60),
         max_held_per_customer=_int(env, "MAX_HELD_PER_CUSTOMER", 20, 1, 10_000),
+        sender_email=env.get("SENDER_EMAIL", "").strip(),
     )
 
 

@@ -4,7 +4,9 @@ retries, expiry runs or webhooks can leave seats counted twice or lost.
 
     pending --paid--> paid
     pending --cancel--> canceled        (the customer abandoned it, or payment setup failed)
-    pending --lapse--> expired          (the hold ran out; see `expire_lapsed`)
+    pending --lapse--> expired          (the hold ran out; see `checkout.expire_lapsed`)
+    expired/canceled --paid late--> paid       (seats still free: taken again)
+    expired/canceled --paid late--> refunded   (seats gone: the payment goes back)
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
             )
             for t in tickets
         ],
-        refunds=[],
+        refunds=refunds_of(order.order_id) if order.refunded_cents else [],
         refunded_cents=int(order.refunded_cents or 0),
     )
 
@@ -243,3 +245,147 @@ def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:
 def ensure_pending(order: OrderItem) -> None:
     if order.status != PENDING:
         raise Conflict(f"Order {order.order_id} is {order.status}, not pending.", code=f"order_{order.status}")
+
+
+# ---------------------------------------------------------------- payment
+PAID = "paid"
+LATE_STATES = ("expired", "canceled")
+
+
+def _payment_actions(fields: dict[str, Any]) -> list:
+    return [getattr(OrderItem.payment, name).set(value) for name, value in fields.items() if value is not None]
+
+
+def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any]) -> bool:
+    """pending -> paid in one transaction: the order, its tickets (pending -> valid, with
+    their signed QR payloads) and its seats (held -> sold). Returns False, changing
+    nothing, if the order had already left `pending` (a duplicate delivery)."""
+    now = clock.iso(clock.now())
+    seats = sum(int(line.qty) for line in order.lines)
+    try:
+        with TransactWrite(connection=connection()) as transaction:
+            for ticket_id in order.ticket_ids:
+                transaction.update(
+                    TicketItem(*TicketItem.key(ticket_id)),
+                    actions=[TicketItem.status.set("valid"), TicketItem.issued_at.set(now), TicketItem.qr_payload.set(payloads[ticket_id])],
+                    condition=TicketItem.status == PENDING,
+                )
+            for line in order.lines:
+                for take in line.takes:
+                    transaction.update(
+                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
+                        actions=[InventoryShard.held.add(-int(take.qty)), InventoryShard.sold.add(int(take.qty))],
+                    )
+            transaction.update(
+                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                actions=[HolderCount.held.add(-seats)],
+            )
+            transaction.update(
+                OrderItem(*OrderItem.key(order.order_id)),
+                actions=[
+                    OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
+                    OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(), *_payment_actions(payment),
+                ],
+                condition=OrderItem.status == PENDING,
+            )
+    except TransactWriteError as exc:
+        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
+            return False
+        raise
+    return True
+
+
+def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[str, str], payment: dict[str, Any]) -> None:
+    """A payment for an expired or canceled order, whose seats went back on sale: take
+    seats again (`takes`: type id -> shard -> seats, conditional on them being free),
+    turn the voided tickets valid and mark the order paid, all or nothing.
+    Raises ShardRace if the seats are gone, Conflict if the order is no longer late."""
+    now = clock.iso(clock.now())
+    from ticketing.table import OrderLine, ShardTake
+
+    lines = [
+        OrderLine(
+            type_id=line.type_id, name=line.name, qty=int(line.qty), price_cents=int(line.price_cents),
+            takes=[ShardTake(shard=shard, qty=qty) for shard, qty in sorted(takes[line.type_id].items())],
+        )
+        for line in order.lines
+    ]
+    kinds: list[str] = []
+    try:
+        with TransactWrite(connection=connection()) as transaction:
+            for ticket_id in order.ticket_ids:
+                transaction.update(
+                    TicketItem(*TicketItem.key(ticket_id)),
+                    actions=[TicketItem.status.set("valid"), TicketItem.issued_at.set(now), TicketItem.qr_payload.set(payloads[ticket_id])],
+                    condition=TicketItem.status == "void",
+                )
+                kinds.append("ticket")
+            for type_id, shards in takes.items():
+                for shard, qty in shards.items():
+                    transaction.update(
+                        InventoryShard(*InventoryShard.key(type_id, shard)),
+                        actions=[InventoryShard.remaining.add(-qty), InventoryShard.sold.add(qty)],
+                        condition=InventoryShard.remaining >= qty,
+                    )
+                    kinds.append("shard")
+            transaction.update(
+                OrderItem(*OrderItem.key(order.order_id)),
+                actions=[
+                    OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
+                    OrderItem.lines.set(lines), OrderItem.closed_reason.set("paid_after_" + order.status),
+                    *_payment_actions(payment),
+                ],
+                condition=OrderItem.status.is_in(*LATE_STATES),
+            )
+            kinds.append("order")
+    except TransactWriteError as exc:
+        failed = {kinds[i] for i, reason in enumerate(exc.cancellation_reasons or []) if reason and reason.code == "ConditionalCheckFailed"}
+        if "shard" in failed:
+            raise ShardRace() from exc
+        if failed:
+            raise Conflict(f"Order {order.order_id} changed while its late payment was being settled.") from exc
+        raise
+
+
+def refunded_in_full(order: OrderItem, refund: Any, reason: str, payment: dict[str, Any], from_states: tuple[str, ...]) -> bool:
+    """Record a full refund Stripe has made (`refund` has id, status, amount) and close the
+    order as `refunded`, conditional on it being in one of `from_states`."""
+    from ticketing.ids import new_id
+    from ticketing.table import RefundItem
+
+    now = clock.iso(clock.now())
+    refund_id = new_id("rf")
+    record = RefundItem(
+        *RefundItem.key(order.order_id, refund_id), refund_id=refund_id, order_id=order.order_id,
+        amount_cents=int(refund.amount), currency=order.currency, status=refund.status, stripe_refund_id=refund.id,
+        ticket_ids=list(order.ticket_ids), reason=reason, created_at=now, created_by="system",
+    )
+    try:
+        with TransactWrite(connection=connection()) as transaction:
+            transaction.save(record, condition=RefundItem.PK.does_not_exist())
+            transaction.update(
+                OrderItem(*OrderItem.key(order.order_id)),
+                actions=[
+                    OrderItem.status.set("refunded"), OrderItem.refunded_cents.set(int(refund.amount)),
+                    OrderItem.updated_at.set(now), OrderItem.closed_reason.set(reason), *_payment_actions(payment),
+                ],
+                condition=OrderItem.status.is_in(*from_states),
+            )
+    except TransactWriteError as exc:
+        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
+            return False
+        raise
+    return True
+
+
+def refunds_of(order_id: str) -> list[dict[str, Any]]:
+    from ticketing.table import RefundItem
+
+    found = RefundItem.query(f"ORDER#{order_id}", RefundItem.SK.startswith("REFUND#"))
+    return [
+        {
+            "id": r.refund_id, "amount_cents": int(r.amount_cents), "status": r.status, "stripe_refund_id": r.stripe_refund_id,
+            "ticket_ids": list(r.ticket_ids or []), "reason": r.reason, "created_at": r.created_at,
+        }
+        for r in sorted(found, key=lambda r: r.created_at)
+    ]

@@ -130,3 +130,32 @@ def cancel_intent(intent_id: str) -> Intent:
         raise _translate(exc, "cancelling the payment") from exc
     except stripe.StripeError as exc:
         raise _translate(exc, "cancelling the payment") from exc
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    id: str
+    status: str
+    amount: int
+
+
+STRIPE_REASONS = {"requested_by_customer", "duplicate", "fraudulent"}
+
+
+def refund(*, payment_intent_id: str, amount: int, reason: str, metadata: dict[str, str], idempotency_key: str) -> RefundResult:
+    """Refund `amount` of a PaymentIntent. Stripe accepts only its own three reasons; ours
+    (kept in metadata) map onto `requested_by_customer` otherwise."""
+    params: dict[str, Any] = {
+        "payment_intent": payment_intent_id,
+        "amount": amount,
+        "metadata": {**metadata, "reason": reason},
+    }
+    if reason in STRIPE_REASONS:
+        params["reason"] = reason
+    else:
+        params["reason"] = "requested_by_customer"
+    try:
+        made = client().v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise _translate(exc, "refunding the payment") from exc
+    return RefundResult(id=made.id, status=made.status, amount=int(made.amount))

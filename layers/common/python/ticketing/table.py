@@ -7,9 +7,11 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | event           | EVENT#<event_id>    | META           | EVENTS / <starts_at>#<event_id>        |                                 |
 | ticket type     | EVENT#<event_id>    | TYPE#<type_id> |                                        |                                 |
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
+| refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | HOLDS#<k> / <expires_at>#<id>   |
 | ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> |                                 |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
+| received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS / <received_at>#<id>     |                                 |
 
 GSI2 holds only pending orders (the attributes are removed when an order leaves
 `pending`), spread over HOLD_PARTITIONS keys so a rush does not write one index partition.
@@ -198,6 +200,10 @@ class OrderItem(Model):
     expires_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     closed_reason = UnicodeAttribute(null=True)
+    paid_at = UnicodeAttribute(null=True)
+    receipt_claimed_until = UnicodeAttribute(null=True)  # a sender's lease, so one email goes out
+    receipt_sent_at = UnicodeAttribute(null=True)
+    receipt_message_id = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
@@ -227,6 +233,7 @@ class TicketItem(Model):
     created_at = UnicodeAttribute()
     issued_at = UnicodeAttribute(null=True)
     used_at = UnicodeAttribute(null=True)
+    qr_payload = UnicodeAttribute(null=True)  # signed when the ticket becomes valid
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -245,6 +252,59 @@ class HolderCount(Model):
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
         return f"HOLDER#{sub}", f"EVENT#{event_id}"
+
+
+class RefundItem(Model):
+    """A refund of (part of) an order, kept in the order's partition."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    refund_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    amount_cents = NumberAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    stripe_refund_id = UnicodeAttribute(null=True)
+    ticket_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    reason = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(order_id: str, refund_id: str) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"REFUND#{refund_id}"
+
+
+class StripeEventItem(Model):
+    """One received Stripe event, for exactly-once processing and for audit."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute(default="STRIPE_EVENTS")
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    event_id = UnicodeAttribute()
+    type = UnicodeAttribute()
+    livemode = UnicodeAttribute(null=True)
+    object_id = UnicodeAttribute(null=True)
+    received_at = UnicodeAttribute()
+    processed_at = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()  # processing, processed, failed
+    lease_until = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    outcome = UnicodeAttribute(null=True)
+    order_id = UnicodeAttribute(null=True)
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return f"STRIPE_EVENT#{event_id}", "META"
 
 
 def customer_partition(sub: str) -> str:

@@ -1,0 +1,290 @@
+"""Stripe webhooks end to end on the local stack: pay as a front end does, the webhook
+arrives from the Stripe stand-in with a real signature, tickets become valid and one
+receipt goes out; duplicates, forgeries, mismatches and SES outages change nothing
+they should not."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from local import stack as stack_module
+from tests.integration.test_checkout import available, buy, holder_count, shards, stripe_client
+
+WEBHOOK = "/api/tickets/webhook/"
+SECRET = stack_module.STRIPE_KEYS["webhook_secret"]
+PK = stack_module.STRIPE_KEYS["publishable_key"]
+
+
+# ------------------------------------------------------------------ helpers
+def pay(stack, order, card="4242424242424242"):
+    """What Stripe.js does with the publishable key: a PaymentMethod, then confirm."""
+    method = requests.post(
+        f"{stack.stripe_url}/v1/payment_methods", auth=(PK, ""), timeout=10,
+        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
+    )
+    assert method.status_code == 200, method.text
+    return requests.post(
+        f"{stack.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PK, ""), timeout=10,
+        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
+    )
+
+
+def wait_for(check, timeout=30.0, interval=0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def order_of(api, token, order_id):
+    return api.get(f"/api/orders/{order_id}/", token=token).json()
+
+
+def table_item(stack, pk, sk="META"):
+    item = stack.client("dynamodb").get_item(
+        TableName=stack_module.TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
+    ).get("Item")
+    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
+
+
+def receipts_for(stack, order_id):
+    """Raw receipts moto's SES has accepted for an order (parsed MIME messages)."""
+    messages = requests.get(f"{stack.aws_url}/_local/mail", timeout=10).json()["messages"]
+    found = []
+    for message in messages:
+        if not message["raw"]:
+            continue
+        parsed = email.message_from_string(message["raw"], policy=email.policy.default)
+        if parsed.get("X-Ticketing-Order") == order_id and parsed["Subject"].startswith("Your tickets"):
+            found.append(parsed)
+    return found
+
+
+def signed(payload: str, secret: str = SECRET, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
+
+
+def event_for(intent_id: str, kind: str = "payment_intent.succeeded", obj: dict | None = None) -> str:
+    """A Stripe event in today's shape (fixtures3.json's envelope) for `intent_id`."""
+    return json.dumps(
+        {
+            "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "api_version": "2024-06-20",
+            "created": int(time.time()), "livemode": False, "pending_webhooks": 1, "type": kind,
+            "request": {"id": None, "idempotency_key": None},
+            "data": {"object": obj or {"id": intent_id, "object": "payment_intent"}},
+        }
+    )
+
+
+def deliver(api, payload: str, signature: str | None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return api.post(WEBHOOK, data=payload, headers=headers)
+
+
+@pytest.fixture
+def event_and_order(api, make_event):
+    """A fresh event with two types and a pending order for 2 + 1 tickets."""
+    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
+    sub = f"payer-{uuid.uuid4().hex[:6]}"
+    token = api.token([], sub=sub, email=f"{sub}@example.com", name="O'Brien, \"Jo\" Ünïcode")
+    order = buy(api, token, event_id, [(types["GA"], 2), (types["VIP"], 1)]).json()
+    return {"event_id": event_id, "types": types, "sub": sub, "token": token, "order": order}
+
+
+@pytest.fixture
+def aws_faults(stack):
+    def inject(**fault):
+        requests.post(f"{stack.aws_url}/_local/faults", json=fault, timeout=5).raise_for_status()
+
+    yield inject
+    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
+
+
+# -------------------------------------------------------------------- tests
+def test_paying_makes_tickets_valid_and_sends_one_receipt_whose_qr_codes_decode(api, stack, event_and_order):
+    import zxingcpp
+    from PIL import Image
+
+    ctx = event_and_order
+    order = ctx["order"]
+    assert pay(stack, order).json()["status"] == "succeeded"
+    shown = wait_for(lambda: (o := order_of(api, ctx["token"], order["order_id"]))["status"] == "paid" and o)
+    assert shown, "the webhook did not mark the order paid"
+    assert shown["payment"]["status"] == "succeeded" and shown["payment"]["charge_id"].startswith("ch_")
+    assert shown["payment"]["payment_method"] == "card"
+    assert {t["status"] for t in shown["tickets"]} == {"valid"}
+    ga_remaining, ga_held, ga_sold, _ = shards(stack, ctx["types"]["GA"])
+    assert (ga_held, ga_sold, ga_remaining) == (0, 2, 28)
+    assert holder_count(stack, ctx["sub"], ctx["event_id"]) == 0
+
+    receipts = wait_for(lambda: receipts_for(stack, order["order_id"]))
+    assert len(receipts) == 1
+    receipt = receipts[0]
+    assert receipt["To"].addresses[0].addr_spec == f"{ctx['sub']}@example.com"
+    assert receipt["To"].addresses[0].display_name == "O'Brien, \"Jo\" Ünïcode"
+    text = receipt.get_body(("plain",)).get_content()
+    assert "$140.00" in text  # 2 x $25.00 + $90.00
+    payloads = {t["id"]: table_item(stack, f"TICKET#{t['id']}")["qr_payload"] for t in shown["tickets"]}
+    images = [part for part in receipt.walk() if part.get_content_type() == "image/png"]
+    decoded = {zxingcpp.read_barcodes(Image.open(io.BytesIO(part.get_content())))[0].text for part in images}
+    assert decoded == set(payloads.values()) and len(images) == 3
+    for ticket in shown["tickets"]:
+        assert ticket["serial"] in text
+
+
+def test_a_declined_card_leaves_the_order_pending_and_a_good_card_then_pays(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    declined = pay(stack, order, card="4000000000000341")
+    assert declined.status_code == 402
+    failed = wait_for(lambda: (o := order_of(api, ctx["token"], order["order_id"]))["payment"]["error_message"] and o)
+    assert failed["status"] == "pending"
+    assert failed["payment"]["status"] == "requires_payment_method"
+    assert failed["payment"]["error_message"]
+    assert pay(stack, order).json()["status"] == "succeeded"
+    assert wait_for(lambda: order_of(api, ctx["token"], order["order_id"])["status"] == "paid")
+
+
+def test_the_same_event_ten_times_at_once_issues_one_set_of_tickets_and_one_email(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    stripe_client(stack).v1.payment_intents.confirm(order["payment_intent_id"], params={"payment_method": "pm_card_visa"})
+    payload = event_for(order["payment_intent_id"])  # one event id, delivered ten times
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: deliver(api, payload, signed(payload)), range(10)))
+    assert {a.status_code for a in answers} <= {200, 503}
+    assert any(a.status_code == 200 and not a.json()["duplicate"] for a in answers)
+    assert wait_for(lambda: order_of(api, ctx["token"], order["order_id"])["status"] == "paid")
+    first = {t["id"]: table_item(stack, f"TICKET#{t['id']}")["qr_payload"] for t in order["tickets"]}
+    for _ in range(3):  # and again, sequentially, after the fact
+        again = deliver(api, payload, signed(payload))
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+    time.sleep(2)  # the stand-in's own delivery of the real event arrives too
+    assert len(receipts_for(stack, order["order_id"])) == 1
+    assert {t["id"]: table_item(stack, f"TICKET#{t['id']}")["qr_payload"] for t in order["tickets"]} == first
+    assert shards(stack, ctx["types"]["GA"])[1:3] == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("how", "signature"),
+    [
+        ("missing", None),
+        ("forged", lambda p: signed(p, secret="whsec_someone_else")),
+        ("stale", lambda p: signed(p, timestamp=int(time.time()) - 600)),
+        ("garbage", lambda p: "t=1,v1=deadbeef"),
+    ],
+)
+def test_unauthentic_deliveries_get_400_and_change_nothing(api, stack, event_and_order, how, signature):
+    order = event_and_order["order"]
+    stripe_client(stack).v1.payment_intents.confirm(order["payment_intent_id"], params={"payment_method": "pm_card_visa"})
+    payload = event_for(order["payment_intent_id"])
+    answer = deliver(api, payload, signature(payload) if signature else None)
+    assert answer.status_code == 400 and set(answer.json()) >= {"error", "detail"}
+    assert table_item(stack, f"STRIPE_EVENT#{json.loads(payload)['id']}") == {}
+
+
+def test_a_payment_for_an_unknown_order_is_ignored(api, stack):
+    intent = stripe_client(stack).v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "metadata": {"order_id": "or_does_not_exist"}}
+    )
+    payload = event_for(intent.id)
+    answer = deliver(api, payload, signed(payload))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "unknown_order"
+    assert table_item(stack, "ORDER#or_does_not_exist") == {}
+
+
+def test_a_payment_of_the_wrong_amount_does_not_fulfil_the_order(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    client = stripe_client(stack)
+    client.v1.payment_intents.update(order["payment_intent_id"], params={"amount": 100})
+    client.v1.payment_intents.confirm(order["payment_intent_id"], params={"payment_method": "pm_card_visa"})
+    payload = event_for(order["payment_intent_id"])
+    answer = deliver(api, payload, signed(payload))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "rejected_mismatch"
+    shown = order_of(api, ctx["token"], order["order_id"])
+    assert shown["status"] == "pending" and {t["status"] for t in shown["tickets"]} == {"pending"}
+
+
+def test_a_payment_on_another_orders_intent_does_not_fulfil_it(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    intent = stripe_client(stack).v1.payment_intents.create(
+        params={
+            "amount": order["total_cents"], "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
+            "metadata": {"order_id": order["order_id"], "event_id": ctx["event_id"], "customer_id": ctx["sub"]},
+        }
+    )
+    payload = event_for(intent.id)
+    answer = deliver(api, payload, signed(payload))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "foreign_payment_intent"
+    assert order_of(api, ctx["token"], order["order_id"])["status"] == "pending"
+
+
+def test_unknown_event_types_are_acknowledged_and_ignored(api):
+    payload = event_for("cus_123", kind="customer.created", obj={"id": "cus_123", "object": "customer"})
+    answer = deliver(api, payload, signed(payload))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "ignored"
+
+
+def test_a_canceled_payment_intent_cancels_the_order_and_releases_the_seats(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    stripe_client(stack).v1.payment_intents.cancel(order["payment_intent_id"])
+    shown = wait_for(lambda: (o := order_of(api, ctx["token"], order["order_id"]))["status"] != "pending" and o)
+    assert shown["status"] == "canceled"
+    assert available(api, ctx["event_id"], ctx["types"]["GA"]) == 30
+
+
+def test_ses_down_at_payment_time_then_the_receipt_goes_out_once_it_is_back(api, stack, event_and_order, aws_faults):
+    ctx = event_and_order
+    order = ctx["order"]
+    aws_faults(service="ses", status=503, code="ServiceUnavailable", count=-1)
+    assert pay(stack, order).json()["status"] == "succeeded"
+    assert wait_for(lambda: order_of(api, ctx["token"], order["order_id"])["status"] == "paid")
+    time.sleep(3)  # the receipt queue retries while SES is still down
+    assert receipts_for(stack, order["order_id"]) == []
+    assert table_item(stack, f"ORDER#{order['order_id']}").get("receipt_sent_at") is None
+    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
+    assert wait_for(lambda: receipts_for(stack, order["order_id"]), timeout=40), "the queued receipt never went out"
+    time.sleep(2)
+    assert len(receipts_for(stack, order["order_id"])) == 1
+
+
+def test_resend_receipt_sends_it_again_for_the_owner_only(api, stack, event_and_order):
+    ctx = event_and_order
+    order = ctx["order"]
+    early = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=ctx["token"])
+    assert early.status_code == 409
+    pay(stack, order)
+    assert wait_for(lambda: len(receipts_for(stack, order["order_id"])) == 1)
+    assert api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=api.token([])).status_code == 404
+    again = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=ctx["token"])
+    assert again.status_code == 200 and again.json()["sent_to"] == f"{ctx['sub']}@example.com"
+    assert len(receipts_for(stack, order["order_id"])) == 2
+
+
+def test_webhook_health_reports_the_last_event(api, event_and_order, stack):
+    payload = event_for("cus_1", kind="customer.updated", obj={"id": "cus_1", "object": "customer"})
+    deliver(api, payload, signed(payload))
+    health = api.get("/api/webhooks/health/").json()
+    assert health["status"] == "ok" and health["webhook_secret_configured"] is True
+    assert health["last_event"]["id"] == json.loads(payload)["id"]

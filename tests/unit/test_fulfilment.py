@@ -1,0 +1,123 @@
+"""Fulfilment rules in process (moto + the Stripe stand-in): payments that arrive after
+the hold lapsed, and the receipt's exactly-once claim."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+import stripe
+
+from local.stack import _new_qr_keys
+from tests.unit.conftest import ADMIN, Invoker, load_function
+from ticketing import config, fulfilment, mail, orders, payments, qr
+from ticketing.table import InventoryShard, OrderItem
+
+SENDER = "tickets@unit.example"
+
+
+@pytest.fixture
+def shop(aws, catalogue, stripe_standin, monkeypatch):
+    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
+    monkeypatch.setenv("SENDER_EMAIL", SENDER)
+    config.settings.cache_clear()
+    mail.reset_client()
+    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(_new_qr_keys()))
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": "Late Show", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "Last seats", "price_cents": 3000, "capacity": 2}, claims=ADMIN)
+    yield {"event": event, "type": ticket_type, "buy": Invoker(load_function("checkout"))}
+    config.settings.cache_clear()
+    mail.reset_client()
+
+
+def _order(shop, sub, qty=2):
+    status, answer, _ = shop["buy"](
+        "POST", "/api/tickets/stripe/checkout/",
+        {"event_id": shop["event"]["id"], "items": [{"ticket_type_id": shop["type"]["id"], "qty": qty}]},
+        claims={"sub": sub, "email": f"{sub}@example.com", "name": sub},
+    )
+    assert status == 201, answer
+    return answer
+
+
+def _lapse_without_cancelling_the_payment(order_id):
+    """What a hold's lapse looks like when the payment could not be cancelled in time."""
+    assert orders.release(orders.get(order_id), "expired", "hold_lapsed")
+
+
+def _pay_at_stripe(intent_id):
+    client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
+    return client.v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+
+
+def _sent(subject_prefix):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return [m for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages if f"Subject: {subject_prefix}" in m.raw_data]
+
+
+def _seats(type_id):
+    shards = list(InventoryShard.scan(InventoryShard.PK.startswith(f"INV#{type_id}#")))
+    return sum(int(s.remaining) for s in shards), sum(int(s.held) for s in shards), sum(int(s.sold) for s in shards)
+
+
+def test_a_late_payment_with_the_seats_still_free_is_fulfilled(shop):
+    order = _order(shop, "late-but-lucky")
+    _lapse_without_cancelling_the_payment(order["order_id"])
+    assert _seats(shop["type"]["id"]) == (2, 0, 0)
+    _pay_at_stripe(order["payment_intent_id"])
+
+    outcome, _ = fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))
+    assert outcome == "paid"
+    paid = orders.get(order["order_id"])
+    assert paid.status == "paid" and paid.closed_reason == "paid_after_expired"
+    tickets = orders.tickets_of(paid)
+    assert {t.status for t in tickets} == {"valid"}
+    assert all(qr.verify(t.qr_payload).ticket_id == t.ticket_id for t in tickets)
+    assert _seats(shop["type"]["id"]) == (0, 0, 2)
+    assert len(_sent("Your tickets")) == 1
+    # Settling again changes nothing and sends nothing.
+    assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
+    assert _seats(shop["type"]["id"]) == (0, 0, 2) and len(_sent("Your tickets")) == 1
+
+
+def test_a_late_payment_for_seats_sold_meanwhile_is_refunded_in_full(shop):
+    late = _order(shop, "late-and-unlucky")
+    _lapse_without_cancelling_the_payment(late["order_id"])
+    _order(shop, "on-time")  # takes both seats again
+    _pay_at_stripe(late["payment_intent_id"])
+
+    outcome, _ = fulfilment.settle(payments.retrieve_intent(late["payment_intent_id"]))
+    assert outcome == "refunded_late_payment_sold_out"
+    closed = orders.get(late["order_id"])
+    assert closed.status == "refunded" and int(closed.refunded_cents) == 6000
+    refunds = orders.refunds_of(late["order_id"])
+    assert [r["amount_cents"] for r in refunds] == [6000] and refunds[0]["stripe_refund_id"].startswith("re_")
+    assert {t.status for t in orders.tickets_of(closed)} == {"void"}
+    assert _seats(shop["type"]["id"]) == (0, 2, 0)  # the on-time order's hold is untouched
+    assert len(_sent("Refund for order")) == 1
+    # Stripe delivers again: no second refund, no second notice.
+    assert fulfilment.settle(payments.retrieve_intent(late["payment_intent_id"]))[0] == "already_refunded"
+    client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
+    assert len(client.v1.refunds.list(params={"payment_intent": late["payment_intent_id"]}).data) == 1
+    assert len(_sent("Refund for order")) == 1
+
+
+def test_the_receipt_is_claimed_once_even_when_two_attempts_race(shop):
+    order = _order(shop, "racer", qty=1)
+    _pay_at_stripe(order["payment_intent_id"])
+    intent = payments.retrieve_intent(order["payment_intent_id"])
+    assert fulfilment.settle(intent)[0] == "paid"
+    paid = orders.get(order["order_id"])
+    assert paid.receipt_sent_at
+    stale = OrderItem.from_raw_data(paid.serialize())
+    stale.receipt_sent_at = None  # an attempt that read the order before the receipt went out
+    assert fulfilment.deliver_receipt(stale) is False
+    assert len(_sent("Your tickets")) == 1
