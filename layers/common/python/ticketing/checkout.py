@@ -113,6 +113,7 @@ def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]
 
 def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> orders.Hold:
     now = clock.now()
+    fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
     created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
     tickets: list[TicketItem] = []
@@ -124,6 +125,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                 takes=[ShardTake(shard=shard, qty=take) for shard, take in sorted(plans[ticket_type.type_id].items())],
             )
         )
+        fixture = fixtures.get(ticket_type.fixture_id or fixture_id or "")
         for _ in range(qty):
             ticket_id = new_id("tk")
             tickets.append(
@@ -134,6 +136,10 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
                     type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), currency=event.currency,
                     status=orders.PENDING, customer_sub=who.sub, created_at=created,
+                    event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
+                    fixture_starts_at=fixture.starts_at if fixture else None,
+                    fixture_ends_at=fixture.ends_at if fixture else None,
+                    holder_email=who.email, holder_name=who.name,
                 )
             )
     order = OrderItem(

@@ -247,6 +247,17 @@ def ensure_pending(order: OrderItem) -> None:
         raise Conflict(f"Order {order.order_id} is {order.status}, not pending.", code=f"order_{order.status}")
 
 
+def void_actions(ticket: TicketItem, now: str) -> list:
+    """Void an issued ticket and put it on its event's voided list, which offline
+    scanners download (`GET /api/scanner/keys/?since=`)."""
+    return [
+        TicketItem.status.set("void"),
+        TicketItem.voided_at.set(now),
+        TicketItem.GSI2PK.set(f"VOIDED#{ticket.event_id}"),
+        TicketItem.GSI2SK.set(f"{now}#{ticket.ticket_id}"),
+    ]
+
+
 # ---------------------------------------------------------------- payment
 PAID = "paid"
 LATE_STATES = ("expired", "canceled")

@@ -9,7 +9,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | HOLDS#<k> / <expires_at>#<id>   |
-| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> |                                 |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS / <received_at>#<id>     |                                 |
 
@@ -53,6 +53,15 @@ class GSI1(GlobalSecondaryIndex):
 
     GSI1PK = UnicodeAttribute(hash_key=True)
     GSI1SK = UnicodeAttribute(range_key=True)
+
+
+class GSI2(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    GSI2PK = UnicodeAttribute(hash_key=True)
+    GSI2SK = UnicodeAttribute(range_key=True)
 
 
 class Fixture(MapAttribute):
@@ -133,15 +142,6 @@ class InventoryShard(Model):
         return f"INV#{type_id}#{shard}", "INV"
 
 
-class GSI2(GlobalSecondaryIndex):
-    class Meta:
-        index_name = "GSI2"
-        projection = AllProjection()
-
-    GSI2PK = UnicodeAttribute(hash_key=True)
-    GSI2SK = UnicodeAttribute(range_key=True)
-
-
 HOLD_PARTITIONS = 10
 
 
@@ -211,13 +211,19 @@ class OrderItem(Model):
 
 
 class TicketItem(Model):
+    """A ticket. What a listing or the gate shows about its event is copied onto it at
+    checkout (name, times, holder), so one read answers a scan and one query a page."""
+
     Meta = _Meta
 
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True, default="META")
     GSI1PK = UnicodeAttribute()
     GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)  # VOIDED#<event_id> once an issued ticket is voided
+    GSI2SK = UnicodeAttribute(null=True)  # <voided_at>#<ticket_id>
     gsi1 = GSI1()
+    gsi2 = GSI2()
 
     ticket_id = UnicodeAttribute()
     serial = UnicodeAttribute()
@@ -234,6 +240,13 @@ class TicketItem(Model):
     issued_at = UnicodeAttribute(null=True)
     used_at = UnicodeAttribute(null=True)
     qr_payload = UnicodeAttribute(null=True)  # signed when the ticket becomes valid
+    event_name = UnicodeAttribute(null=True)
+    event_ends_at = UnicodeAttribute(null=True)  # the fixture's end if it has one, else the event's
+    fixture_starts_at = UnicodeAttribute(null=True)
+    fixture_ends_at = UnicodeAttribute(null=True)
+    holder_email = UnicodeAttribute(null=True)
+    holder_name = UnicodeAttribute(null=True)
+    voided_at = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
