@@ -5,14 +5,14 @@ from __future__ import annotations
 import platform
 import os
 
-from bench import bench_catalogue, bench_checkout
+from bench import bench_catalogue, bench_checkout, bench_tickets, bench_gate
 from bench.common import setup
 
 
 def main() -> None:
     setup()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    for module in (bench_catalogue, bench_checkout):
+    for module in (bench_catalogue, bench_checkout, bench_tickets, bench_gate):
         print(module.run())
 
 

@@ -116,6 +116,7 @@ class Stack:
             "HOLD_MINUTES": "15",
             "RECEIPT_QUEUE_URL": getattr(self, "queue_urls", {}).get("ReceiptQueue", ""),
             "MAX_HELD_PER_CUSTOMER": "20",
+            "REFUND_CUTOFF_HOURS": "48",
             **self.extra_env,
         }
 

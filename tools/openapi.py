@@ -23,6 +23,7 @@ OUT = ROOT / "layers/common/python/ticketing/openapi.json"
 
 def build() -> dict:
     os.environ.setdefault("TABLE_NAME", "openapi-build")
+    os.environ.setdefault("QR_BUCKET", "openapi-build")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ticketing")
     sys.path.insert(0, str(ROOT / "layers/common/python"))
     sys.path.insert(0, str(ROOT))

@@ -41,6 +41,19 @@ def create_ticket_type(event_id: str, ticket_type: catalogue.TicketTypeIn) -> tu
     return catalogue.create_ticket_type(event_id, ticket_type), 201
 
 
+@route(app, "PATCH", "/api/events/<event_id>", roles=(ADMIN,), denied="Only organisers may edit events.",
+       summary="Edit an event's details (admin)", tags=["catalogue"])
+def update_event(event_id: str, changes: catalogue.EventPatch) -> catalogue.EventOut:
+    return catalogue.update_event(event_id, changes)
+
+
+@route(app, "PATCH", "/api/events/<event_id>/ticket-types/<type_id>", roles=(ADMIN,), denied="Only organisers may edit ticket types.",
+       summary="Change a ticket type's price (new orders only), capacity, sales window (admin)", tags=["catalogue"],
+       responses={409: {"description": "Capacity below the tickets sold and held, or the event is canceled"}})
+def update_ticket_type(event_id: str, type_id: str, changes: catalogue.TicketTypePatch) -> catalogue.TicketTypeOut:
+    return catalogue.update_ticket_type(event_id, type_id, changes)
+
+
 @app.get("/api/payment/config", summary="Stripe publishable key for the front end", tags=["payments"])
 def payment_config() -> dict[str, str]:
     return {"publishable_key": secrets.stripe_keys().publishable_key}

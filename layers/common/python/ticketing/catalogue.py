@@ -12,7 +12,7 @@ from pynamodb.transactions import TransactWrite
 from ticketing import clock, inventory, money
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import InvalidInput, NotFound
+from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from ticketing.ids import new_id
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
@@ -53,6 +53,29 @@ class TicketTypeIn(BaseModel):
     capacity: StrictInt = Field(ge=1, le=MAX_CAPACITY)
     fixture_id: str | int | None = None
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
+    sales_start: AwareDatetime | None = None
+    sales_end: AwareDatetime | None = None
+
+
+class EventPatch(BaseModel):
+    """An event's details; only what is sent changes. The currency cannot change (orders
+    are in it), nor the fixtures."""
+
+    name: Name | None = None
+    venue: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+
+class TicketTypePatch(BaseModel):
+    """A ticket type's sale; only what is sent changes. A new price applies to new orders
+    only (an order keeps the price it was placed at)."""
+
+    name: Name | None = None
+    price_cents: StrictInt | None = Field(default=None, ge=0, le=money.MAX_AMOUNT)
+    capacity: StrictInt | None = Field(default=None, ge=1, le=MAX_CAPACITY)
+    max_per_order: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
 
@@ -105,19 +128,37 @@ def _check_window(field: str, start: datetime, end: datetime, what: str) -> None
         raise InvalidInput(field, f"{what} must end after it starts.")
 
 
+def _check_event(starts_at: datetime, ends_at: datetime, fixtures: list[tuple[datetime, datetime]], now: datetime) -> None:
+    """The rules an event's times follow, on create and on edit."""
+    _check_window("ends_at", starts_at, ends_at, "The event")
+    if ends_at <= now:
+        raise InvalidInput("ends_at", "The event has already ended; tickets cannot be sold for it.")
+    if ends_at - starts_at > MAX_EVENT_LENGTH:
+        raise InvalidInput("ends_at", "An event may last at most a year; create one event per season instead.")
+    for index, (fixture_starts, fixture_ends) in enumerate(fixtures):
+        field = f"fixtures.{index}"
+        _check_window(f"{field}.ends_at", fixture_starts, fixture_ends, "A fixture")
+        if fixture_starts < starts_at or fixture_ends > ends_at:
+            raise InvalidInput(field, "A fixture must take place within the event's starts_at and ends_at.")
+
+
+def _check_sales(start: datetime, end: datetime, closes: datetime, now: datetime) -> None:
+    """The rules a sales window follows, on create and on edit: it opens before it
+    closes, closes by `closes` (the end of the event or fixture) and not in the past."""
+    _check_window("sales_end", start, end, "The sales window")
+    if end > closes:
+        raise InvalidInput("sales_end", "Sales must close by the time the event (or fixture) ends.")
+    if end <= now:
+        raise InvalidInput("sales_end", "The sales window has already closed.")
+    if start < now - MAX_SALES_LEAD or start > closes:
+        raise InvalidInput("sales_start", "Sales must open within two years and before the event ends.")
+
+
 def create_event(data: EventIn, by: Caller) -> EventOut:
     now = clock.now()
-    _check_window("ends_at", data.starts_at, data.ends_at, "The event")
-    if data.ends_at <= now:
-        raise InvalidInput("ends_at", "The event has already ended; tickets cannot be sold for it.")
-    if data.ends_at - data.starts_at > MAX_EVENT_LENGTH:
-        raise InvalidInput("ends_at", "An event may last at most a year; create one event per season instead.")
+    _check_event(data.starts_at, data.ends_at, [(f.starts_at, f.ends_at) for f in data.fixtures], now)
     fixtures = []
-    for index, fixture in enumerate(data.fixtures):
-        field = f"fixtures.{index}"
-        _check_window(f"{field}.ends_at", fixture.starts_at, fixture.ends_at, "A fixture")
-        if fixture.starts_at < data.starts_at or fixture.ends_at > data.ends_at:
-            raise InvalidInput(field, "A fixture must take place within the event's starts_at and ends_at.")
+    for fixture in data.fixtures:
         fixtures.append(
             Fixture(
                 fixture_id=new_id("fx"), name=fixture.name,
@@ -170,7 +211,10 @@ def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 
 
 def get_event(event_id: str) -> EventOut:
-    event, types = load_event(event_id)
+    return _with_types(*load_event(event_id))
+
+
+def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
     seats = inventory.availability((t.type_id, int(t.shards)) for t in types)
     return _event_out(event, [_type_out(t, event.currency, seats.get(t.type_id)) for t in types])
 
@@ -186,13 +230,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
     closes = clock.parse_iso(fixture.ends_at if fixture else event.ends_at)
     sales_start = data.sales_start or now
     sales_end = data.sales_end or closes
-    _check_window("sales_end", sales_start, sales_end, "The sales window")
-    if sales_end > closes:
-        raise InvalidInput("sales_end", "Sales must close by the time the event (or fixture) ends.")
-    if sales_end <= now:
-        raise InvalidInput("sales_end", "The sales window has already closed.")
-    if sales_start < now - MAX_SALES_LEAD or sales_start > closes:
-        raise InvalidInput("sales_start", "Sales must open within two years and before the event ends.")
+    _check_sales(sales_start, sales_end, closes, now)
 
     cfg = settings()
     capacities = inventory.shard_capacities(data.capacity, cfg.inventory_shard_size, cfg.inventory_max_shards)
@@ -219,6 +257,90 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
             raise InvalidInput("event_id", f"Event {event_id} is not on sale any more.") from exc
         raise
     return _type_out(item, event.currency, inventory.Availability(data.capacity, data.capacity, 0, 0))
+
+
+# ---------------------------------------------------------------- editing
+def _on_sale(event: EventItem) -> None:
+    if event.status != "on_sale":
+        raise Conflict(f"Event {event.event_id} is {event.status}; it can no longer be edited.", code=f"event_{event.status}")
+
+
+def update_event(event_id: str, data: EventPatch) -> EventOut:
+    """Edit an event's details with the same rules as creating it. Its ticket types'
+    sales must still close by its end. Tickets already sold keep the event name and
+    times copied onto them at checkout."""
+    event, types = load_event(event_id)
+    _on_sale(event)
+    changes = data.model_dump(exclude_unset=True)
+    if not changes:
+        return _with_types(event, types)
+    for field in ("name", "venue", "starts_at", "ends_at"):
+        if field in changes and changes[field] is None:
+            raise InvalidInput(field, f"{field} cannot be removed.")
+    starts_at = data.starts_at or clock.parse_iso(event.starts_at)
+    ends_at = data.ends_at or clock.parse_iso(event.ends_at)
+    if "starts_at" in changes or "ends_at" in changes:
+        fixtures = [(clock.parse_iso(f.starts_at), clock.parse_iso(f.ends_at)) for f in event.fixtures or []]
+        _check_event(starts_at, ends_at, fixtures, clock.now())
+        late = [t for t in types if t.fixture_id is None and clock.parse_iso(t.sales_end) > ends_at]
+        if late:
+            raise InvalidInput("ends_at", f"Ticket type {late[0].name} sells until {late[0].sales_end}; move its sales_end first.")
+    actions = [getattr(EventItem, field).set(getattr(data, field)) for field in ("name", "venue") if field in changes]
+    if "description" in changes:
+        actions.append(EventItem.description.set(data.description) if data.description else EventItem.description.remove())
+    if "starts_at" in changes or "ends_at" in changes:
+        starts = clock.iso(starts_at)
+        actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
+                    EventItem.GSI1SK.set(f"{starts}#{event_id}")]
+    from pynamodb.exceptions import UpdateError
+
+    try:
+        event.update(actions=actions, condition=EventItem.status == "on_sale")
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise Conflict(f"Event {event_id} was canceled meanwhile; it can no longer be edited.", code="event_canceled") from exc
+        raise
+    return _with_types(event, types)  # `update` refreshed `event` from what DynamoDB wrote
+
+
+def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> TicketTypeOut:
+    """Change a ticket type's price (new orders only), capacity (never below what is sold
+    or held, safe against concurrent checkouts: `inventory.resize`), sales window or
+    name, all in one write."""
+    event, types = load_event(event_id)
+    _on_sale(event)
+    item = next((t for t in types if t.type_id == type_id), None)
+    if item is None:
+        raise NotFound(f"Event {event_id} has no ticket type {type_id}.")
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(field, f"{field} cannot be removed.")
+    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order") if field in changes]
+    if "sales_start" in changes or "sales_end" in changes:
+        now = clock.now()
+        fixture = next((f for f in event.fixtures or [] if f.fixture_id == item.fixture_id), None)
+        closes = clock.parse_iso(fixture.ends_at if fixture else event.ends_at)
+        start = data.sales_start or clock.parse_iso(item.sales_start)
+        end = data.sales_end or clock.parse_iso(item.sales_end)
+        _check_sales(start, end, closes, now)
+        actions += [TicketTypeItem.sales_start.set(clock.iso(start)), TicketTypeItem.sales_end.set(clock.iso(end))]
+    cfg = settings()
+    if "capacity" in changes and changes["capacity"] != int(item.capacity):
+        try:
+            inventory.resize(event_id, type_id, changes["capacity"], cfg.inventory_shard_size, cfg.inventory_max_shards, actions)
+        except inventory.BelowCommitted as below:
+            raise Conflict(
+                f"{below.committed} {item.name} tickets are sold or held; capacity cannot go below {below.committed}.",
+                error="Capacity below tickets sold", code="capacity_below_sold", sold_and_held=below.committed,
+            ) from None
+        except inventory.CapacityContention:
+            raise DependencyUnavailable("Checkouts kept taking these seats; try again.", retry_after=1, code="contention") from None
+    elif actions:
+        item.update(actions=actions, condition=TicketTypeItem.PK.exists())
+    fresh = TicketTypeItem.get(*TicketTypeItem.key(event_id, type_id), consistent_read=True)
+    seats = inventory.availability([(fresh.type_id, int(fresh.shards))])
+    return _type_out(fresh, event.currency, seats.get(type_id))
 
 
 # ---------------------------------------------------------------- shaping

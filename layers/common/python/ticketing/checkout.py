@@ -27,6 +27,8 @@ from ticketing.table import (
     TicketItem,
     TicketTypeItem,
     customer_partition,
+    event_orders_index,
+    event_tickets_index,
     hold_partition,
 )
 
@@ -132,6 +134,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                 TicketItem(
                     *TicketItem.key(ticket_id),
                     GSI1PK=customer_partition(who.sub), GSI1SK=f"TICKET#{created}#{ticket_id}",
+                    **event_tickets_index(event.event_id, ticket_id, created),
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
                     type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), currency=event.currency,
@@ -146,6 +149,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         *OrderItem.key(order_id),
         GSI1PK=customer_partition(who.sub), GSI1SK=f"ORDER#{created}#{order_id}",
         GSI2PK=hold_partition(order_id), GSI2SK=f"{expires}#{order_id}",
+        **event_orders_index(event.event_id, order_id, created),
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
         customer_email=who.email, customer_name=who.name, status=orders.PENDING,
         total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines), currency=event.currency,
@@ -231,7 +235,7 @@ def cancel(order_id: str, who: Caller) -> orders.OrderOut:
     """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
     order = orders.get_for(order_id, who)
     orders.ensure_pending(order)
-    if not _close(order, "canceled", "canceled_by_customer"):
+    if not close(order, "canceled", "canceled_by_customer"):
         fresh = orders.get(order_id) or order
         if fresh.status == orders.PENDING:
             raise Conflict(f"The payment for order {order_id} has already gone through; it cannot be canceled.", code="order_paid")
@@ -240,7 +244,7 @@ def cancel(order_id: str, who: Caller) -> orders.OrderOut:
     return orders.as_out(fresh, orders.tickets_of(fresh))
 
 
-def _close(order: OrderItem, to_status: str, reason: str) -> bool:
+def close(order: OrderItem, to_status: str, reason: str) -> bool:
     """Cancel the PaymentIntent first (so no money can arrive for released seats), then
     release. Returns False if the payment had already gone through or the order had
     already left pending."""
@@ -260,7 +264,7 @@ def expire_lapsed(event_id: str | None = None, limit: int = 100) -> int:
     done = 0
     for order in orders.lapsed(limit, event_id):
         try:
-            if _close(order, "expired", "hold_lapsed"):
+            if close(order, "expired", "hold_lapsed"):
                 done += 1
         except (PaymentProviderError, DependencyUnavailable):
             continue  # Stripe is down: the next run tries again

@@ -27,7 +27,10 @@ class Settings:
     inventory_max_shards: int
     hold_minutes: int
     max_held_per_customer: int
+    refund_cutoff_hours: int
     sender_email: str = ""  # the From of every email (SES-verified); empty where no mail is sent
+    qr_bucket: str = ""  # the private bucket of rendered QR images; empty where none are served
+    cancel_queue_url: str = ""  # the queue of event-cancellation batches; empty where none are started
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -61,7 +64,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         inventory_max_shards=_int(env, "INVENTORY_MAX_SHARDS", 16, 1, 100),
         hold_minutes=_int(env, "HOLD_MINUTES", 15, 1, 24 * 60),
         max_held_per_customer=_int(env, "MAX_HELD_PER_CUSTOMER", 20, 1, 10_000),
+        refund_cutoff_hours=_int(env, "REFUND_CUTOFF_HOURS", 48, 0, 24 * 365),
         sender_email=env.get("SENDER_EMAIL", "").strip(),
+        qr_bucket=env.get("QR_BUCKET", "").strip(),
+        cancel_queue_url=env.get("CANCEL_QUEUE_URL", "").strip(),
     )
 
 

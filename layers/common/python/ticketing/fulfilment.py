@@ -137,10 +137,23 @@ def _finish(event_id: str, state: str, outcome: str, order_id: str | None) -> No
     )
 
 
+REFUND_EVENTS = frozenset({"charge.refunded", "refund.created", "refund.updated", "charge.refund.updated"})
+
+
 def _dispatch(kind: str, obj: dict[str, Any]) -> tuple[str, str | None]:
+    from ticketing import refunds
+
     if kind in PAYMENT_EVENTS:
         intent = payments.retrieve_intent(str(obj.get("id")))  # the current state, not the event's
         return settle(intent)
+    if kind in REFUND_EVENTS:
+        charge = obj.get("id") if obj.get("object") == "charge" else obj.get("charge")
+        intent = obj.get("payment_intent")
+        return refunds.mirror(charge if isinstance(charge, str) else None, intent if isinstance(intent, str) else None)
+    if kind == "charge.dispute.created":
+        return refunds.dispute_opened(obj)
+    if kind == "charge.dispute.closed":
+        return refunds.dispute_closed(obj)
     return "ignored", None
 
 

@@ -7,6 +7,7 @@ Every read of availability and every hold goes through the shard items defined i
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -97,3 +98,101 @@ def plan(remaining: dict[int, int], qty: int, rng: random.Random | None = None) 
             taken[index] = take
             needed -= take
     return taken
+
+
+# ---------------------------------------------------------------- resizing
+RESIZE_ATTEMPTS = 8
+
+
+class BelowCommitted(Exception):
+    """A new capacity below the seats already sold or held: the domain makes it a 409."""
+
+    def __init__(self, committed: int) -> None:
+        super().__init__(f"{committed} seats are sold or held")
+        self.committed = committed
+
+
+def resize_plan(remaining: dict[int, int], current: int, target: int, shard_size: int, max_shards: int) -> dict[int, int]:
+    """Seats to add (+) or remove (-) per shard to take a type from `current` to `target`
+    seats. Lowering takes only free seats (`remaining`), fullest shards first, and raises
+    BelowCommitted if there are not enough; raising fills new shards (up to what
+    `shard_capacities` would give `target`, at most `max_shards`) or else spreads over the
+    existing ones. The deltas always add up to `target - current`."""
+    if target < current:
+        cut = current - target
+        free = sum(remaining.values())
+        if free < cut:
+            raise BelowCommitted(current - free)
+        deltas: dict[int, int] = {}
+        for index, left in sorted(remaining.items(), key=lambda item: (-item[1], item[0])):
+            if cut == 0:
+                break
+            take = min(left, cut)
+            if take:
+                deltas[index] = -take
+                cut -= take
+        return deltas
+    added = target - current
+    if added == 0:
+        return {}
+    count = len(remaining)
+    wanted = len(shard_capacities(target, shard_size, max_shards))
+    new = min(max(0, wanted - count), added)
+    targets = list(range(count, count + new)) if new else sorted(remaining)
+    base, extra = divmod(added, len(targets))
+    return {index: base + (1 if i < extra else 0) for i, index in enumerate(targets) if base or i < extra}
+
+
+def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards: int, also: list | None = None) -> None:
+    """Change a ticket type's capacity to `target`, keeping sum(remaining + held + sold)
+    equal to it. One transaction moves the type item (conditional on the capacity and
+    shard count we read) and every shard it touches (a cut conditional on the shard
+    still having those seats free), so a checkout that takes seats meanwhile makes it
+    fail whole; then we read again and retry. `also`: more actions on the type item
+    (price, window), applied in the same transaction."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from ticketing.table import TicketTypeItem, connection
+
+    for _attempt in range(RESIZE_ATTEMPTS):
+        item = TicketTypeItem.get(*TicketTypeItem.key(event_id, type_id), consistent_read=True)
+        current, count = int(item.capacity), int(item.shards)
+        remaining = read_shards({type_id: count})[type_id]
+        deltas = resize_plan(remaining, current, target, shard_size, max_shards)
+        grown = max([count, *[index + 1 for index in deltas]])
+        try:
+            with TransactWrite(connection=connection()) as transaction:
+                transaction.update(
+                    item,
+                    actions=[TicketTypeItem.capacity.set(target), TicketTypeItem.shards.set(grown), *(also or [])],
+                    condition=(TicketTypeItem.capacity == current) & (TicketTypeItem.shards == count),
+                )
+                for index, delta in sorted(deltas.items()):
+                    if index >= count:
+                        shard = InventoryShard(
+                            *InventoryShard.key(type_id, index), event_id=event_id, type_id=type_id, shard=index,
+                            capacity=delta, remaining=delta, held=0, sold=0,
+                        )
+                        transaction.save(shard, condition=InventoryShard.PK.does_not_exist())
+                    elif delta < 0:
+                        transaction.update(
+                            InventoryShard(*InventoryShard.key(type_id, index)),
+                            actions=[InventoryShard.remaining.add(delta), InventoryShard.capacity.add(delta)],
+                            condition=InventoryShard.remaining >= -delta,
+                        )
+                    else:
+                        transaction.update(
+                            InventoryShard(*InventoryShard.key(type_id, index)),
+                            actions=[InventoryShard.remaining.add(delta), InventoryShard.capacity.add(delta)],
+                        )
+            return
+        except TransactWriteError as exc:
+            if not any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+                raise
+            time.sleep(random.uniform(0.005, 0.03))  # a checkout won: nothing changed, read again
+    raise CapacityContention()
+
+
+class CapacityContention(Exception):
+    """Checkouts kept changing the shards faster than a resize could read them."""

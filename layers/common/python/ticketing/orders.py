@@ -267,6 +267,18 @@ def _payment_actions(fields: dict[str, Any]) -> list:
     return [getattr(OrderItem.payment, name).set(value) for name, value in fields.items() if value is not None]
 
 
+def charge_index(charge_id: str | None) -> list:
+    """A paid order is found by its charge (refund and dispute events name the charge):
+    GSI2, which held the order while it was pending, now holds `CHARGE#<charge_id>`."""
+    if not charge_id:
+        return [OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove()]
+    return [OrderItem.GSI2PK.set(f"CHARGE#{charge_id}"), OrderItem.GSI2SK.set("ORDER")]
+
+
+def by_charge(charge_id: str) -> OrderItem | None:
+    return next(iter(OrderItem.gsi2.query(f"CHARGE#{charge_id}", limit=1)), None)
+
+
 def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any]) -> bool:
     """pending -> paid in one transaction: the order, its tickets (pending -> valid, with
     their signed QR payloads) and its seats (held -> sold). Returns False, changing
@@ -295,7 +307,7 @@ def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any
                 OrderItem(*OrderItem.key(order.order_id)),
                 actions=[
                     OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
-                    OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(), *_payment_actions(payment),
+                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
                 ],
                 condition=OrderItem.status == PENDING,
             )
@@ -344,7 +356,7 @@ def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[
                 actions=[
                     OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
                     OrderItem.lines.set(lines), OrderItem.closed_reason.set("paid_after_" + order.status),
-                    *_payment_actions(payment),
+                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
                 ],
                 condition=OrderItem.status.is_in(*LATE_STATES),
             )
@@ -378,7 +390,8 @@ def refunded_in_full(order: OrderItem, refund: Any, reason: str, payment: dict[s
                 OrderItem(*OrderItem.key(order.order_id)),
                 actions=[
                     OrderItem.status.set("refunded"), OrderItem.refunded_cents.set(int(refund.amount)),
-                    OrderItem.updated_at.set(now), OrderItem.closed_reason.set(reason), *_payment_actions(payment),
+                    OrderItem.updated_at.set(now), OrderItem.closed_reason.set(reason),
+                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
                 ],
                 condition=OrderItem.status.is_in(*from_states),
             )

@@ -9,7 +9,7 @@ never creates a second PaymentIntent or refund.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -137,6 +137,24 @@ class RefundResult:
     id: str
     status: str
     amount: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _as_refund(obj: Any) -> RefundResult:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return RefundResult(
+        id=data["id"], status=str(data.get("status") or "succeeded"), amount=int(data["amount"]),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+def refunds_of(payment_intent_id: str) -> list[RefundResult]:
+    """Every refund Stripe holds for a PaymentIntent, whoever made it."""
+    try:
+        listed = client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+    except stripe.StripeError as exc:
+        raise _translate(exc, "reading the refunds") from exc
+    return [_as_refund(item) for item in listed.data]
 
 
 STRIPE_REASONS = {"requested_by_customer", "duplicate", "fraudulent"}
@@ -158,4 +176,20 @@ def refund(*, payment_intent_id: str, amount: int, reason: str, metadata: dict[s
         made = client().v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise _translate(exc, "refunding the payment") from exc
-    return RefundResult(id=made.id, status=made.status, amount=int(made.amount))
+    return _as_refund(made)
+
+
+def intents(since_epoch: int | None = None) -> list[Intent]:
+    """Every PaymentIntent of ours (metadata names an order), newest first, optionally
+    only those created at or after `since_epoch` (for reconciliation)."""
+    found: list[Intent] = []
+    try:
+        for item in client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
+            if since_epoch is not None and int(item.get("created") or 0) < since_epoch:
+                continue
+            intent = as_intent(item)
+            if intent.metadata.get("order_id"):
+                found.append(intent)
+    except stripe.StripeError as exc:
+        raise _translate(exc, "listing payments") from exc
+    return found

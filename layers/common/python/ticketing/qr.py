@@ -261,8 +261,12 @@ def _next_kid(taken: dict[str, str]) -> str:
 
 
 def rotate(secret_value: dict, new_kid: str | None = None) -> dict:
-    """The secret with a fresh key made active; every old key is kept, so old tickets verify."""
-    _, keys = check_secret(secret_value)
+    """The secret with a fresh key made active; every old key is kept, so old tickets verify.
+
+    The template's placeholder, ``{"active": null, "keys": {}}``, is accepted too: the
+    first rotation after the first deploy makes the first key."""
+    placeholder = isinstance(secret_value, dict) and secret_value.get("active") is None and secret_value.get("keys") == {}
+    keys = {} if placeholder else check_secret(secret_value)[1]
     kid = _next_kid(keys) if new_kid is None else new_kid
     if not _KID_RE.fullmatch(kid):
         raise ValueError(f"kid must be 1 to {MAX_KID_LENGTH} of A-Z a-z 0-9 - _, got {kid!r}")

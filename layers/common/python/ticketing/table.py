@@ -8,13 +8,21 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | ticket type     | EVENT#<event_id>    | TYPE#<type_id> |                                        |                                 |
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
-| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | HOLDS#<k> / <expires_at>#<id>   |
+| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
 | ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS / <received_at>#<id>     |                                 |
+| gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd> | <scanned_at>#<random> |            | TTL `ttl` (400 days)            |
+| event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
+| an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
-GSI2 holds only pending orders (the attributes are removed when an order leaves
-`pending`), spread over HOLD_PARTITIONS keys so a rush does not write one index partition.
+GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
+and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-9 (a hash of the
+id), written at checkout; readers query the ten partitions and merge.
+
+GSI2 holds pending orders by expiry, spread over HOLD_PARTITIONS keys so a rush does not
+write one index partition; once paid, an order moves to CHARGE#<charge_id> there, so a
+refund or dispute event (which names the charge) finds it with one Query.
 
 Inventory shards have a partition each, so the writes of a hot ticket type
 spread over several partitions instead of queueing on one item.
@@ -62,6 +70,19 @@ class GSI2(GlobalSecondaryIndex):
 
     GSI2PK = UnicodeAttribute(hash_key=True)
     GSI2SK = UnicodeAttribute(range_key=True)
+
+
+class GSI3(GlobalSecondaryIndex):
+    """An event's orders and tickets, each spread over EVENT_INDEX_PARTITIONS keys
+    (`EVENT#<event_id>#ORDERS#<k>`, `EVENT#<event_id>#TICKETS#<k>`) so a rush on one event
+    writes ten index partitions, not one; readers query all ten and merge."""
+
+    class Meta:
+        index_name = "GSI3"
+        projection = AllProjection()
+
+    GSI3PK = UnicodeAttribute(hash_key=True)
+    GSI3SK = UnicodeAttribute(range_key=True)
 
 
 class Fixture(MapAttribute):
@@ -149,6 +170,26 @@ def hold_partition(order_id: str) -> str:
     return f"HOLDS#{sum(order_id.encode()) % HOLD_PARTITIONS}"
 
 
+EVENT_INDEX_PARTITIONS = 10
+
+
+def event_orders_index(event_id: str, order_id: str, created_at: str) -> dict[str, str]:
+    """GSI3 attributes of an order: its event's orders, newest first in each of ten partitions."""
+    k = sum(order_id.encode()) % EVENT_INDEX_PARTITIONS
+    return {"GSI3PK": f"EVENT#{event_id}#ORDERS#{k}", "GSI3SK": f"{created_at}#{order_id}"}
+
+
+def event_tickets_index(event_id: str, ticket_id: str, created_at: str) -> dict[str, str]:
+    """GSI3 attributes of a ticket: its event's tickets (attendees), over ten partitions."""
+    k = sum(ticket_id.encode()) % EVENT_INDEX_PARTITIONS
+    return {"GSI3PK": f"EVENT#{event_id}#TICKETS#{k}", "GSI3SK": f"{created_at}#{ticket_id}"}
+
+
+def event_index_partitions(event_id: str, kind: str) -> list[str]:
+    """Every GSI3 partition key of an event's `kind` (ORDERS or TICKETS)."""
+    return [f"EVENT#{event_id}#{kind}#{k}" for k in range(EVENT_INDEX_PARTITIONS)]
+
+
 class ShardTake(MapAttribute):
     shard = NumberAttribute()
     qty = NumberAttribute()
@@ -182,6 +223,9 @@ class OrderItem(Model):
     GSI2SK = UnicodeAttribute(null=True)
     gsi1 = GSI1()
     gsi2 = GSI2()
+    GSI3PK = UnicodeAttribute(null=True)  # EVENT#<event_id>#ORDERS#<k> (event_orders_index)
+    GSI3SK = UnicodeAttribute(null=True)  # <created_at>#<order_id>
+    gsi3 = GSI3()
 
     order_id = UnicodeAttribute()
     event_id = UnicodeAttribute()
@@ -200,6 +244,8 @@ class OrderItem(Model):
     expires_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     closed_reason = UnicodeAttribute(null=True)
+    status_before_dispute = UnicodeAttribute(null=True)
+    dispute_status = UnicodeAttribute(null=True)
     paid_at = UnicodeAttribute(null=True)
     receipt_claimed_until = UnicodeAttribute(null=True)  # a sender's lease, so one email goes out
     receipt_sent_at = UnicodeAttribute(null=True)
@@ -224,6 +270,9 @@ class TicketItem(Model):
     GSI2SK = UnicodeAttribute(null=True)  # <voided_at>#<ticket_id>
     gsi1 = GSI1()
     gsi2 = GSI2()
+    GSI3PK = UnicodeAttribute(null=True)  # EVENT#<event_id>#TICKETS#<k> (event_tickets_index)
+    GSI3SK = UnicodeAttribute(null=True)  # <created_at>#<ticket_id>
+    gsi3 = GSI3()
 
     ticket_id = UnicodeAttribute()
     serial = UnicodeAttribute()
@@ -247,6 +296,10 @@ class TicketItem(Model):
     holder_email = UnicodeAttribute(null=True)
     holder_name = UnicodeAttribute(null=True)
     voided_at = UnicodeAttribute(null=True)
+    gate = UnicodeAttribute(null=True)  # where it was checked in (with used_at)
+    scanner = UnicodeAttribute(null=True)  # who checked it in (the scanner's sub)
+    voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
+    refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -340,3 +393,86 @@ def connection():
 
         _connection = Connection(region=_Meta.region)
     return _connection
+
+
+class ScanItem(Model):
+    """One gate scan attempt, kept for audit whatever its outcome (forgeries included).
+
+    Keyed by the (verified) event and the day, so a day at one event is one Query and a
+    forged code's record needs no read: a code whose signature fails goes to
+    `SCANS#unknown#<day>`. Expires after `SCAN_TTL_DAYS` through the table's TTL."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    scanned_at = UnicodeAttribute()  # when the scan happened (the scanner's clock offline)
+    recorded_at = UnicodeAttribute()  # when we received it
+    action = UnicodeAttribute()  # verify, checkin, offline
+    result = UnicodeAttribute()  # accepted, rejected, duplicate, conflict, void, invalid, ok
+    reason = UnicodeAttribute()  # a Verify reason
+    scanner = UnicodeAttribute()  # the caller's sub
+    gate = UnicodeAttribute(null=True)
+    code = UnicodeAttribute(null=True)  # the scanned code, truncated (no signature)
+    ticket_id = UnicodeAttribute(null=True)
+    event_id = UnicodeAttribute(null=True)
+    ttl = NumberAttribute()
+
+    @staticmethod
+    def key(event_id: str | None, scanned_at: str, suffix: str) -> tuple[str, str]:
+        return f"SCANS#{event_id or 'unknown'}#{scanned_at[:10]}", f"{scanned_at}#{suffix}"
+
+
+class CancelJobItem(Model):
+    """An event's cancellation job: one per event (the key makes a second one impossible).
+    Its counters move in the same transaction as each order's marker, so they count each
+    order once; `cursor` is where the next batch starts (the GSI3 positions)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="JOB")
+
+    event_id = UnicodeAttribute()
+    job_id = UnicodeAttribute()
+    state = UnicodeAttribute()  # running, completed
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    batch_size = NumberAttribute()
+    cursor = UnicodeAttribute(null=True)  # None: from the top of this pass
+    passes = NumberAttribute(default=1)  # a second pass catches orders placed while canceling
+    batches = NumberAttribute(default=0)
+    done = NumberAttribute(default=0)
+    refunded = NumberAttribute(default=0)
+    canceled = NumberAttribute(default=0)
+    skipped = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    refunded_cents = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return f"CANCEL#{event_id}", "JOB"
+
+
+class CancelMarkerItem(Model):
+    """One order's outcome in its event's cancellation: written once (`done` or `failed`),
+    so no order is refunded or counted twice; `retrying` records attempts until then."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    state = UnicodeAttribute()  # retrying, done, failed
+    outcome = UnicodeAttribute(null=True)  # refunded, canceled, skipped, or why it failed
+    attempts = NumberAttribute(default=0)
+    error = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str, order_id: str) -> tuple[str, str]:
+        return f"CANCEL#{event_id}", f"ORDER#{order_id}"

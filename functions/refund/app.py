@@ -1,0 +1,42 @@
+"""Refund function: full, partial and per-ticket refunds of an order."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+
+from ticketing import idempotency, refunds
+from ticketing.config import settings
+from ticketing.http import create_app, handler, require_caller
+
+settings()
+app = create_app()
+
+IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_LENGTH)]
+
+
+@app.post(
+    "/api/orders/<order_id>/refund",
+    summary="Refund an order: what is left (empty body), an amount (admin), or tickets",
+    tags=["refunds"],
+    responses={
+        201: {"description": "Refunded at Stripe and recorded"},
+        403: {"description": "Not allowed: an amount or used tickets (admins only), or after the refund cut-off"},
+        409: {"description": "More than is left to refund, or the order cannot be refunded"},
+        502: {"description": "Stripe failed; nothing was refunded or recorded"},
+    },
+)
+def refund_order(
+    order_id: str, request: Annotated[refunds.RefundIn | None, Body()] = None, idempotency_key: IdempotencyKey = None
+) -> tuple[refunds.RefundOut, int]:
+    who = require_caller(app)
+    data = request or refunds.RefundIn()
+    answer = idempotency.once(
+        f"refund:{order_id}", who.sub, idempotency_key, data.model_dump(mode="json"),
+        lambda: refunds.refund(order_id, data, who).model_dump(mode="json"), app.lambda_context,
+    )
+    return refunds.RefundOut(**answer), 201
+
+
+lambda_handler = handler(app)

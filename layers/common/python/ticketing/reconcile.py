@@ -1,0 +1,82 @@
+"""Reconciliation: compare Stripe's PaymentIntents and refunds with our orders, report
+any drift, and optionally repair it with the same code the webhook runs.
+
+    python -m ticketing.reconcile [--since 2026-11-01T00:00:00Z] [--repair]
+
+Drift it finds:
+- `paid_not_fulfilled`: Stripe took the money, the order is not paid (a webhook was lost);
+  repair settles it as the webhook would (fulfil, or refund a late payment).
+- `paid_unknown_order`: Stripe took money for an order we do not have (report only).
+- `refund_not_recorded`: Stripe refunded more than the order records; repair mirrors it.
+- `fulfilled_not_paid`: the order is paid but Stripe says the payment did not succeed
+  (report only: a person looks).
+It prints a JSON report and exits 1 if drift remains (0 when clean or all repaired), so a
+scheduled job or a person can act on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+from ticketing import clock, orders, payments
+
+
+@dataclass
+class Drift:
+    kind: str
+    order_id: str | None
+    payment_intent_id: str
+    detail: str
+    repaired: bool = False
+
+
+def scan(since_epoch: int | None = None, repair: bool = False) -> list[Drift]:
+    from ticketing import fulfilment, refunds
+
+    drifts: list[Drift] = []
+    for intent in payments.intents(since_epoch):
+        order_id = intent.metadata["order_id"]
+        order = orders.get(order_id)
+        if intent.status == "succeeded":
+            if order is None:
+                drifts.append(Drift("paid_unknown_order", order_id, intent.id, f"{intent.amount} {intent.currency} taken"))
+                continue
+            if order.status in (orders.PENDING, *orders.LATE_STATES) and order.payment.payment_intent_id in (None, intent.id):
+                drift = Drift("paid_not_fulfilled", order_id, intent.id, f"order is {order.status}")
+                if repair:
+                    outcome, _ = fulfilment.settle(intent)
+                    drift.repaired = outcome in ("paid", "refunded_late_payment_sold_out")
+                    drift.detail += f"; settled: {outcome}"
+                drifts.append(drift)
+                continue
+            refunded_at_stripe = sum(r.amount for r in payments.refunds_of(intent.id) if r.status in ("succeeded", "pending"))
+            recorded = int(order.refunded_cents or 0)
+            if refunded_at_stripe > recorded:
+                drift = Drift("refund_not_recorded", order_id, intent.id, f"Stripe refunded {refunded_at_stripe}, recorded {recorded}")
+                if repair:
+                    refunds.mirror(None, intent.id)
+                    fresh = orders.get(order_id)
+                    drift.repaired = int(fresh.refunded_cents or 0) >= refunded_at_stripe
+                drifts.append(drift)
+        elif order is not None and order.status == orders.PAID and order.payment.payment_intent_id == intent.id:
+            drifts.append(Drift("fulfilled_not_paid", order_id, intent.id, f"PaymentIntent is {intent.status}"))
+    return drifts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compare Stripe with the orders; optionally repair drift.")
+    parser.add_argument("--since", help="only PaymentIntents created at or after this ISO time")
+    parser.add_argument("--repair", action="store_true", help="settle lost payments and mirror unrecorded refunds")
+    args = parser.parse_args(argv)
+    since = int(clock.parse_iso(args.since).timestamp()) if args.since else None
+    drifts = scan(since, args.repair)
+    remaining = [d for d in drifts if not d.repaired]
+    print(json.dumps({"checked_at": clock.iso(clock.now()), "drift": [asdict(d) for d in drifts], "unresolved": len(remaining)}, indent=2))
+    return 1 if remaining else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Refunds and disputes on the local stack: full, partial and per ticket through the API,
+refusals that change nothing, Stripe failing, dashboard refunds and disputes mirrored
+from signed events shaped like Stripe's own."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from local import stack as stack_module
+from tests.integration.test_checkout import available, buy, shards, stripe_client
+from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, table_item, wait_for
+
+FIXTURES = json.loads((Path(__file__).resolve().parents[3] / "shared/stripe/fixtures3.json").read_text())["resources"]
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def paid(api, stack, make_event):
+    """A paid order for 3 GA tickets at $20, its owner's token and the event."""
+
+    def make(starts_in=timedelta(days=7)):
+        start = datetime.now(timezone.utc) + starts_in
+        event_id, types = make_event({"GA": (2000, 10)}, starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))
+        sub = f"refunder-{uuid.uuid4().hex[:6]}"
+        token = api.token([], sub=sub, email=f"{sub}@example.com")
+        order = buy(api, token, event_id, [(types["GA"], 3)]).json()
+        pay(stack, order)
+        assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid")
+        return {"order": order, "token": token, "event_id": event_id, "type_id": types["GA"], "sub": sub}
+
+    return make
+
+
+def refund(api, ctx, body=None, token=None, **headers):
+    return api.post(f"/api/orders/{ctx['order']['order_id']}/refund/", token=token or ctx["token"], json=body or {}, headers=headers)
+
+
+def order_state(api, ctx):
+    return api.get(f"/api/orders/{ctx['order']['order_id']}/", token=ctx["token"]).json()
+
+
+def stripe_refunds(stack, ctx):
+    return stripe_client(stack).v1.refunds.list(params={"payment_intent": ctx["order"]["payment_intent_id"]}).data
+
+
+def refund_notices(stack, order_id):
+    messages = requests.get(f"{stack.aws_url}/_local/mail", timeout=10).json()["messages"]
+    return [m for m in messages if m["raw"] and f"Subject: Refund for order {order_id}" in m["raw"]]
+
+
+# ----------------------------------------------------------------- success
+def test_a_full_refund_voids_every_ticket_returns_the_seats_and_emails_the_customer(api, stack, paid):
+    ctx = paid()
+    assert available(api, ctx["event_id"], ctx["type_id"]) == 7
+    answer = refund(api, ctx)
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["amount_cents"] == 6000 and made["status"] == "succeeded" and made["reason"] == "requested_by_customer"
+    assert made["stripe_refund_id"].startswith("re_") and sorted(made["ticket_ids"]) == sorted(t["id"] for t in ctx["order"]["tickets"])
+    assert [r.amount for r in stripe_refunds(stack, ctx)] == [6000]
+    state = order_state(api, ctx)
+    assert state["status"] == "refunded" and state["refunded_cents"] == 6000
+    assert {t["status"] for t in state["tickets"]} == {"void"} and state["refunds"][0]["id"] == made["id"]
+    assert available(api, ctx["event_id"], ctx["type_id"]) == 10
+    assert shards(stack, ctx["type_id"])[2] == 0  # nothing counted as sold any more
+    assert wait_for(lambda: len(refund_notices(stack, ctx["order"]["order_id"])) == 1)
+
+
+def test_a_partial_refund_by_an_admin_keeps_the_tickets(api, stack, paid):
+    ctx = paid()
+    answer = refund(api, ctx, {"amount_cents": 1500, "reason": "other"}, token=api.token(["admin"]))
+    assert answer.status_code == 201, answer.text
+    state = order_state(api, ctx)
+    assert state["status"] == "partially_refunded" and state["refunded_cents"] == 1500
+    assert {t["status"] for t in state["tickets"]} == {"valid"}
+    refunds = stripe_refunds(stack, ctx)
+    assert [r.amount for r in refunds] == [1500] and refunds[0].metadata["reason"] == "other"
+    assert refunds[0].reason == "requested_by_customer"  # Stripe's own reasons are three; ours is in metadata
+
+
+def test_a_per_ticket_refund_voids_that_ticket_and_puts_its_seat_back(api, stack, paid):
+    ctx = paid()
+    ticket = ctx["order"]["tickets"][1]
+    answer = refund(api, ctx, {"ticket_ids": [ticket["id"]], "reason": "requested_by_customer"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["amount_cents"] == 2000 and answer.json()["ticket_ids"] == [ticket["id"]]
+    state = order_state(api, ctx)
+    assert state["status"] == "partially_refunded" and state["refunded_cents"] == 2000
+    assert {t["id"]: t["status"] for t in state["tickets"]}[ticket["id"]] == "void"
+    assert sorted(t["status"] for t in state["tickets"]) == ["valid", "valid", "void"]
+    assert available(api, ctx["event_id"], ctx["type_id"]) == 8
+    voided = table_item(stack, f"TICKET#{ticket['id']}")
+    scanner = api.token(["scanner"])
+    assert api.get("/api/tickets/verify/", token=scanner, params={"code": voided["qr_payload"]}).json()["reason"] == "void"
+    keys = api.get("/api/scanner/keys/", token=scanner, params={"event_id": ctx["event_id"]}).json()
+    assert [v["ticket_id"] for v in keys["voided"]] == [ticket["id"]]
+
+
+# ---------------------------------------------------------------- refusals
+def _unchanged(api, stack, ctx, refunded_cents=0, stripe_count=0):
+    state = order_state(api, ctx)
+    assert state["refunded_cents"] == refunded_cents
+    assert len(stripe_refunds(stack, ctx)) == stripe_count
+    assert len(state["refunds"]) == stripe_count
+
+
+def test_over_refund_and_a_second_full_refund_are_409(api, stack, paid):
+    ctx = paid()
+    admin = api.token(["admin"])
+    over = refund(api, ctx, {"amount_cents": 6001}, token=admin)
+    assert over.status_code == 409 and over.json()["code"] == "over_refund"
+    _unchanged(api, stack, ctx)
+    assert refund(api, ctx).status_code == 201
+    again = refund(api, ctx)
+    assert again.status_code == 409 and again.json()["code"] == "already_refunded"
+    _unchanged(api, stack, ctx, refunded_cents=6000, stripe_count=1)
+
+
+def test_ten_concurrent_partial_refunds_never_exceed_what_was_paid(api, stack, paid):
+    ctx = paid()
+    admin = api.token(["admin"])
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: refund(api, ctx, {"amount_cents": 1700}, token=admin), range(10)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) == 3 and set(statuses) <= {201, 409}, statuses
+    at_stripe = stripe_refunds(stack, ctx)
+    assert sum(r.amount for r in at_stripe) == 5100 and len(at_stripe) == 3
+    state = order_state(api, ctx)
+    assert state["refunded_cents"] == 5100 and state["status"] == "partially_refunded"
+
+
+@pytest.mark.parametrize(
+    ("who", "body", "status", "code"),
+    [
+        ("customer", {"amount_cents": 100}, 403, None),
+        ("stranger", {}, 404, None),
+        ("customer", {"ticket_ids": ["tk_not_in_this_order"]}, 422, None),
+        ("customer", {"amount_cents": 100, "ticket_ids": ["x"]}, 422, None),
+        ("customer", {"reason": "because"}, 422, None),
+        ("customer", {"amount_cents": -5}, 422, None),
+    ],
+)
+def test_refusals_change_nothing(api, stack, paid, who, body, status, code):
+    ctx = paid()
+    token = {"customer": ctx["token"], "stranger": api.token([])}[who]
+    answer = refund(api, ctx, body, token=token)
+    assert answer.status_code == status, answer.text
+    assert set(answer.json()) >= {"error", "detail"}
+    _unchanged(api, stack, ctx)
+
+
+def test_a_customer_after_the_cut_off_is_refused(api, stack, paid):
+    ctx = paid(starts_in=timedelta(hours=30))  # the cut-off is 48 hours before the start
+    answer = refund(api, ctx)
+    assert answer.status_code == 403 and answer.json()["code"] == "refund_window_closed"
+    _unchanged(api, stack, ctx)
+    assert refund(api, ctx, token=api.token(["admin"])).status_code == 201  # organisers still can
+
+
+def test_a_used_ticket_is_for_admins_only(api, stack, paid):
+    ctx = paid()
+    ticket = ctx["order"]["tickets"][0]
+    stack.client("dynamodb").update_item(
+        TableName=stack_module.TABLE, Key={"PK": {"S": f"TICKET#{ticket['id']}"}, "SK": {"S": "META"}},
+        UpdateExpression="SET #s = :u, used_at = :t", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":u": {"S": "used"}, ":t": {"S": iso(datetime.now(timezone.utc))}},
+    )
+    assert refund(api, ctx, {"ticket_ids": [ticket["id"]]}).status_code == 403
+    assert refund(api, ctx).status_code == 403  # a full refund would include it
+    _unchanged(api, stack, ctx)
+    assert refund(api, ctx, {"ticket_ids": [ticket["id"]]}, token=api.token(["admin"])).status_code == 201
+
+
+def test_stripe_unreachable_is_502_records_nothing_and_a_retry_refunds_once(api, stack, paid):
+    ctx = paid()
+    requests.post(f"{stack.stripe_url}/_config/faults", json={"path": "/v1/refunds", "method": "POST", "status": 500, "count": 5}, timeout=5)
+    try:
+        answer = refund(api, ctx)
+        assert answer.status_code == 502 and answer.json()["error"] == "Payment processing error"
+        _unchanged(api, stack, ctx)
+        assert {t["status"] for t in order_state(api, ctx)["tickets"]} == {"valid"}
+    finally:
+        requests.delete(f"{stack.stripe_url}/_config/faults", timeout=5)
+    assert refund(api, ctx).status_code == 201
+    _unchanged(api, stack, ctx, refunded_cents=6000, stripe_count=1)
+
+
+# ------------------------------------------------------------- from Stripe
+def test_a_dashboard_refund_is_mirrored_once(api, stack, paid):
+    ctx = paid()
+    stripe_client(stack).v1.refunds.create(params={"payment_intent": ctx["order"]["payment_intent_id"], "amount": 2500})
+    # The stand-in sends charge.refunded and refund.created: both arrive, one record results.
+    state = wait_for(lambda: (s := order_state(api, ctx))["refunded_cents"] and s)
+    time.sleep(2)
+    state = order_state(api, ctx)
+    assert state["refunded_cents"] == 2500 and state["status"] == "partially_refunded"
+    assert [r["amount_cents"] for r in state["refunds"]] == [2500]
+    # Our own refund afterwards is not counted twice when its charge.refunded arrives.
+    assert refund(api, ctx, {"amount_cents": 1000}, token=api.token(["admin"])).status_code == 201
+    time.sleep(2)
+    state = order_state(api, ctx)
+    assert state["refunded_cents"] == 3500 and len(state["refunds"]) == 2
+
+
+def _dispute(charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
+    dispute = copy.deepcopy(FIXTURES["dispute"])
+    dispute.update({"id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000})
+    return dispute
+
+
+def test_a_dispute_voids_the_tickets_and_a_won_dispute_restores_them(api, stack, paid):
+    ctx = paid()
+    order = order_state(api, ctx)
+    charge_id, intent_id = order["payment"]["charge_id"], ctx["order"]["payment_intent_id"]
+    dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
+    opened = event_for(intent_id, kind="charge.dispute.created", obj=_dispute(charge_id, intent_id, "needs_response", dispute_id))
+    answer = deliver(api, opened, signed(opened))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "disputed"
+    state = order_state(api, ctx)
+    assert state["status"] == "disputed" and {t["status"] for t in state["tickets"]} == {"void"}
+    ticket_ids = {t["id"] for t in state["tickets"]}
+    code = table_item(stack, f"TICKET#{state['tickets'][0]['id']}")["qr_payload"]
+    scanner = api.token(["scanner"])
+    assert api.get("/api/tickets/verify/", token=scanner, params={"code": code}).json()["reason"] == "void"
+    keys = api.get("/api/scanner/keys/", token=scanner, params={"event_id": ctx["event_id"]}).json()
+    assert {v["ticket_id"] for v in keys["voided"]} == ticket_ids and keys["restored"] == []
+    assert refund(api, ctx).status_code == 409  # a disputed order is not refunded on top
+
+    closed = event_for(intent_id, kind="charge.dispute.closed", obj=_dispute(charge_id, intent_id, "won", dispute_id))
+    assert deliver(api, closed, signed(closed)).json()["outcome"] == "dispute_won"
+    state = order_state(api, ctx)
+    assert state["status"] == "paid" and {t["status"] for t in state["tickets"]} == {"valid"}
+    assert api.get("/api/tickets/verify/", token=scanner, params={"code": code}).json()["reason"] == "ok"
+    keys = api.get("/api/scanner/keys/", token=scanner, params={"event_id": ctx["event_id"], "since": keys["generated_at"]}).json()
+    assert keys["voided"] == [] and {r["ticket_id"] for r in keys["restored"]} == ticket_ids
+
+
+def test_a_lost_dispute_leaves_the_tickets_void(api, stack, paid):
+    ctx = paid()
+    order = order_state(api, ctx)
+    charge_id, intent_id = order["payment"]["charge_id"], ctx["order"]["payment_intent_id"]
+    dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
+    for status, kind in (("needs_response", "charge.dispute.created"), ("lost", "charge.dispute.closed")):
+        payload = event_for(intent_id, kind=kind, obj=_dispute(charge_id, intent_id, status, dispute_id))
+        assert deliver(api, payload, signed(payload)).status_code == 200
+    state = order_state(api, ctx)
+    assert state["status"] == "disputed" and {t["status"] for t in state["tickets"]} == {"void"}
+    assert wait_for(lambda: len(receipts_for(stack, ctx["order"]["order_id"])) == 1)  # the receipt, nothing re-sent
