@@ -5,7 +5,7 @@ SAMENV := .venvs/sam
 PY     := $(VENV)/bin/python
 SAM    := $(SAMENV)/bin/sam
 
-.PHONY: dev test test-unit test-integration test-template openapi bench clean
+.PHONY: dev test test-unit test-integration test-template openapi bench soak reconcile clean
 
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ openapi: $(VENV)/.installed
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed
 	$(PY) -m bench
+
+## make soak: a whole sale (2,000 buyers, 500 seats) on its own local stack, then the invariants
+soak: $(VENV)/.installed
+	$(PY) -m bench.soak
+
+## make reconcile: compare Stripe with the orders (ARGS="--repair" to fix drift); uses the AWS/Stripe of your environment
+reconcile: $(VENV)/.installed
+	PYTHONPATH=layers/common/python $(PY) -m ticketing.reconcile $(ARGS)
 
 clean:
 	rm -rf .venvs .aws-sam .local .pytest_cache

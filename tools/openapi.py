@@ -59,6 +59,7 @@ def build() -> dict:
                 operation["security"] = [{"bearerAuth": []}]
         paths[path if path.endswith("/") else path + "/"] = operations
     schema["paths"] = paths
+    _document_errors(schema)
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearerAuth": {
             "type": "http",
@@ -69,6 +70,48 @@ def build() -> dict:
     }
     schema["servers"] = [{"url": "/"}]
     return schema
+
+
+ERRORS = {
+    "400": "Malformed JSON or request",
+    "401": "No valid token (API Gateway's own {\"message\": \"Unauthorized\"})",
+    "403": "Signed in but not allowed (role or policy)",
+    "404": "No such resource, or another customer's",
+    "409": "Conflicts with the current state",
+    "413": "Body too large",
+    "422": "Invalid input; `field` names it",
+    "429": "Too many holds or requests",
+    "500": "A bug (logged with the correlation id)",
+    "502": "The payment provider failed; retry",
+    "503": "A dependency is down; Retry-After",
+}
+
+
+def _document_errors(schema: dict) -> None:
+    """Every operation can answer the API's errors, in the one error format (or API
+    Gateway's own `{"message"}` for the answers it gives itself)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = {
+        "anyOf": [
+            {
+                "type": "object", "required": ["error", "detail"],
+                "properties": {
+                    "error": {"type": "string"}, "detail": {"type": "string"},
+                    "code": {"type": "string"}, "field": {"type": "string"},
+                },
+            },
+            {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}},
+        ]
+    }
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERRORS.items():
+                if status == "422" or status not in responses:
+                    responses[status] = {"description": responses.get(status, {}).get("description") or description, "content": content}
+                else:
+                    responses[status]["content"] = content
 
 
 def render(schema: dict) -> str:

@@ -25,7 +25,7 @@ def list_events(
 
 
 @route(app, "POST", "/api/events", roles=(ADMIN,), denied="Only organisers may create events.",
-       summary="Create an event (admin)", tags=["catalogue"])
+       summary="Create an event (admin)", tags=["catalogue"], responses={201: {"description": "Created"}})
 def create_event(event: catalogue.EventIn) -> tuple[catalogue.EventOut, int]:
     return catalogue.create_event(event, require_caller(app)), 201
 
@@ -36,7 +36,7 @@ def get_event(event_id: str) -> catalogue.EventOut:
 
 
 @route(app, "POST", "/api/events/<event_id>/ticket-types", roles=(ADMIN,), denied="Only organisers may create ticket types.",
-       summary="Create a ticket type (admin)", tags=["catalogue"])
+       summary="Create a ticket type (admin)", tags=["catalogue"], responses={201: {"description": "Created"}})
 def create_ticket_type(event_id: str, ticket_type: catalogue.TicketTypeIn) -> tuple[catalogue.TicketTypeOut, int]:
     return catalogue.create_ticket_type(event_id, ticket_type), 201
 

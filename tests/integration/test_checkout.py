@@ -340,3 +340,50 @@ def test_checkout_reclaims_lapsed_holds_instead_of_answering_sold_out(api, stack
     assert second.status_code == 201, second.text
     assert api.get(f"/api/orders/{first['order_id']}/", token=first_token).json()["status"] == "expired"
     assert shards(stack, types["Last"])[:2] == (0, 2)
+
+
+@pytest.fixture
+def aws_faults(stack):
+    def inject(**fault):
+        requests.post(f"{stack.aws_url}/_local/faults", json=fault, timeout=5).raise_for_status()
+
+    yield inject
+    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
+
+
+def test_dynamodb_throttling_during_checkout_is_503_and_holds_nothing(api, stack, make_event, aws_faults):
+    event_id, types = make_event({"GA": (1000, 20)})
+    sub = f"throttled-{uuid.uuid4().hex[:6]}"
+    aws_faults(service="dynamodb", operation="TransactWriteItems", status=400,
+               code="ProvisionedThroughputExceededException", count=-1)
+    answer = buy(api, api.token([], sub=sub), event_id, [(types["GA"], 3)])
+    assert answer.status_code == 503 and answer.headers.get("Retry-After")
+    assert set(answer.json()) >= {"error", "detail"}
+    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
+    assert available(api, event_id, types["GA"]) == 20 and holder_count(stack, sub, event_id) == 0
+
+
+def test_a_conditional_check_storm_still_never_oversells(api, stack, make_event, aws_faults):
+    """Every other transaction is cancelled as if by a conflicting writer: checkout retries
+    from fresh reads, and what it sells still adds up."""
+    event_id, types = make_event({"GA": (1000, 12)})
+    aws_faults(service="dynamodb", operation="TransactWriteItems", status=400, code="TransactionConflictException", count=6)
+    tokens = [api.token([]) for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda token: buy(api, token, event_id, [(types["GA"], 2)]), tokens))
+    assert {a.status_code for a in answers} <= {201, 503}
+    sold = sum(2 for a in answers if a.status_code == 201)
+    remaining, held, _, capacity = shards(stack, types["GA"])
+    assert held == sold and remaining + held == capacity == 12
+
+
+def test_stripe_slower_than_the_timeout_is_502_and_holds_nothing(api, stack, make_event, stripe_faults):
+    event_id, types = make_event({"GA": (1000, 20)})
+    sub = f"slow-stripe-{uuid.uuid4().hex[:6]}"
+    requests.post(
+        f"{stack.stripe_url}/_config/faults",
+        json={"status": "slow", "delay": 9, "count": 2, "path": "/v1/payment_intents", "method": "POST"}, timeout=5,
+    )
+    answer = buy(api, api.token([], sub=sub), event_id, [(types["GA"], 2)])
+    assert answer.status_code == 502, answer.text
+    assert available(api, event_id, types["GA"]) == 20 and holder_count(stack, sub, event_id) == 0

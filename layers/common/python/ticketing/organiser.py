@@ -458,10 +458,12 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
             raise RetryLater(f"refund failed: {exc.detail}") from exc
         except Conflict as exc:
             fresh = orders.get(order.order_id) or order
-            if fresh.status == "refunded" or int(fresh.refunded_cents or 0) >= int(fresh.total_cents):
-                # refunded already: by an earlier attempt whose answer was lost (the webhook completes it)
-                ours = sum(r["amount_cents"] for r in orders.refunds_of(order.order_id) if r["reason"] == "event_canceled")
+            if fresh.status == "refunded":  # by a concurrent delivery of this batch, or before the event was canceled
+                ours = sum(r["amount_cents"] for r in orders.refunds_of(order.order_id)
+                           if r["reason"] == "event_canceled" and r["status"] != "pending")
                 return "done", "refunded", ours
+            # A refund in flight (reserved, Stripe not answered yet) is not done: it may
+            # still be undone. Try again later, when it has settled one way or the other.
             if again and fresh.status != status:
                 return _settle(fresh, job, again=False)
             raise RetryLater(f"refund not possible yet: {exc.detail}") from exc
