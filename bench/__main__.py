@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import platform
 import os
+import platform
 
-from bench import bench_catalogue, bench_checkout, bench_tickets, bench_gate
+from bench import bench_catalogue, bench_checkout, bench_coldstart, bench_gate, bench_tickets
 from bench.common import setup
 
 
 def main() -> None:
     setup()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    for module in (bench_catalogue, bench_checkout, bench_tickets, bench_gate):
+    for module in (bench_catalogue, bench_checkout, bench_tickets, bench_gate, bench_coldstart):
         print(module.run())
 
 

@@ -32,7 +32,8 @@ FIRST_REQUEST = {
     "WebhookFunction": ("POST", "/api/tickets/webhook/", None, None),
     "RefundFunction": ("POST", "/api/orders/or_x/refund/", {"amount_cents": -1}, "[]"),
     "TicketsFunction": ("GET", "/api/tickets/tk_x/qr/image/", None, "[]", {"size": "huge"}),
-    "VerifyFunction": ("GET", "/api/tickets/verify/", None, "[scanner]", {"code": "TKT1:k1:forged"}),
+    "VerifyFunction": ("GET", "/api/tickets/verify/", None, "[scanner]", {"code": ""}),
+    "OrganiserFunction": ("GET", "/api/events/ev_x/stats/", None, "[]"),
 }
 
 

@@ -115,6 +115,7 @@ class Stack:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "HOLD_MINUTES": "15",
             "RECEIPT_QUEUE_URL": getattr(self, "queue_urls", {}).get("ReceiptQueue", ""),
+            "CANCEL_QUEUE_URL": getattr(self, "queue_urls", {}).get("EventCancelQueue", ""),
             "MAX_HELD_PER_CUSTOMER": "20",
             "REFUND_CUTOFF_HOURS": "48",
             **self.extra_env,
