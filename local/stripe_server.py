@@ -354,6 +354,11 @@ def patch_refund_limits():
 def cancel_payment_intent(id=None, cancellation_reason=None, **kwargs):
     _drop_stripe_js_fields(kwargs)
     kwargs.pop('client_secret', None)
+    # Gap: localstripe answers a bare 400 for a PaymentIntent that can no longer be
+    # canceled; Stripe answers code payment_intent_unexpected_state.
+    current = ls_res.PaymentIntent._api_retrieve(id)
+    if current.status in ('succeeded', 'canceled', 'processing'):
+        raise _unexpected_state(current, 'cancel')
     pi = ls_res.PaymentIntent._api_cancel(id, **kwargs)
     pi.cancellation_reason = cancellation_reason
     pi.canceled_at = int(time.time())

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler.openapi.params import Header
-
 from ticketing import checkout, idempotency, orders
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller
 
 settings()  # fail the cold start, not a request, if configuration is missing
 app = create_app()
-
-IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_LENGTH)]
 
 
 @app.post(
@@ -28,7 +22,7 @@ IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_leng
         503: {"description": "Stripe throttled or the table is busy; Retry-After"},
     },
 )
-def create_checkout(basket: checkout.CheckoutIn, idempotency_key: IdempotencyKey = None) -> tuple[checkout.CheckoutOut, int]:
+def create_checkout(basket: checkout.CheckoutIn, idempotency_key: idempotency.KeyHeader = None) -> tuple[checkout.CheckoutOut, int]:
     who = require_caller(app)
     body = basket.model_dump(mode="json")
     answer = idempotency.once(
@@ -44,7 +38,7 @@ def get_order(order_id: str) -> orders.OrderOut:
 
 
 @app.post("/api/orders/<order_id>/cancel", summary="Abandon a pending order: cancel the payment, release the seats", tags=["orders"])
-def cancel_order(order_id: str, idempotency_key: IdempotencyKey = None) -> orders.OrderOut:
+def cancel_order(order_id: str, idempotency_key: idempotency.KeyHeader = None) -> orders.OrderOut:
     who = require_caller(app)
     answer = idempotency.once(
         f"cancel:{order_id}", who.sub, idempotency_key, {}, lambda: checkout.cancel(order_id, who).model_dump(mode="json"),

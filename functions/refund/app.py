@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from ticketing import idempotency, refunds
 from ticketing.config import settings
@@ -12,9 +12,6 @@ from ticketing.http import create_app, handler, require_caller
 
 settings()
 app = create_app()
-
-IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_LENGTH)]
-
 
 @app.post(
     "/api/orders/<order_id>/refund",
@@ -28,7 +25,7 @@ IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_leng
     },
 )
 def refund_order(
-    order_id: str, request: Annotated[refunds.RefundIn | None, Body()] = None, idempotency_key: IdempotencyKey = None
+    order_id: str, request: Annotated[refunds.RefundIn | None, Body()] = None, idempotency_key: idempotency.KeyHeader = None
 ) -> tuple[refunds.RefundOut, int]:
     who = require_caller(app)
     data = request or refunds.RefundIn()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from ticketing import gate, idempotency
 from ticketing.auth import ADMIN, SCANNER
@@ -20,7 +20,6 @@ app = create_app()
 
 STAFF = (SCANNER, ADMIN)
 DENIED = "You do not have permission to verify this ticket"
-IdempotencyKey = Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_LENGTH)]
 EventId = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
@@ -35,7 +34,7 @@ def verify(code: Annotated[str, Query()] = "", event_id: EventId = None) -> gate
        responses={404: {"description": "No such ticket (reason unknown_ticket)"},
                   409: {"description": "Not admissible: reason already_used (with first_used_at, gate), void, unpaid, wrong_event, event_over"}})
 def check_in(ticket_id: str, body: Annotated[gate.CheckinIn | None, Body()] = None,
-             idempotency_key: IdempotencyKey = None) -> gate.CheckinOut:
+             idempotency_key: idempotency.KeyHeader = None) -> gate.CheckinOut:
     who = require_caller(app)
     data = body or gate.CheckinIn()
     answer = idempotency.once(
@@ -51,7 +50,7 @@ def check_in(ticket_id: str, body: Annotated[gate.CheckinIn | None, Body()] = No
        responses={404: {"description": "No such ticket (reason unknown_ticket)"},
                   409: {"description": "Not admissible: reason already_used (with first_used_at, gate), void, unpaid, wrong_event, event_over"},
                   422: {"description": "Invalid input; a code whose signature fails has reason bad_signature"}})
-def check_in_code(body: gate.CodeCheckinIn, idempotency_key: IdempotencyKey = None) -> gate.CheckinOut:
+def check_in_code(body: gate.CodeCheckinIn, idempotency_key: idempotency.KeyHeader = None) -> gate.CheckinOut:
     who = require_caller(app)
     answer = idempotency.once(
         "checkin-code", who.sub, idempotency_key, body.model_dump(mode="json"),
@@ -74,7 +73,7 @@ def scanner_keys(
        summary=f"Upload check-ins made offline (at most {gate.MAX_OFFLINE_BATCH}); a result per scan, conflicts included")
 def offline_checkins(
     scans: Annotated[list[gate.OfflineScanIn], Body(min_length=1, max_length=gate.MAX_OFFLINE_BATCH)],
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: idempotency.KeyHeader = None,
 ) -> gate.OfflineOut:
     who = require_caller(app)
     answer = idempotency.once(

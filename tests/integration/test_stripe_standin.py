@@ -458,3 +458,14 @@ def test_refund_reason_accepted_and_checked(client):
     assert refund.reason == 'requested_by_customer'
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.refunds.create(params={'payment_intent': pi.id, 'amount': 100, 'reason': 'event_canceled'})
+
+
+# --------------------------------------------------------------------------
+# 10. canceling a PaymentIntent that succeeded answers Stripe's error code
+# --------------------------------------------------------------------------
+def test_cancel_after_success_answers_unexpected_state(client):
+    pi = _succeeded_pi(client, 1000)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.payment_intents.cancel(pi.id)
+    assert caught.value.code == 'payment_intent_unexpected_state'
+    assert client.v1.payment_intents.retrieve(pi.id).status == 'succeeded'

@@ -121,3 +121,21 @@ def test_the_receipt_is_claimed_once_even_when_two_attempts_race(shop):
     stale.receipt_sent_at = None  # an attempt that read the order before the receipt went out
     assert fulfilment.deliver_receipt(stale) is False
     assert len(_sent("Your tickets")) == 1
+
+
+def test_a_lapsed_hold_whose_payment_went_through_is_parked_not_released(shop):
+    from ticketing import checkout
+
+    order = _order(shop, "paid-at-the-last-second", qty=1)
+    _pay_at_stripe(order["payment_intent_id"])
+    past = "2000-01-01T00:00:00Z"
+    OrderItem(*OrderItem.key(order["order_id"])).update(
+        actions=[OrderItem.expires_at.set(past), OrderItem.GSI2SK.set(f"{past}#{order['order_id']}")]
+    )
+    assert [o.order_id for o in orders.lapsed(10)] == [order["order_id"]]
+    assert checkout.expire_lapsed() == 0
+    parked = orders.get(order["order_id"])
+    assert parked.status == "pending" and parked.payment.status == "succeeded" and parked.GSI2PK is None
+    assert orders.lapsed(10) == []  # no later run calls Stripe for it again
+    assert _seats(shop["type"]["id"]) == (1, 1, 0)  # the seat stays held for the webhook to settle
+    assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"

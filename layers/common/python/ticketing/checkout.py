@@ -254,7 +254,11 @@ def close(order: OrderItem, to_status: str, reason: str) -> bool:
         intent = payments.cancel_intent(intent_id)
         status = intent.status
         if intent.status != "canceled":
-            return False  # succeeded or processing: the webhook settles it
+            # Succeeded or processing: the money came (or is coming). Keep the seats, take the
+            # order off the expiry index so no run tries again, and let the webhook (or
+            # reconciliation, if the webhook is lost) settle it.
+            orders.park(order.order_id, intent.status)
+            return False
     return orders.release(order, to_status, reason, payment={"status": status} if status else None)
 
 

@@ -256,29 +256,11 @@ def _refund_whole(order: OrderItem, intent: payments.Intent, reason: str, from_s
         metadata={"order_id": order.order_id, "why": reason}, idempotency_key=f"order-{order.order_id}-auto-refund",
     )
     if orders.refunded_in_full(order, refund, reason, _payment_fields(intent), from_states):
-        _notify_refund(order, refund.amount, reason)
+        from ticketing import refunds
+
+        event = _event(order.event_id)
+        refunds.notify(order, refund.amount, reason, event_name=event.name if event else None)
     return "refunded_" + reason
-
-
-def _notify_refund(order: OrderItem, amount: int, reason: str) -> None:
-    if not order.customer_email:
-        return
-    event = _event(order.event_id)
-    sentences = {
-        "late_payment_sold_out": "Your payment arrived after your hold had lapsed and the seats had been sold, so it has been refunded in full.",
-    }
-    try:
-        mail.send(
-            mail.build_refund_notice(
-                mail.RefundNotice(
-                    order_id=order.order_id, to_email=order.customer_email, to_name=order.customer_name,
-                    event_name=event.name if event else "your event", currency=order.currency, amount_cents=amount,
-                    reason=sentences.get(reason, "Your payment has been refunded."),
-                )
-            )
-        )
-    except mail.MailError:
-        logger.warning("refund notice not sent", extra={"order_id": order.order_id})
 
 
 # --------------------------------------------------------------- receipts

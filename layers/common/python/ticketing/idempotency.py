@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -28,6 +29,9 @@ from ticketing.errors import Conflict, InvalidInput
 HEADER = "idempotency-key"
 TTL_SECONDS = 24 * 60 * 60
 MAX_KEY_LENGTH = 255
+
+# The header as a route parameter: `idempotency_key: idempotency.KeyHeader = None`.
+KeyHeader = Annotated[str | None, Header(alias=HEADER, max_length=MAX_KEY_LENGTH)]
 
 
 @lru_cache(maxsize=1)

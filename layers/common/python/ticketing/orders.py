@@ -168,6 +168,24 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
     return True
 
 
+def park(order_id: str, payment_status: str) -> None:
+    """A pending order whose payment went through before its hold could be released:
+    off the expiry index (the seats stay held), its payment status recorded."""
+    from pynamodb.exceptions import UpdateError
+
+    try:
+        OrderItem(*OrderItem.key(order_id)).update(
+            actions=[
+                OrderItem.payment.status.set(payment_status), OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(),
+                OrderItem.updated_at.set(clock.iso(clock.now())),
+            ],
+            condition=OrderItem.status == PENDING,
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+
+
 def record_payment(order_id: str, **fields: Any) -> None:
     """Set payment fields on a pending order (no-op if it has left pending)."""
     from pynamodb.exceptions import UpdateError

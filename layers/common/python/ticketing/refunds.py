@@ -231,23 +231,30 @@ def _complete(order: OrderItem, record: RefundItem, stripe_refund: payments.Refu
     return True
 
 
-def _notify(order: OrderItem, record: RefundItem, tickets: list[TicketItem]) -> None:
+NOTICE_REASONS = {
+    "event_canceled": "The event has been canceled.",
+    "requested_by_customer": "You asked for a refund.",
+    "duplicate": "The payment was a duplicate.",
+    "fraudulent": "The payment was reported as fraudulent.",
+    "late_payment_sold_out": "Your payment arrived after your hold had lapsed and the seats had been sold, "
+    "so it has been refunded in full.",
+}
+
+
+def notify(order: OrderItem, amount_cents: int, reason: str, tickets: list[TicketItem] = (), event_name: str | None = None) -> None:
+    """Email the customer that `amount_cents` went back to their card. A failure to send is
+    logged, never raised: the refund itself has happened."""
     if not order.customer_email:
         return
-    sentences = {
-        "event_canceled": "The event has been canceled.",
-        "requested_by_customer": "You asked for a refund.",
-        "duplicate": "The payment was a duplicate.",
-        "fraudulent": "The payment was reported as fraudulent.",
-    }
+    if event_name is None:
+        event_name = next((t.event_name for t in tickets if t.event_name), None)
     try:
         mail.send(
             mail.build_refund_notice(
                 mail.RefundNotice(
                     order_id=order.order_id, to_email=order.customer_email, to_name=order.customer_name,
-                    event_name=tickets[0].event_name if tickets and tickets[0].event_name else "your event",
-                    currency=order.currency, amount_cents=int(record.amount_cents),
-                    reason=sentences.get(record.reason, "Your order has been refunded."),
+                    event_name=event_name or "your event", currency=order.currency, amount_cents=int(amount_cents),
+                    reason=NOTICE_REASONS.get(reason, "Your order has been refunded."),
                     ticket_serials=tuple(t.serial for t in tickets),
                 )
             )
@@ -289,7 +296,7 @@ def refund(order_id: str, data: RefundIn, who: Caller) -> RefundOut:
         _undo(order, record, tickets)
         raise
     _complete(order, record, made, tickets, starts)
-    _notify(order, record, tickets)
+    notify(order, int(record.amount_cents), record.reason, tickets)
     saved = RefundItem.get(*RefundItem.key(order_id, refund_id), consistent_read=True)
     return _out(saved)
 
