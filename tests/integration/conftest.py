@@ -1,6 +1,7 @@
 """Integration tests: HTTP against the real local stack (moto server, localstripe, the
-gateway), started once per test session on free ports so a running `make dev` does
-not clash, and stopped at the end."""
+gateway), started once per test module on free ports so a running `make dev` does not
+clash, and stopped at the end of the module. (One stack per module keeps each table
+small: moto answers an index query by scanning the whole table.)"""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from local.ports import free_port
 from local.stack import Stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     instance = Stack(
         api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
-        state_dir=tmp_path_factory.mktemp("stack"), quiet=True, workers=2, schedule_seconds=2,
+        state_dir=tmp_path_factory.mktemp("stack"), quiet=True, workers=2, schedule_seconds=15,
         # Small shards so small test capacities spread over several; a low hold cap to reach it.
         extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12"},
     )
@@ -50,7 +51,7 @@ class Api:
         return self.stack.token(sub, groups, **claims)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api(stack):
     return Api(stack)
 
