@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints, field_validator
 from pynamodb.exceptions import TransactWriteError
@@ -366,7 +366,3 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         sales_start=item.sales_start, sales_end=item.sales_end,
         on_sale=item.sales_start <= now < item.sales_end and available > 0,
     )
-
-
-def as_json(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
