@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.common import ROOT, count_aws_calls, import_ms, median_ms, table
+from bench.common import ROOT, calls_text, count_aws_calls, import_ms, median_ms, table
 
 
 def run() -> str:
@@ -29,7 +29,7 @@ def run() -> str:
             calls.clear()
             call(method, path, **kwargs)
             counted = dict(calls)
-            rows.append((f"{label}: AWS calls per request", ", ".join(f"{k.split('.')[1]} x{v}" for k, v in sorted(counted.items()))))
+            rows.append((f"{label}: AWS calls per request", calls_text(counted)))
             rows.append((f"{label}: median in process (moto)", f"{median_ms(lambda: call(method, path, **kwargs), repeat=30):.1f} ms"))
 
         measure("GET event (5 types, 80 shards)", "GET", f"/api/events/{event['id']}/")

@@ -5,34 +5,12 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
-import time
 from collections import Counter
 
-from bench.common import ROOT, count_aws_calls, median_ms, table
+from bench.common import calls_text, count_aws_calls, median_ms, table
 
 RUSH_PER_SECOND = 5000
 PARTITION_WCU = 1000  # DynamoDB's per-partition write ceiling
-
-
-def _start_stripe() -> tuple[subprocess.Popen, str]:
-    from local.ports import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local.stripe_server", "--port", str(port), "--quiet"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    import urllib.request
-
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def _rush(capacity: int, shard_size: int, max_shards: int, seconds: int = 1) -> tuple[int, float, float]:
@@ -65,8 +43,7 @@ def run() -> str:
     from tests.conftest import load_function
     from tests.unit.conftest import ADMIN, Invoker
 
-    stripe_proc, stripe_url = _start_stripe()
-    os.environ["STRIPE_API_BASE"] = stripe_url
+    from local.stack import stripe_standin
 
     stripe_calls: Counter = Counter()
     original_request = stripe.RequestsClient.request
@@ -78,7 +55,8 @@ def run() -> str:
     stripe.RequestsClient.request = counted
     rows = []
     try:
-        with count_aws_calls() as calls, mock_aws():
+        with stripe_standin() as stripe_url, count_aws_calls() as calls, mock_aws():
+            os.environ["STRIPE_API_BASE"] = stripe_url
             create_table_and_secrets()
             catalogue = Invoker(load_function("catalogue"))
             buy = Invoker(load_function("checkout"))
@@ -101,7 +79,7 @@ def run() -> str:
             calls.clear()
             stripe_calls.clear()
             checkout()
-            rows.append(("DynamoDB calls per checkout", ", ".join(f"{k.split('.')[1]} x{v}" for k, v in sorted(calls.items()) if k.startswith("dynamodb"))))
+            rows.append(("DynamoDB calls per checkout", calls_text(calls, "dynamodb")))
             rows.append(("Stripe calls per checkout", ", ".join(f"{k} x{v}" for k, v in sorted(stripe_calls.items()))))
             key = {"idempotency-key": "bench-key"}
             calls.clear()
@@ -113,13 +91,11 @@ def run() -> str:
             rows.append(("checkout median in process (moto + Stripe stand-in)", f"{median_ms(checkout, repeat=20):.1f} ms"))
     finally:
         stripe.RequestsClient.request = original_request
-        stripe_proc.terminate()
-        stripe_proc.wait()
 
     shards, writes, wcu = _rush(capacity=50_000, shard_size=50, max_shards=16)
     rows.append(
         (f"rush: {RUSH_PER_SECOND}/s on one type, {shards} shards: hottest shard", f"{writes:.0f} writes/s = {wcu:.0f} WCU/s (limit {PARTITION_WCU})")
     )
     _, single, single_wcu = _rush(capacity=50_000, shard_size=50_000, max_shards=1)
-    rows.append((f"same rush on one unsharded item", f"{single:.0f} writes/s = {single_wcu:.0f} WCU/s"))
+    rows.append(("same rush on one unsharded item", f"{single:.0f} writes/s = {single_wcu:.0f} WCU/s"))
     return table(rows, "Checkout")

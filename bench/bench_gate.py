@@ -4,20 +4,13 @@ function's cold import against a bare `import boto3`."""
 from __future__ import annotations
 
 import json
-import os
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from bench.common import ROOT, count_aws_calls, import_ms, median_ms, table
+from bench.common import ROOT, calls_text, count_aws_calls, environment, import_ms, median_ms, table
 
 QR_SECRET = "bench/qr-signing"
 SCANNER = {"sub": "bench-scanner", "cognito:groups": "[scanner]"}
 OFFLINE_BATCH = 100
-
-
-def _calls(counter: Counter) -> str:
-    found = {k.split(".")[1]: v for k, v in sorted(counter.items()) if k.startswith("dynamodb.")}
-    return ", ".join(f"{name} x{n}" for name, n in found.items()) or "none"
 
 
 def _tickets(n: int, event_id: str) -> list[tuple[str, str]]:
@@ -42,73 +35,60 @@ def _tickets(n: int, event_id: str) -> list[tuple[str, str]]:
 
 def run() -> str:
     import boto3
-    from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
 
     from bench.common import create_table_and_secrets
     from tests.conftest import load_function
     from tests.unit.conftest import Invoker
-    from ticketing import config, ids, qr
+    from ticketing import ids, qr
 
-    saved = {name: os.environ.get(name) for name in ("QR_SIGNING_SECRET_NAME", "POWERTOOLS_PARAMETERS_MAX_AGE")}
-    os.environ.update({"QR_SIGNING_SECRET_NAME": QR_SECRET, "POWERTOOLS_PARAMETERS_MAX_AGE": "300"})  # as deployed
-    config.settings.cache_clear()
-    parameters.clear_caches()
     rows = []
-    try:
-        with count_aws_calls() as calls, mock_aws():
-            create_table_and_secrets()
-            boto3.client("secretsmanager").create_secret(
-                Name=QR_SECRET, SecretString=json.dumps({"active": "kbench", "keys": {"kbench": qr.new_private_key()}})
-            )
-            gate = Invoker(load_function("verify"))
-            event_id = ids.new_id("ev")
-            tickets = _tickets(60 + OFFLINE_BATCH, event_id)
-            _, code = tickets[0]
-            forged = code[:-4] + ("AAAA" if not code.endswith("AAAA") else "BAAA")
+    deployed = {"QR_SIGNING_SECRET_NAME": QR_SECRET, "POWERTOOLS_PARAMETERS_MAX_AGE": "300"}
+    with environment(deployed), count_aws_calls() as calls, mock_aws():
+        create_table_and_secrets()
+        boto3.client("secretsmanager").create_secret(
+            Name=QR_SECRET, SecretString=json.dumps({"active": "kbench", "keys": {"kbench": qr.new_private_key()}})
+        )
+        gate = Invoker(load_function("verify"))
+        event_id = ids.new_id("ev")
+        tickets = _tickets(60 + OFFLINE_BATCH, event_id)
+        _, code = tickets[0]
+        forged = code[:-4] + ("AAAA" if not code.endswith("AAAA") else "BAAA")
 
-            def verify(scanned: str) -> None:
-                status, body, _ = gate("GET", "/api/tickets/verify/", query={"code": scanned}, claims=SCANNER)
-                assert status == 200, body
+        def verify(scanned: str) -> None:
+            status, body, _ = gate("GET", "/api/tickets/verify/", query={"code": scanned}, claims=SCANNER)
+            assert status == 200, body
 
-            verify(code)  # warm: keys, connections
-            for label, scanned in (("verify, valid code", code), ("verify, forged code", forged)):
-                calls.clear()
-                verify(scanned)
-                rows.append((f"DynamoDB calls per {label}", _calls(calls)))
-
-            fresh = iter(tickets[1:60])
-
-            def check_in() -> None:
-                ticket_id, _ = next(fresh)
-                status, body, _ = gate("POST", f"/api/tickets/{ticket_id}/checkin/", {"gate": "North"}, claims=SCANNER)
-                assert status == 200, body
-
+        verify(code)  # warm: keys, connections
+        for label, scanned in (("verify, valid code", code), ("verify, forged code", forged)):
             calls.clear()
-            check_in()
-            rows.append(("DynamoDB calls per check-in (one write + the audit record)", _calls(calls)))
-            calls.clear()
-            status, _, _ = gate("POST", f"/api/tickets/{tickets[1][0]}/checkin/", {"gate": "South"}, claims=SCANNER)
-            assert status == 409
-            rows.append(("DynamoDB calls per second scan (409 with the first gate)", _calls(calls)))
-            batch = [{"code": c, "scanned_at": "2026-01-01T10:00:00Z", "gate": "North"} for _, c in tickets[60:]]
-            calls.clear()
-            status, _, _ = gate("POST", "/api/scanner/checkins/", batch, claims=SCANNER)
-            assert status == 200
-            rows.append((f"DynamoDB calls per offline upload of {OFFLINE_BATCH} scans", _calls(calls)))
+            verify(scanned)
+            rows.append((f"DynamoDB calls per {label}", calls_text(calls, "dynamodb")))
 
-            rows.append(("verify median in process (moto), valid code", f"{median_ms(lambda: verify(code), repeat=50):.1f} ms"))
-            rows.append(("verify median in process (moto), forged code", f"{median_ms(lambda: verify(forged), repeat=50):.1f} ms"))
-            rows.append(("check-in median in process (moto)", f"{median_ms(check_in, repeat=40, warmup=2):.1f} ms"))
-            rows.append(("signature check alone (qr.verify_with), median", f"{median_ms(lambda: qr.verify_with(code, qr.public_keys()), repeat=200) * 1000:.0f} µs"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        config.settings.cache_clear()
-        parameters.clear_caches()
+        fresh = iter(tickets[1:60])
+
+        def check_in() -> None:
+            ticket_id, _ = next(fresh)
+            status, body, _ = gate("POST", f"/api/tickets/{ticket_id}/checkin/", {"gate": "North"}, claims=SCANNER)
+            assert status == 200, body
+
+        calls.clear()
+        check_in()
+        rows.append(("DynamoDB calls per check-in (one write + the audit record)", calls_text(calls, "dynamodb")))
+        calls.clear()
+        status, _, _ = gate("POST", f"/api/tickets/{tickets[1][0]}/checkin/", {"gate": "South"}, claims=SCANNER)
+        assert status == 409
+        rows.append(("DynamoDB calls per second scan (409 with the first gate)", calls_text(calls, "dynamodb")))
+        batch = [{"code": c, "scanned_at": "2026-01-01T10:00:00Z", "gate": "North"} for _, c in tickets[60:]]
+        calls.clear()
+        status, _, _ = gate("POST", "/api/scanner/checkins/", batch, claims=SCANNER)
+        assert status == 200
+        rows.append((f"DynamoDB calls per offline upload of {OFFLINE_BATCH} scans", calls_text(calls, "dynamodb")))
+
+        rows.append(("verify median in process (moto), valid code", f"{median_ms(lambda: verify(code), repeat=50):.1f} ms"))
+        rows.append(("verify median in process (moto), forged code", f"{median_ms(lambda: verify(forged), repeat=50):.1f} ms"))
+        rows.append(("check-in median in process (moto)", f"{median_ms(check_in, repeat=40, warmup=2):.1f} ms"))
+        rows.append(("signature check alone (qr.verify_with), median", f"{median_ms(lambda: qr.verify_with(code, qr.public_keys()), repeat=200) * 1000:.0f} µs"))
 
     paths = [ROOT / "functions/verify", ROOT / "layers/common/python"]
     env = {"TABLE_NAME": "bench", "QR_SIGNING_SECRET_NAME": QR_SECRET, "POWERTOOLS_METRICS_DISABLED": "true"}

@@ -4,17 +4,12 @@ served from S3, and a listing page for a customer with 200 tickets (latency, AWS
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 
-from bench.common import count_aws_calls, median_ms, table
+from bench.common import calls_text, count_aws_calls, environment, median_ms, table
 
 CUSTOMER_TICKETS = 200
 ORDERS = 20  # 200 tickets over 20 orders of 10
-
-
-def _calls(calls) -> str:
-    return ", ".join(f"{k.split('.')[1]} x{v}" for k, v in sorted(calls.items())) or "none"
 
 
 def run() -> str:
@@ -25,7 +20,7 @@ def run() -> str:
     from local.stack import _new_qr_keys
     from tests.conftest import load_function
     from tests.unit.conftest import Invoker
-    from ticketing import config, qr, tickets
+    from ticketing import qr
 
     rows = []
     key = qr.new_private_key()
@@ -35,14 +30,9 @@ def run() -> str:
             body = render(payload, size)
             rows.append((f"render {kind} {size} px: median (size)", f"{median_ms(lambda: render(payload, size), repeat=30):.1f} ms ({len(body):,} bytes)"))
 
-    ours = {"QR_BUCKET": "bench-qr", "QR_SIGNING_SECRET_NAME": "bench/qr"}
-    saved = {name: os.environ.get(name) for name in ours}
-    os.environ.update(ours)
-    config.settings.cache_clear()
-    tickets.reset_client()
     from tests.unit.test_tickets import T0, seed_order
 
-    with count_aws_calls() as calls, mock_aws():
+    with environment({"QR_BUCKET": "bench-qr", "QR_SIGNING_SECRET_NAME": "bench/qr"}), count_aws_calls() as calls, mock_aws():
         create_table_and_secrets()
         boto3.client("s3").create_bucket(Bucket="bench-qr")
         boto3.client("secretsmanager").create_secret(Name="bench/qr", SecretString=json.dumps(_new_qr_keys()))
@@ -61,35 +51,28 @@ def run() -> str:
             page(limit)
             calls.clear()
             page(limit)
-            rows.append((f"my tickets, {CUSTOMER_TICKETS} owned, page of {limit}: AWS calls", _calls(calls)))
+            rows.append((f"my tickets, {CUSTOMER_TICKETS} owned, page of {limit}: AWS calls", calls_text(calls)))
             rows.append((f"my tickets, page of {limit}: median in process (moto)", f"{median_ms(lambda: page(limit), repeat=20):.1f} ms"))
         calls.clear()
         status, answer, _ = call("GET", "/api/me/tickets/", claims=claims, query={"limit": 50, "status": "valid", "event_id": made[0].event_id})
-        rows.append(("my tickets filtered (event, status), page of 50: AWS calls", _calls(calls)))
+        rows.append(("my tickets filtered (event, status), page of 50: AWS calls", calls_text(calls)))
         calls.clear()
         call("GET", "/api/me/orders/", claims=claims, query={"limit": 20})
-        rows.append((f"my orders, {ORDERS} owned, page of 20: AWS calls", _calls(calls)))
+        rows.append((f"my orders, {ORDERS} owned, page of 20: AWS calls", calls_text(calls)))
 
         ticket_id = made[0].ticket_id
         path = f"/api/tickets/{ticket_id}/qr/image/"
         calls.clear()
         call("GET", path, claims=claims, query={"size": 1024})
-        rows.append(("QR image 1024 px PNG, first request: AWS calls", _calls(calls)))
+        rows.append(("QR image 1024 px PNG, first request: AWS calls", calls_text(calls)))
         calls.clear()
         call("GET", path, claims=claims, query={"size": 1024})
-        rows.append(("QR image, later requests: AWS calls (no render)", _calls(calls)))
+        rows.append(("QR image, later requests: AWS calls (no render)", calls_text(calls)))
         rows.append(("QR image 1024 px PNG from S3: median in process (moto)", f"{median_ms(lambda: call('GET', path, claims=claims, query={'size': 1024}), repeat=20):.1f} ms"))
         calls.clear()
         call("GET", f"/api/tickets/{made[1].ticket_id}/qr/data/", claims=claims)
-        rows.append(("QR data, first request (renders 2 images): AWS calls", _calls(calls)))
+        rows.append(("QR data, first request (renders 2 images): AWS calls", calls_text(calls)))
         calls.clear()
         call("GET", f"/api/tickets/{made[1].ticket_id}/qr/data/", claims=claims)
-        rows.append(("QR data, later requests: AWS calls", _calls(calls)))
-    for name, value in saved.items():  # the next benchmark starts from the shared environment
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    config.settings.cache_clear()
-    tickets.reset_client()
+        rows.append(("QR data, later requests: AWS calls", calls_text(calls)))
     return table(rows, "Tickets and QR codes")

@@ -94,6 +94,38 @@ def count_aws_calls() -> Iterator[Counter]:
         BaseClient._make_api_call = original
 
 
+def calls_text(calls: Counter, service: str | None = None) -> str:
+    """"GetItem x1, PutItem x2" for the counted calls (of one service, if given)."""
+    shown = [(key.split(".")[1], n) for key, n in sorted(calls.items()) if service is None or key.startswith(f"{service}.")]
+    return ", ".join(f"{operation} x{n}" for operation, n in shown) or "none"
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """One benchmark's own settings, read afresh; the shared environment comes back after."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from ticketing import config, tickets
+
+    def reread() -> None:
+        config.settings.cache_clear()
+        parameters.clear_caches()
+        tickets.reset_client()
+
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    reread()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reread()
+
+
 def table(rows: list[tuple[str, str]], title: str) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"\n{title}", f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]

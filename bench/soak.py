@@ -27,6 +27,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=16)
     args = parser.parse_args(argv)
     stack = Stack(api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), quiet=True, workers=3,
-                  seed_demo=False, state_dir=__import__("pathlib").Path(".local/soak"),
+                  seed_demo=False, state_dir=Path(".local/soak"),
                   extra_env={"MAX_HELD_PER_CUSTOMER": "20"}).start()
     began = time.monotonic()
     try:

@@ -23,12 +23,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from local.ports import is_free
+from local.ports import free_port, is_free, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -60,6 +62,30 @@ WEBHOOK_EVENTS = [
 
 class StackError(RuntimeError):
     """A part of the stack could not start; the message says which and why."""
+
+
+@contextmanager
+def stripe_standin(port: int | None = None) -> Iterator[str]:
+    """The Stripe stand-in alone, in a child process on a free loopback port, for unit tests
+    and benchmarks: yields its URL once it answers, stops it afterwards."""
+    port = port or free_port()
+    url = f"http://{HOST}:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.stripe_server", "--host", HOST, "--port", str(port), "--quiet"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def alive() -> None:
+        if proc.poll() is not None:
+            raise StackError(f"Stripe stand-in exited with code {proc.returncode}")
+
+    try:
+        if not wait_http(f"{url}/_local/health", timeout=30, check=alive):
+            raise StackError(f"Stripe stand-in did not answer at {url} within 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @dataclass
@@ -178,25 +204,14 @@ class Stack:
         return path.read_text(errors="replace")[-limit:] if path.exists() else ""
 
     def _wait_http(self, what: str, url: str, timeout: float = 30.0, any_status: bool = False) -> None:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive() -> None:
             for name, proc in self._procs:
                 if proc.poll() is not None:
                     detail = self.log_tail(name)
                     raise StackError(f"{what}: process '{name}' exited with code {proc.returncode}. {detail}".strip())
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return
-            except urllib.error.HTTPError:
-                if any_status:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+        if not wait_http(url, timeout, any_status, check=alive):
+            raise StackError(f"{what} did not answer at {url} within {timeout:.0f} s")
 
     def stop(self) -> None:
         for _name, proc in reversed(self._procs):

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from typing import Any
 
@@ -16,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from local.gateway import match_route
-from local.ports import free_port
+from local.stack import stripe_standin as local_stripe_standin
 from local.template import load_template
 from tests.conftest import ROOT, load_function
 
@@ -113,23 +109,11 @@ def catalogue(aws, catalogue_fn):
 
 @pytest.fixture(scope="session")
 def stripe_standin():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local.stripe_server", "--port", str(port), "--quiet"], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
-        yield
-    finally:
-        os.environ.pop("STRIPE_API_BASE", None)
-        proc.terminate()
-        proc.wait(timeout=10)
+    with local_stripe_standin() as url:
+        os.environ["STRIPE_API_BASE"] = url
+        try:
+            yield
+        finally:
+            os.environ.pop("STRIPE_API_BASE", None)
 
 
