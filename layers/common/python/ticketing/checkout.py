@@ -51,14 +51,6 @@ class CheckoutIn(BaseModel):
     items: list[CheckoutLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
-class CheckoutTicketOut(BaseModel):
-    id: str
-    serial: str
-    ticket_type_id: str
-    ticket_type_name: str
-    price_cents: int
-
-
 class CheckoutOut(BaseModel):
     order_id: str
     client_secret: str | None
@@ -67,7 +59,7 @@ class CheckoutOut(BaseModel):
     currency: str
     status: str
     expires_at: str
-    tickets: list[CheckoutTicketOut]
+    tickets: list[orders.CheckoutTicketOut]
 
 
 def _serial() -> str:
@@ -216,13 +208,7 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
         currency=order.currency,
         status=intent.status,
         expires_at=order.expires_at,
-        tickets=[
-            CheckoutTicketOut(
-                id=t.ticket_id, serial=t.serial, ticket_type_id=t.type_id, ticket_type_name=t.type_name,
-                price_cents=int(t.price_cents),
-            )
-            for t in hold.tickets
-        ],
+        tickets=[orders.CheckoutTicketOut.of(t) for t in hold.tickets],
     )
 
 

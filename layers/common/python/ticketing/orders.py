@@ -39,13 +39,29 @@ class ShardRace(Exception):
 
 
 # ----------------------------------------------------------------- output
-class OrderTicketOut(BaseModel):
+class CheckoutTicketOut(BaseModel):
+    """A ticket as checkout answers it (held, not yet issued)."""
+
     id: str
     serial: str
     ticket_type_id: str
     ticket_type_name: str
     price_cents: int
+
+    @classmethod
+    def of(cls, ticket: TicketItem) -> CheckoutTicketOut:
+        return cls(
+            id=ticket.ticket_id, serial=ticket.serial, ticket_type_id=ticket.type_id, ticket_type_name=ticket.type_name,
+            price_cents=int(ticket.price_cents),
+        )
+
+
+class OrderTicketOut(CheckoutTicketOut):
     status: str
+
+    @classmethod
+    def of(cls, ticket: TicketItem) -> OrderTicketOut:
+        return cls(**CheckoutTicketOut.of(ticket).model_dump(), status=ticket.status)
 
 
 class PaymentOut(BaseModel):
@@ -234,13 +250,7 @@ def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
         created_at=order.created_at,
         expires_at=order.expires_at,
         payment=PaymentOut(**{k: payment.get(k) for k in PaymentOut.model_fields}),
-        tickets=[
-            OrderTicketOut(
-                id=t.ticket_id, serial=t.serial, ticket_type_id=t.type_id, ticket_type_name=t.type_name,
-                price_cents=int(t.price_cents), status=t.status,
-            )
-            for t in tickets
-        ],
+        tickets=[OrderTicketOut.of(t) for t in tickets],
         refunds=refunds_of(order.order_id) if order.refunded_cents else [],
         refunded_cents=int(order.refunded_cents or 0),
     )

@@ -145,13 +145,19 @@ class Image:
 
 
 # ---------------------------------------------------------------- listings
-def _page(model: type, who: Caller, prefix: str, filters: Any, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
-    """One Query of the caller's GSI1 partition under `prefix`, newest first.
+def _page(model: type, who: Caller, prefix: str, event_id: str | None, status: str | None,
+          limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+    """One Query of the caller's GSI1 partition under `prefix`, newest first, optionally
+    only one event's and/or one status's items.
 
     With filters DynamoDB applies them after reading `Limit` items, so a page of 50 could
     come back nearly empty; a filtered page therefore reads up to FILTERED_READ_FACTOR
     times `limit`, answers the first `limit` matches, and resumes after the last one."""
     limit = max(1, min(limit, settings().page_size_max))
+    filters = None
+    for attribute, wanted in ((model.event_id, event_id), (model.status, status)):
+        if wanted is not None:
+            filters = (attribute == wanted) if filters is None else filters & (attribute == wanted)
     partition = customer_partition(who.sub)
     start = _start_key(cursor, partition, prefix)
     read = limit if filters is None else min(limit * FILTERED_READ_FACTOR, 1000)
@@ -187,12 +193,7 @@ def _start_key(cursor: str | None, partition: str, prefix: str) -> dict[str, Any
 def my_tickets(who: Caller, *, event_id: str | None = None, status: str | None = None,
                limit: int = DEFAULT_PAGE, cursor: str | None = None) -> TicketPage:
     """The caller's tickets, newest first; one Query and one BatchGetItem (order statuses)."""
-    filters = None
-    if event_id is not None:
-        filters = TicketItem.event_id == event_id
-    if status is not None:
-        filters = (TicketItem.status == status) if filters is None else filters & (TicketItem.status == status)
-    found, next_cursor = _page(TicketItem, who, "TICKET#", filters, limit, cursor)
+    found, next_cursor = _page(TicketItem, who, "TICKET#", event_id, status, limit, cursor)
     statuses = _order_statuses({t.order_id for t in found})
     tickets = [_ticket_out(t, statuses.get(t.order_id)) for t in found]
     return TicketPage(tickets=tickets, count=len(tickets), next_cursor=next_cursor)
@@ -201,12 +202,7 @@ def my_tickets(who: Caller, *, event_id: str | None = None, status: str | None =
 def my_orders(who: Caller, *, event_id: str | None = None, status: str | None = None,
               limit: int = DEFAULT_PAGE, cursor: str | None = None) -> OrderPage:
     """The caller's orders, newest first; one Query and one BatchGetItem (event names)."""
-    filters = None
-    if event_id is not None:
-        filters = OrderItem.event_id == event_id
-    if status is not None:
-        filters = (OrderItem.status == status) if filters is None else filters & (OrderItem.status == status)
-    found, next_cursor = _page(OrderItem, who, "ORDER#", filters, limit, cursor)
+    found, next_cursor = _page(OrderItem, who, "ORDER#", event_id, status, limit, cursor)
     names = _event_names({o.event_id for o in found})
     listed = [_order_out(o, names.get(o.event_id)) for o in found]
     return OrderPage(orders=listed, count=len(listed), next_cursor=next_cursor)
