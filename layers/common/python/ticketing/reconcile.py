@@ -7,7 +7,12 @@ Drift it finds:
 - `paid_not_fulfilled`: Stripe took the money, the order is not paid (a webhook was lost);
   repair settles it as the webhook would (fulfil, or refund a late payment).
 - `paid_unknown_order`: Stripe took money for an order we do not have (report only).
-- `refund_not_recorded`: Stripe refunded more than the order records; repair mirrors it.
+- `refund_not_recorded`: Stripe refunded more than the order records, or made a refund
+  of ours that is still pending with us 20 minutes on (its answer and the webhook were
+  lost); repair mirrors it as the webhook would.
+- `refund_not_sent`: a refund of ours reserved (money and tickets set aside) that never
+  reached Stripe, the process having stopped in between; 20 minutes on, repair releases
+  it, as a refused refund is, so it can be asked for again.
 - `fulfilled_not_paid`: the order is paid but Stripe says the payment did not succeed
   (report only: a person looks).
 It prints a JSON report and exits 1 if drift remains (0 when clean or all repaired), so a
@@ -22,6 +27,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from ticketing import clock, orders, payments
+from ticketing.table import OrderItem
 
 
 @dataclass
@@ -52,7 +58,12 @@ def scan(since_epoch: int | None = None, repair: bool = False) -> list[Drift]:
                     drift.detail += f"; settled: {outcome}"
                 drifts.append(drift)
                 continue
-            refunded_at_stripe = sum(r.amount for r in payments.refunds_of(intent.id) if r.status in ("succeeded", "pending"))
+            at_stripe = payments.refunds_of(intent.id)
+            stale = _stale_refunds(order, intent.id, at_stripe, repair)
+            drifts += stale
+            if stale and repair:
+                order = orders.get(order_id)  # the repairs moved its refunded total
+            refunded_at_stripe = sum(r.amount for r in at_stripe if r.status in ("succeeded", "pending"))
             recorded = int(order.refunded_cents or 0)
             if refunded_at_stripe > recorded:
                 drift = Drift("refund_not_recorded", order_id, intent.id, f"Stripe refunded {refunded_at_stripe}, recorded {recorded}")
@@ -66,10 +77,33 @@ def scan(since_epoch: int | None = None, repair: bool = False) -> list[Drift]:
     return drifts
 
 
+def _stale_refunds(order: OrderItem, intent_id: str, at_stripe: list[payments.RefundResult], repair: bool) -> list[Drift]:
+    """Refunds of ours still pending long after they were reserved. Stripe made them (its
+    answer and the webhook were lost): repair completes them as the webhook would. Stripe
+    never got them (the process stopped first): repair releases what they set aside."""
+    from ticketing import refunds
+
+    drifts = []
+    for record in refunds.stale(order):
+        made = refunds.sent(record, at_stripe)
+        drift = Drift(
+            "refund_not_recorded" if made else "refund_not_sent", order.order_id, intent_id,
+            f"refund {record.refund_id} of {int(record.amount_cents)} pending since {record.created_at}",
+        )
+        if repair:
+            if made:
+                refunds.mirror(None, intent_id)
+            else:
+                refunds.release_unsent(order, record)
+            drift.repaired = record.refund_id not in {r.refund_id for r in refunds.stale(order)}
+        drifts.append(drift)
+    return drifts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Compare Stripe with the orders; optionally repair drift.")
     parser.add_argument("--since", help="only PaymentIntents created at or after this ISO time")
-    parser.add_argument("--repair", action="store_true", help="settle lost payments and mirror unrecorded refunds")
+    parser.add_argument("--repair", action="store_true", help="settle lost payments, mirror unrecorded refunds, release unsent ones")
     args = parser.parse_args(argv)
     since = int(clock.parse_iso(args.since).timestamp()) if args.since else None
     drifts = scan(since, args.repair)

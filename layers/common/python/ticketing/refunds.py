@@ -19,7 +19,8 @@ from __future__ import annotations
 import random
 import time
 from datetime import timedelta
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, StrictInt, model_validator
 from pynamodb.exceptions import TransactWriteError
@@ -32,6 +33,8 @@ from ticketing.errors import Conflict, DependencyUnavailable, Forbidden, Invalid
 from ticketing.ids import new_id
 from ticketing.observability import logger, metrics
 from ticketing.table import EventItem, InventoryShard, OrderItem, RefundItem, TicketItem, connection
+
+T = TypeVar("T")
 
 REFUNDABLE = (orders.PAID, "partially_refunded")
 Reason = Literal["requested_by_customer", "duplicate", "fraudulent", "event_canceled", "other"]
@@ -267,24 +270,34 @@ def notify(order: OrderItem, amount_cents: int, reason: str, tickets: list[Ticke
 RESERVE_ATTEMPTS = 12
 
 
-def refund(order_id: str, data: RefundIn, who: Caller) -> RefundOut:
+def _until_reserved(attempt: Callable[[], T], unavailable: DependencyUnavailable) -> T:
+    """Run `attempt` (read the order, plan, reserve) again, after a short random pause, each
+    time another writer changed the order in between; `unavailable` once it keeps racing."""
     for _attempt in range(RESERVE_ATTEMPTS):
+        try:
+            return attempt()
+        except _Raced:
+            time.sleep(random.uniform(0.01, 0.05))
+    raise unavailable
+
+
+def refund(order_id: str, data: RefundIn, who: Caller) -> RefundOut:
+    def attempt() -> tuple[OrderItem, RefundItem, list[TicketItem], str]:
         order = orders.get_for(order_id, who)  # another customer's order is a 404
         amount, tickets, starts = _plan(order, data, who)  # 409 once nothing is left
-        now = clock.iso(clock.now())
         refund_id = new_id("rf")
         record = RefundItem(
             *RefundItem.key(order_id, refund_id), refund_id=refund_id, order_id=order_id, amount_cents=amount,
             currency=order.currency, status="pending", ticket_ids=[t.ticket_id for t in tickets], reason=data.reason,
-            created_at=now, created_by=who.sub,
+            created_at=clock.iso(clock.now()), created_by=who.sub,
         )
-        try:
-            _reserve(order, record, tickets, ("valid", "used") if who.is_admin else ("valid",))
-            break
-        except _Raced:
-            time.sleep(random.uniform(0.01, 0.05))
-    else:
-        raise DependencyUnavailable("Too many refunds of this order at once; try again.", retry_after=1, code="contention")
+        _reserve(order, record, tickets, ("valid", "used") if who.is_admin else ("valid",))
+        return order, record, tickets, starts
+
+    order, record, tickets, starts = _until_reserved(
+        attempt, DependencyUnavailable("Too many refunds of this order at once; try again.", retry_after=1, code="contention")
+    )
+    amount, refund_id = int(record.amount_cents), record.refund_id
     before = int(order.refunded_cents or 0)
     try:
         made = payments.refund(
@@ -336,23 +349,53 @@ def _record_external(order: OrderItem, stripe_refund: payments.RefundResult) -> 
         amount_cents=stripe_refund.amount, currency=order.currency, status="pending", ticket_ids=[], reason="other",
         created_at=now, created_by="stripe",
     )
-    for _attempt in range(RESERVE_ATTEMPTS):
+
+    def attempt() -> OrderItem | None:
         fresh = orders.get(order.order_id) or order
         amount = min(stripe_refund.amount, int(fresh.total_cents) - int(fresh.refunded_cents or 0))
         if amount <= 0 or fresh.status not in REFUNDABLE:
-            return False
+            return None
         record.amount_cents = amount
         try:
             _reserve(fresh, record, [], ("valid", "used"))
-            break
-        except _Raced:
-            time.sleep(random.uniform(0.01, 0.05))
         except Conflict:
-            return False  # recorded already by a concurrent delivery
-    else:
-        raise DependencyUnavailable("The order kept changing while a refund was mirrored; retry.", retry_after=5)
+            return None  # recorded already by a concurrent delivery
+        return fresh
+
+    fresh = _until_reserved(attempt, DependencyUnavailable("The order kept changing while a refund was mirrored; retry.", retry_after=5))
+    if fresh is None:
+        return False
     tickets = orders.tickets_of(fresh)
     return _complete(fresh, record, stripe_refund, [], _event_starts(fresh, tickets))
+
+
+# Longer than any function runs (Lambda stops at 15 minutes): a refund of ours still
+# pending this long after it was reserved is not in flight any more.
+STALE_AFTER = timedelta(minutes=20)
+
+
+def stale(order: OrderItem) -> list[RefundItem]:
+    """The order's refunds still pending STALE_AFTER after they were reserved: the process
+    stopped between reserving and Stripe's answer (and no webhook brought the answer)."""
+    cutoff = clock.iso(clock.now() - STALE_AFTER)
+    found = RefundItem.query(RefundItem.key(order.order_id, "")[0], RefundItem.SK.startswith("REFUND#"), consistent_read=True)
+    return [record for record in found if record.status == "pending" and record.created_at < cutoff]
+
+
+def sent(record: RefundItem, stripe_refunds: list[payments.RefundResult]) -> bool:
+    """Whether Stripe holds this refund of ours (by our id in its metadata, or its own id)."""
+    return any(r.metadata.get("refund_id") == record.refund_id or f"rf_{r.id}" == record.refund_id for r in stripe_refunds)
+
+
+def release_unsent(order: OrderItem, record: RefundItem) -> None:
+    """Give back what a refund Stripe never received set aside, as a refused one would; the
+    customer (or an admin) can ask again. Conditional on the record still being pending."""
+    held = set(record.ticket_ids or [])
+    try:
+        _undo(order, record, [t for t in orders.tickets_of(order) if t.ticket_id in held])
+    except TransactWriteError as exc:
+        raise Conflict(f"Refund {record.refund_id} changed while it was released; look again.", code="refund_changed") from exc
+    logger.warning("unsent refund released", extra={"order_id": order.order_id, "refund_id": record.refund_id})
 
 
 # ---------------------------------------------------------------- disputes
