@@ -7,14 +7,22 @@ SAM    := $(SAMENV)/bin/sam
 
 .PHONY: dev test test-unit test-integration test-template openapi bench soak reconcile clean
 
-$(VENV)/.installed: requirements-dev.txt
+# uv (pinned, installed into the dev venv by pip) installs the rest: about 15 s per
+# environment on a fresh machine where pip alone takes a minute and a half.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements-dev.txt | $(UV)
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r requirements-dev.txt
 	touch $@
 
-$(SAMENV)/.installed: requirements-sam.txt
+$(SAMENV)/.installed: requirements-sam.txt | $(UV)
 	$(PYTHON) -m venv $(SAMENV)
-	$(SAMENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	$(UV) pip install --quiet --python $(SAMENV)/bin/python -r requirements-sam.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -24,9 +32,11 @@ sam: $(SAMENV)/.installed
 dev: $(VENV)/.installed
 	$(PY) -m local.stack
 
-## make test: every test (unit, integration on a real local stack, template checks)
+## make test: every test (template checks, integration on real local stacks, unit), one
+## pytest worker per core, each test module on one worker (each integration module starts
+## its own stack on free ports)
 test: $(VENV)/.installed $(SAMENV)/.installed
-	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q
+	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist loadfile
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit

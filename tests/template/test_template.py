@@ -59,7 +59,7 @@ def test_sam_build_succeeds_and_packages_only_what_each_function_imports(tmp_pat
         pytest.skip("no python3.12 interpreter found (the template's runtime); sam build needs one on PATH")
     build_dir = tmp_path / "build"
     result = subprocess.run(
-        [sam, "build", "--template", str(ROOT / "template.yaml"), "--build-dir", str(build_dir), "--region", "us-east-1"],
+        [sam, "build", "--parallel", "--template", str(ROOT / "template.yaml"), "--build-dir", str(build_dir), "--region", "us-east-1"],
         capture_output=True, text=True, env=env, timeout=900, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
