@@ -17,6 +17,8 @@ import asyncio
 import base64
 import collections
 import errno
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -26,10 +28,12 @@ import socket
 import sys
 import time
 
+import aiohttp
 from aiohttp import web
 
 from localstripe import server as ls_server
 from localstripe import resources as ls_res
+from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 
 HEALTH_PATH = '/_local/health'
@@ -383,6 +387,72 @@ def patch_cancel_and_refund_webhooks():
     ls_res.Refund._api_create = classmethod(_refund_api_create)
 
 
+# --------------------------------------------------------------------------
+# Gap: localstripe posts each webhook once and forgets it.  Stripe retries a
+# delivery that gets no 2xx (for up to three days, backing off), signing each
+# attempt afresh; our exactly-once handling relies on those retries (a
+# delivery killed mid-way is finished by the next one once its lease ends).
+# Here the schedule is compressed to minutes.  POST /_config/webhook-retries
+# {"retry_delays": [...]} changes it ([] = deliver once: a lost webhook).
+# --------------------------------------------------------------------------
+WEBHOOK_RETRY_DELAYS = [2, 5, 15, 30, 60, 120]  # seconds after the previous attempt
+_webhook_config = {'retry_delays': list(WEBHOOK_RETRY_DELAYS)}
+
+
+async def _post_webhook(webhook, event, payload):
+    """One signed attempt; True on a 2xx."""
+    logger = logging.getLogger('aiohttp.access')
+    now = int(time.time())
+    signature = hmac.new(webhook.secret.encode('utf-8'), b'%d.%s' % (now, payload), hashlib.sha256).hexdigest()
+    headers = {'Content-Type': 'application/json; charset=utf-8', 'Stripe-Signature': 't=%d,v1=%s' % (now, signature)}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(webhook.url, data=payload, headers=headers) as response:
+                logger.info('webhook "%s" answered %d', event.type, response.status)
+                return 200 <= response.status < 300
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        logger.info('webhook "%s" failed: %s', event.type, exc)
+        return False
+
+
+async def _deliver(webhook, event, payload):
+    delays = list(_webhook_config['retry_delays'])
+    if await _post_webhook(webhook, event, payload):
+        return
+    for delay in delays:
+        await asyncio.sleep(delay)
+        if await _post_webhook(webhook, event, payload):
+            return
+    logging.getLogger('aiohttp.access').info('webhook "%s" %s: gave up', event.type, event.id)
+
+
+async def _send_webhook_with_retries(event):
+    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode('utf-8')
+    await asyncio.sleep(1)  # as localstripe: the API answer goes out first
+    for webhook in list(ls_webhooks._webhooks.values()):
+        if webhook.events is None or event.type in webhook.events:
+            asyncio.ensure_future(_deliver(webhook, event, payload))
+
+
+def _schedule_webhook(event):
+    asyncio.ensure_future(_send_webhook_with_retries(event))
+
+
+async def set_webhook_config(request):
+    body = await request.json()
+    delays = body.get('retry_delays', WEBHOOK_RETRY_DELAYS)
+    if not isinstance(delays, list) or not all(isinstance(d, (int, float)) and d >= 0 for d in delays):
+        return web.json_response({'error': 'retry_delays: a list of seconds'}, status=400)
+    _webhook_config['retry_delays'] = list(delays)
+    return web.json_response(_webhook_config)
+
+
+def patch_webhook_retries():
+    ls_res.schedule_webhook = _schedule_webhook  # resources.py calls it by this name
+    ls_webhooks.schedule_webhook = _schedule_webhook
+    ls_server.app.router.add_post('/_config/webhook-retries', set_webhook_config)
+
+
 @web.middleware
 async def route_override_middleware(request, handler):
     route = request.match_info.route
@@ -548,6 +618,7 @@ def apply_patches():
     patch_automatic_payment_methods()
     patch_refund_limits()
     patch_cancel_and_refund_webhooks()
+    patch_webhook_retries()
     patch_idempotency()
     patch_route_overrides()  # innermost, so auth/idempotency apply first
     patch_fault_injection()

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 
+import pytest
 import requests
 
 from tests.conftest import ROOT
@@ -22,6 +23,15 @@ def reconcile(stack, *args):
            "POWERTOOLS_LOG_LEVEL": "ERROR"}
     result = subprocess.run([sys.executable, "-m", "ticketing.reconcile", *args], env=env, capture_output=True, text=True, timeout=120)
     return result.returncode, json.loads(result.stdout), result.stderr
+
+
+@pytest.fixture(autouse=True)
+def lost_means_lost(stack):
+    """Stripe retries failed deliveries (the stand-in too, on a compressed schedule); the
+    webhooks these tests lose must stay lost, as when every retry has failed."""
+    requests.post(f"{stack.stripe_url}/_config/webhook-retries", json={"retry_delays": []}, timeout=5).raise_for_status()
+    yield
+    requests.post(f"{stack.stripe_url}/_config/webhook-retries", json={}, timeout=5).raise_for_status()
 
 
 def fault(stack, **rule):

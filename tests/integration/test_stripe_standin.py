@@ -4,6 +4,7 @@ Each test exercises one gap that local/stripe_server.py fills on top of
 localstripe; each would fail against plain localstripe.
 """
 
+import collections
 import errno
 import http.server
 import json
@@ -41,17 +42,25 @@ def _free_port():
 class _Receiver:
     def __init__(self):
         self.events = []  # (raw body bytes, Stripe-Signature header)
+        self.attempts = collections.Counter()  # object id -> deliveries
+        self.fail = collections.Counter()  # object id -> deliveries to answer 500
         self.cond = threading.Condition()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers['Content-Length']))
+                object_id = json.loads(body)['data']['object']['id']
                 with receiver.cond:
-                    receiver.events.append(
-                        (body, self.headers.get('Stripe-Signature')))
+                    receiver.attempts[object_id] += 1
+                    failing = receiver.fail[object_id] > 0
+                    if failing:
+                        receiver.fail[object_id] -= 1
+                    else:
+                        receiver.events.append(
+                            (body, self.headers.get('Stripe-Signature')))
                     receiver.cond.notify_all()
-                self.send_response(200)
+                self.send_response(500 if failing else 200)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -402,6 +411,29 @@ def test_cancel_and_refund_webhooks(standin, client):
     body, sig = receiver.events[0]
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body, sig, 'whsec_wrong')
+
+
+def test_a_failed_webhook_is_retried_and_signed_afresh_until_delivered(standin, client):
+    receiver = standin['receiver']
+    retries = standin['base'] + '/_config/webhook-retries'
+    assert requests.post(retries, json={'retry_delays': [0.2, 0.2, 0.2]}).status_code == 200
+    try:
+        retried = _pi(client)
+        receiver.fail[retried.id] = 2
+        client.v1.payment_intents.cancel(retried.id)
+        event = receiver.wait_for('payment_intent.canceled', retried.id)  # verifies the signature
+        assert event['data']['object']['id'] == retried.id
+        assert receiver.attempts[retried.id] == 3
+
+        assert requests.post(retries, json={'retry_delays': []}).status_code == 200
+        lost = _pi(client)
+        receiver.fail[lost.id] = 1
+        client.v1.payment_intents.cancel(lost.id)
+        time.sleep(2)  # the delivery (after 1 s) fails and is not tried again
+        assert receiver.attempts[lost.id] == 1
+        assert requests.post(retries, json={'retry_delays': 'soon'}).status_code == 400
+    finally:
+        requests.post(retries, json={})  # back to the default schedule
 
 
 # --------------------------------------------------------------------------
