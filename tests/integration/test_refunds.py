@@ -19,7 +19,7 @@ from local import stack as stack_module
 from tests.integration.test_checkout import available, buy, shards, stripe_client
 from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, table_item, wait_for
 
-FIXTURES = json.loads((Path(__file__).resolve().parents[3] / "shared/stripe/fixtures3.json").read_text())["resources"]
+FIXTURES = json.loads((Path(__file__).resolve().parents[1] / "fixtures/stripe/fixtures3-dispute.json").read_text())
 
 
 def iso(moment: datetime) -> str:
