@@ -52,11 +52,13 @@ class Invoker:
         self.module = module
 
     def __call__(self, method: str, path: str, body: Any = None, *, claims: dict | None = None,
-                 query: dict | None = None, raw_body: str | None = None, headers: dict | None = None) -> tuple[int, Any, dict]:
+                 query: dict | None = None, raw_body: str | None = None, headers: dict | None = None,
+                 route_key: str | None = None) -> tuple[int, Any, dict]:
         from urllib.parse import urlencode
 
-        matched = match_route(TEMPLATE.routes, method, path)
-        route_key = matched[0].route_key if matched else "$default"
+        if route_key is None:
+            matched = match_route(TEMPLATE.routes, method, path)
+            route_key = matched[0].route_key if matched else "$default"
         event: dict[str, Any] = {
             "version": "2.0",
             "routeKey": route_key,

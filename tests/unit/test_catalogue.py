@@ -203,3 +203,14 @@ def test_roles_are_checked_before_the_body_is_validated(catalogue):
     assert status == 403
     status, body, _ = catalogue("POST", "/api/events/", {"name": 5})
     assert status == 401
+
+
+@pytest.mark.parametrize("route_key", ["$default", "POST /api/events/ev_x/ticket-types/", "GET /api/events/{event_id}"])
+def test_a_guarded_route_stays_guarded_whatever_route_key_the_event_names(catalogue, route_key):
+    """API Gateway names the route's template; a stage's `$default` route or a direct
+    invocation names something else, and the roles still apply (by the path)."""
+    body = {"name": "GA", "price_cents": 100, "capacity": 1}
+    status, _, _ = catalogue("POST", "/api/events/ev_x/ticket-types/", body, claims=CUSTOMER, route_key=route_key)
+    assert status == 403
+    status, _, _ = catalogue("POST", "/api/events/ev_x/ticket-types/", body, claims=ADMIN, route_key=route_key)
+    assert status == 404  # an admin gets through to "no such event"

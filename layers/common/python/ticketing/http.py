@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -156,8 +157,25 @@ def _route_key(event: dict[str, Any]) -> str:
     return f"{method} {path.rstrip('/') or '/'}"
 
 
-def _check_roles(app: APIGatewayHttpResolver, event: dict[str, Any]) -> Response | None:
+@lru_cache(maxsize=None)
+def _key_pattern(route_key: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(route_key)))
+
+
+def _rule(app: APIGatewayHttpResolver, event: dict[str, Any]) -> tuple[tuple[str, ...], str] | None:
+    """The roles guarding this request: by API Gateway's route key, or, where the route key
+    names no guarded route (`$default`, a direct invocation), by the path itself, so that
+    nothing guarded is let through unchecked."""
     rule = app._roles.get(_route_key(event))
+    if rule is not None:
+        return rule
+    method = (((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
+    requested = f"{method} {str(event.get('rawPath') or '/').rstrip('/') or '/'}"
+    return next((found for key, found in app._roles.items() if _key_pattern(key).fullmatch(requested)), None)
+
+
+def _check_roles(app: APIGatewayHttpResolver, event: dict[str, Any]) -> Response | None:
+    rule = _rule(app, event)
     if rule is None:
         return None
     roles, denied = rule
