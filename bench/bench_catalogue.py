@@ -1,8 +1,8 @@
-"""The catalogue: in-process latency and AWS calls per request; the function's import cost."""
+"""The catalogue: in-process latency and AWS calls per request."""
 
 from __future__ import annotations
 
-from bench.common import ROOT, calls_text, count_aws_calls, import_ms, median_ms, table
+from bench.common import calls_text, count_aws_calls, median_ms, table
 
 
 def run() -> str:
@@ -39,10 +39,4 @@ def run() -> str:
             body={"name": "X", "price_cents": 1, "capacity": 800}, claims=ADMIN,
         )
 
-    paths = [ROOT / "functions/catalogue", ROOT / "layers/common/python"]
-    env = {"TABLE_NAME": "bench", "POWERTOOLS_METRICS_DISABLED": "true"}
-    boto = import_ms("import boto3; boto3.client('dynamodb', region_name='us-east-1')", paths, env=env)
-    handler = import_ms("import app", paths, env=env)
-    rows.append(("import boto3 + DynamoDB client (fresh interpreter)", f"{boto:.0f} ms"))
-    rows.append(("import catalogue handler (fresh interpreter)", f"{handler:.0f} ms ({handler / boto:.2f}x boto3)"))
     return table(rows, "Catalogue")

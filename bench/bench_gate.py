@@ -1,12 +1,12 @@
-"""The gate: DynamoDB calls per scan (counted), time per verify in process, and the verify
-function's cold import against a bare `import boto3`."""
+"""The gate: DynamoDB calls per scan (counted) and time per verify in process (the verify
+function's cold start is in the cold-start table)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
 
-from bench.common import ROOT, calls_text, count_aws_calls, environment, import_ms, median_ms, table
+from bench.common import calls_text, count_aws_calls, environment, median_ms, table
 
 QR_SECRET = "bench/qr-signing"
 SCANNER = {"sub": "bench-scanner", "cognito:groups": "[scanner]"}
@@ -90,10 +90,4 @@ def run() -> str:
         rows.append(("check-in median in process (moto)", f"{median_ms(check_in, repeat=40, warmup=2):.1f} ms"))
         rows.append(("signature check alone (qr.verify_with), median", f"{median_ms(lambda: qr.verify_with(code, qr.public_keys()), repeat=200) * 1000:.0f} µs"))
 
-    paths = [ROOT / "functions/verify", ROOT / "layers/common/python"]
-    env = {"TABLE_NAME": "bench", "QR_SIGNING_SECRET_NAME": QR_SECRET, "POWERTOOLS_METRICS_DISABLED": "true"}
-    boto = import_ms("import boto3", paths, env=env)
-    handler = import_ms("import app", paths, env=env)
-    rows.append(("import boto3 (fresh interpreter)", f"{boto:.0f} ms"))
-    rows.append(("import verify handler (fresh interpreter)", f"{handler:.0f} ms ({handler / boto:.2f}x boto3)"))
     return table(rows, "Gate")

@@ -1,10 +1,9 @@
-"""Helpers the benchmarks share: timing, fresh-interpreter import costs, AWS call counts."""
+"""Helpers the benchmarks share: timing, AWS call counts, settings, tables."""
 
 from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -58,21 +57,6 @@ def median_ms(run: Callable[[], object], repeat: int = 50, warmup: int = 3) -> f
         run()
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
-
-
-def import_ms(code: str, paths: list[Path], repeat: int = 5, env: dict[str, str] | None = None) -> float:
-    """Median wall time of `python -c code` in a fresh interpreter, minus an empty one."""
-
-    def once(source: str) -> float:
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", source], check=True,
-            env={**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(map(str, paths))},
-        )
-        return (time.perf_counter() - start) * 1000
-
-    empty = statistics.median(once("pass") for _ in range(repeat))
-    return statistics.median(once(code) for _ in range(repeat)) - empty
 
 
 @contextmanager
