@@ -139,3 +139,59 @@ def test_a_lapsed_hold_whose_payment_went_through_is_parked_not_released(shop):
     assert orders.lapsed(10) == []  # no later run calls Stripe for it again
     assert _seats(shop["type"]["id"]) == (1, 1, 0)  # the seat stays held for the webhook to settle
     assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
+
+
+class _Stopped(BaseException):
+    """The process ending mid-request (a Lambda timeout): nothing after it runs."""
+
+
+def test_a_receipt_whose_sender_died_holding_its_lease_still_goes_out_once(shop, monkeypatch):
+    from datetime import timedelta
+
+    from ticketing import clock
+
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="receipts")["QueueUrl"]
+    monkeypatch.setenv("RECEIPT_QUEUE_URL", queue)
+    order = _order(shop, "died-mid-receipt", qty=1)
+    _pay_at_stripe(order["payment_intent_id"])
+    intent = payments.retrieve_intent(order["payment_intent_id"])
+
+    def dying(_order):
+        raise _Stopped()
+
+    with monkeypatch.context() as patched:  # the first delivery takes the lease and dies
+        patched.setattr(fulfilment, "_send_receipt", dying)
+        with pytest.raises(_Stopped):
+            fulfilment.settle(intent)
+    assert orders.get(order["order_id"]).status == "paid"
+
+    # Stripe's next delivery finds the lease held: it sends nothing and leaves the order
+    # on the receipt queue for when the lease has run out.
+    assert fulfilment.settle(intent)[0] == "paid"
+    assert _sent("Your tickets") == []
+    queued = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert int(queued["ApproximateNumberOfMessagesDelayed"]) + int(queued["ApproximateNumberOfMessages"]) == 1
+    with pytest.raises(fulfilment.ReceiptBusy):  # too early: the message stays on the queue
+        fulfilment.retry_receipt(order["order_id"])
+
+    clock.freeze(clock.now() + timedelta(seconds=fulfilment.LEASE_SECONDS + 1))
+    try:
+        fulfilment.retry_receipt(order["order_id"])
+        fulfilment.retry_receipt(order["order_id"])  # the queue delivering twice sends nothing more
+        assert fulfilment.settle(intent)[0] == "paid"
+    finally:
+        clock.freeze(None)
+    assert len(_sent("Your tickets")) == 1
+    assert orders.get(order["order_id"]).receipt_sent_at
+
+
+def test_a_partially_refunded_order_still_gets_its_receipt_from_a_late_delivery(shop):
+    order = _order(shop, "refunded-before-receipt", qty=2)
+    _pay_at_stripe(order["payment_intent_id"])
+    intent = payments.retrieve_intent(order["payment_intent_id"])
+    payloads = {t: qr.sign(t, shop["event"]["id"]) for t in orders.get(order["order_id"]).ticket_ids}
+    assert orders.mark_paid(orders.get(order["order_id"]), payloads, {"payment_intent_id": intent.id, "status": "succeeded"})
+    OrderItem(*OrderItem.key(order["order_id"])).update(actions=[OrderItem.status.set("partially_refunded")])
+    assert fulfilment.settle(intent)[0] == "paid"
+    assert len(_sent("Your tickets")) == 1

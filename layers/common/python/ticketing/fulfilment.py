@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pynamodb.exceptions import PutError, UpdateError
 
@@ -30,6 +30,8 @@ from ticketing.table import EventItem, OrderItem, StripeEventItem
 
 TOLERANCE_SECONDS = 300
 LEASE_SECONDS = 60
+# Orders whose customer holds valid tickets, so a receipt is owed.
+RECEIPTED = (orders.PAID, "partially_refunded")
 EVENT_LOG_DAYS = 400
 PAYMENT_EVENTS = frozenset(
     {
@@ -207,7 +209,7 @@ def _succeeded(order: OrderItem, intent: payments.Intent) -> str:
         if outcome != "paid_late":
             return outcome
         order = orders.get(order.order_id) or order
-    if order.status == orders.PAID:
+    if order.status in RECEIPTED:  # a refund may have come before a delivery that died
         deliver_receipt(order)
         return "paid"
     return f"already_{order.status}"
@@ -292,8 +294,14 @@ def _send_receipt(order: OrderItem) -> str:
     return mail.send(mail.build_receipt(receipt_for(order), qr.render_png))
 
 
-def _claim_receipt(order_id: str) -> bool:
-    """Take the receipt's lease: False if it was sent already or another attempt holds it."""
+class ReceiptBusy(Exception):
+    """Another attempt holds the receipt's lease; look again once it has run out (that
+    attempt may have died holding it)."""
+
+
+def _claim_receipt(order_id: str) -> Literal["claimed", "sent", "busy"]:
+    """Take the receipt's lease: "sent" if it went out already, "busy" if another attempt
+    holds the lease."""
     now = clock.now()
     try:
         OrderItem(*OrderItem.key(order_id)).update(
@@ -303,9 +311,10 @@ def _claim_receipt(order_id: str) -> bool:
         )
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
+            current = orders.get(order_id)
+            return "sent" if current is None or current.receipt_sent_at else "busy"
         raise
-    return True
+    return "claimed"
 
 
 def _release_receipt(order_id: str) -> None:
@@ -326,7 +335,12 @@ def _record_receipt(order_id: str, message_id: str) -> None:
 def deliver_receipt(order: OrderItem) -> bool:
     """Send the receipt once: claim it with a lease, send, record. If SES fails, release
     the claim and queue the order for a later attempt. Returns True if sent now."""
-    if order.receipt_sent_at or not order.customer_email or not _claim_receipt(order.order_id):
+    if order.receipt_sent_at or not order.customer_email:
+        return False
+    claim = _claim_receipt(order.order_id)
+    if claim == "busy":  # if that attempt dies holding the lease, the queue finishes the job
+        _queue_receipt(order.order_id, delay=LEASE_SECONDS)
+    if claim != "claimed":
         return False
     try:
         message_id = _send_receipt(order)
@@ -341,9 +355,9 @@ def deliver_receipt(order: OrderItem) -> bool:
     return True
 
 
-def _queue_receipt(order_id: str) -> None:
-    """Leave the order on the receipt queue; if even that fails, fail the webhook so
-    Stripe delivers it again (and the receipt is tried again then)."""
+def _queue_receipt(order_id: str, delay: int = 0) -> None:
+    """Leave the order on the receipt queue (seen after `delay` seconds); if even that
+    fails, fail the webhook so Stripe delivers it again (and the receipt is tried then)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -351,19 +365,24 @@ def _queue_receipt(order_id: str) -> None:
     try:
         if not url:
             raise ValueError("RECEIPT_QUEUE_URL is not set")
-        boto3.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps({"order_id": order_id}))
+        boto3.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps({"order_id": order_id}), DelaySeconds=delay)
         metrics.add_metric(name="ReceiptsQueued", unit="Count", value=1)
     except (BotoCoreError, ClientError, ValueError) as exc:
         raise DependencyUnavailable("Email is down and the retry queue too; retry the delivery later.", retry_after=60) from exc
 
 
 def retry_receipt(order_id: str) -> None:
-    """From the receipt queue: try again. Raises mail.MailError to keep the message on
-    the queue (SQS redelivers it after its visibility timeout)."""
+    """From the receipt queue: try again. Raises mail.MailError or ReceiptBusy to keep the
+    message on the queue (SQS redelivers it after its visibility timeout)."""
     order = orders.get(order_id)
-    if order is None or order.status not in (orders.PAID, "partially_refunded"):
+    if order is None or order.status not in RECEIPTED:
         return
-    if order.receipt_sent_at or not order.customer_email or not _claim_receipt(order_id):
+    if order.receipt_sent_at or not order.customer_email:
+        return
+    claim = _claim_receipt(order_id)
+    if claim == "busy":
+        raise ReceiptBusy(f"the receipt of {order_id} is being sent by another attempt")
+    if claim != "claimed":
         return
     try:
         message_id = _send_receipt(order)
@@ -376,7 +395,7 @@ def retry_receipt(order_id: str) -> None:
 def resend(order_id: str, who) -> dict[str, Any]:
     """The customer (or an admin) asks for the receipt again: sent now, every time."""
     order = orders.get_for(order_id, who)
-    if order.status not in (orders.PAID, "partially_refunded"):
+    if order.status not in RECEIPTED:
         raise Conflict(f"Order {order_id} is {order.status}; only paid orders have a receipt.", code=f"order_{order.status}")
     if not order.customer_email:
         raise NotFound("This order has no email address to send the receipt to.")
