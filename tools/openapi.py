@@ -21,12 +21,33 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "layers/common/python/ticketing/openapi.json"
 
 
+# What the functions must find in their environment to load (their cold-start checks).
+BUILD_ENV = {"TABLE_NAME": "openapi-build", "QR_BUCKET": "openapi-build", "POWERTOOLS_METRICS_NAMESPACE": "Ticketing"}
+
+
 def build() -> dict:
-    os.environ.setdefault("TABLE_NAME", "openapi-build")
-    os.environ.setdefault("QR_BUCKET", "openapi-build")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Ticketing")
+    """The document, from the functions' own routes. Loads every function with BUILD_ENV
+    filled in where unset, and leaves the environment and the settings as they were."""
     sys.path.insert(0, str(ROOT / "layers/common/python"))
     sys.path.insert(0, str(ROOT))
+    from ticketing import config
+
+    missing = {name: value for name, value in BUILD_ENV.items() if not os.environ.get(name)}
+    saved = {name: os.environ.get(name) for name in missing}
+    os.environ.update(missing)
+    config.settings.cache_clear()  # settings read earlier in this process lacked them
+    try:
+        return _build()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        config.settings.cache_clear()
+
+
+def _build() -> dict:
     from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
     from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme  # noqa: F401
 
