@@ -55,7 +55,7 @@ openapi: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench
 
-## make soak: a whole sale (2,000 buyers, 500 seats) on its own local stack, then the invariants
+## make soak: a whole sale (2,000 buyers, 500 seats) on its own local stack, then the invariants (about 30 min on 2 cores)
 soak: $(VENV)/.installed
 	$(PY) -m bench.soak
 

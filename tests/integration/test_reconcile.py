@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from local import stack as stack_module
 from tests.conftest import ROOT
 from tests.integration.test_checkout import buy, stripe_client
 from tests.integration.test_webhook import pay, receipts_for, wait_for
@@ -32,6 +33,15 @@ def lost_means_lost(stack):
     requests.post(f"{stack.stripe_url}/_config/webhook-retries", json={"retry_delays": []}, timeout=5).raise_for_status()
     yield
     requests.post(f"{stack.stripe_url}/_config/webhook-retries", json={}, timeout=5).raise_for_status()
+
+
+def failed_events(stack, *object_ids):
+    """How many Stripe events about these objects the webhook has recorded as failed."""
+    items = stack.client("dynamodb").scan(
+        TableName=stack_module.TABLE, ConsistentRead=True, FilterExpression="#s = :failed",
+        ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues={":failed": {"S": "failed"}},
+    )["Items"]
+    return sum(1 for item in items if item.get("object_id", {}).get("S") in object_ids)
 
 
 def fault(stack, **rule):
@@ -72,8 +82,9 @@ def test_an_unrecorded_refund_is_reported_and_mirrored(api, stack, make_event):
     assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid")
     fault(stack, path="/v1/refunds", method="GET", status=500, count=1000)
     try:
-        stripe_client(stack).v1.refunds.create(params={"payment_intent": order["payment_intent_id"], "amount": 700})
-        time.sleep(3)  # charge.refunded arrives and cannot list the refunds
+        refund = stripe_client(stack).v1.refunds.create(params={"payment_intent": order["payment_intent_id"], "amount": 700})
+        # charge.refunded and refund.created arrive, cannot list the refunds, and fail
+        assert wait_for(lambda: failed_events(stack, refund.charge, refund.id) == 2, timeout=60)
         assert api.get(f"/api/orders/{order['order_id']}/", token=token).json()["refunded_cents"] == 0
     finally:
         requests.delete(f"{stack.stripe_url}/_config/faults", timeout=5)
