@@ -89,6 +89,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
     """One benchmark's own settings, read afresh; the shared environment comes back after."""
     from aws_lambda_powertools.utilities import parameters
 
+    from local.environment import overriding
     from ticketing import config, tickets
 
     def reread() -> None:
@@ -96,18 +97,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
         parameters.clear_caches()
         tickets.reset_client()
 
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    reread()
-    try:
+    with overriding(values, reread):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reread()
 
 
 def table(rows: list[tuple[str, str]], title: str) -> str:

@@ -30,21 +30,13 @@ def build() -> dict:
     filled in where unset, and leaves the environment and the settings as they were."""
     sys.path.insert(0, str(ROOT / "layers/common/python"))
     sys.path.insert(0, str(ROOT))
+    from local.environment import overriding
     from ticketing import config
 
     missing = {name: value for name, value in BUILD_ENV.items() if not os.environ.get(name)}
-    saved = {name: os.environ.get(name) for name in missing}
-    os.environ.update(missing)
-    config.settings.cache_clear()  # settings read earlier in this process lacked them
-    try:
+    # reread: settings read earlier in this process lacked them, and must not keep them
+    with overriding(missing, config.settings.cache_clear):
         return _build()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        config.settings.cache_clear()
 
 
 def _build() -> dict:
