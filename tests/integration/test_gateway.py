@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -25,10 +26,12 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.gateway import Gateway, make_token
+from tests.integration.support import alive, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = "http://localhost:5173"
 MAX_BODY = 64 * 1024
+INTEGRATION_TIMEOUT = 3  # API Gateway's is 30 s; shorter here so the test is quick
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -130,6 +133,25 @@ Resources:
         Slow:
           Type: HttpApi
           Properties: {ApiId: !Ref Api, Method: GET, Path: /slow, Auth: {Authorizer: NONE}}
+  PatientFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.slow
+      Timeout: 20
+      Events:
+        Patient:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: GET, Path: /patient, Auth: {Authorizer: NONE}}
+  BigFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.big
+      Events:
+        Big:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: GET, Path: /big, Auth: {Authorizer: NONE}}
   BoomFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -255,6 +277,11 @@ def slow(event, context):
     return {"pid": os.getpid()}
 
 
+def big(event, context):
+    size = int(event["queryStringParameters"]["bytes"])
+    return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "x" * size}
+
+
 def boom(event, context):
     raise RuntimeError("boom")
 
@@ -350,7 +377,7 @@ def stack(tmp_path_factory, moto_endpoint):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=queue_name, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
     env_file = root / "env.json"
     env_file.write_text(
         json.dumps(
@@ -370,10 +397,11 @@ def stack(tmp_path_factory, moto_endpoint):
         0,
         env_file=env_file,
         parameters={"FrontendUrl": ORIGIN},
-        workers=2,
+        concurrency=4,
         key_file=key_file,
         schedule_seconds=1,
         max_body_bytes=MAX_BODY,
+        integration_timeout=INTEGRATION_TIMEOUT,
         environ=environ,
         access_log=False,
     )
@@ -661,51 +689,88 @@ def test_cors_headers_on_responses(stack):
 # --------------------------------------------------------- workers, errors
 
 
-def _pool_pids(gw, function):
-    return {w.pid for w in gw.pools[function].workers}
+def _gone(pid):
+    return _wait_for(lambda: not alive(pid), 5)
 
 
-def _assert_pool_healthy(gw, function, size=2):
-    pool = gw.pools[function]
-    assert _wait_for(lambda: len(pool.workers) == size and all(w.alive() for w in pool.workers), 5)
-
-
-def test_handler_exception_is_500_and_gateway_keeps_serving(stack):
-    response = requests.get(stack["url"] + "/boom", timeout=10)
-    assert response.status_code == 500
-    assert response.text == '{"message":"Internal Server Error"}'
-    assert requests.get(stack["url"] + "/boom", timeout=10).status_code == 500
-    assert requests.get(stack["url"] + "/public", timeout=10).status_code == 200
-    _assert_pool_healthy(stack["gw"], "BoomFunction")
-
-
-def test_worker_crash_is_502_and_worker_is_replaced(stack):
+def test_handler_exception_is_500_and_the_worker_serves_on(stack):
     gw = stack["gw"]
-    before = _pool_pids(gw, "DieFunction")
-    for _ in range(3):  # more crashes than workers: replacements are spawned each time
+    for _ in range(2):
+        response = requests.get(stack["url"] + "/boom", timeout=10)
+        assert response.status_code == 500
+        assert response.text == '{"message":"Internal Server Error"}'
+    assert len(gw.pools["BoomFunction"].pids()) == 1  # an error is an answer: the worker stays
+    assert requests.get(stack["url"] + "/public", timeout=10).status_code == 200
+
+
+def test_worker_crash_is_502_and_only_that_worker_goes(stack):
+    gw = stack["gw"]
+    for _ in range(3):  # each crash ends its worker; the next request gets a new one
         response = requests.get(stack["url"] + "/die", timeout=10)
         assert response.status_code == 502
         assert response.text == '{"message":"Internal Server Error"}'
-    _assert_pool_healthy(gw, "DieFunction")
-    assert not before & _pool_pids(gw, "DieFunction")
+    assert gw.pools["DieFunction"].pids() == set()
     assert requests.get(stack["url"] + "/public", timeout=10).status_code == 200
 
 
-def test_timeout_is_503_and_worker_is_replaced(stack):
+def test_function_timeout_is_503_and_its_worker_is_killed(stack):
     gw = stack["gw"]
-    before = _pool_pids(gw, "SlowFunction")
-    response = requests.get(stack["url"] + "/slow?s=5", timeout=10)
+    assert requests.get(stack["url"] + "/slow?s=0", timeout=10).status_code == 200
+    before = gw.pools["SlowFunction"].pids()
+    response = requests.get(stack["url"] + "/slow?s=5", timeout=10)  # Timeout: 1
     assert response.status_code == 503
     assert response.text == '{"message":"Service Unavailable"}'
-    _assert_pool_healthy(gw, "SlowFunction")
-    after = _pool_pids(gw, "SlowFunction")
-    assert len(before - after) == 1  # exactly the timed-out worker was killed
-    for pid in before - after:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    after = gw.pools["SlowFunction"].pids()
+    killed = before - after
+    assert len(killed) == 1  # exactly the timed-out worker
+    assert all(_gone(pid) for pid in killed)
     ok = requests.get(stack["url"] + "/slow?s=0", timeout=10)
-    assert ok.status_code == 200
-    assert ok.json()["pid"] in after
+    assert ok.status_code == 200 and ok.json()["pid"] not in killed
+
+
+def test_no_answer_within_the_integration_timeout_is_503_and_the_function_runs_on(stack):
+    gw = stack["gw"]
+    response = requests.get(stack["url"] + f"/patient?s={INTEGRATION_TIMEOUT + 1.5}", timeout=20)
+    assert response.status_code == 503  # API Gateway gives up at its limit ...
+    assert response.text == '{"message":"Service Unavailable"}'
+    pool = gw.pools["PatientFunction"]
+    (pid,) = pool.pids()
+    # ... while Lambda lets the function finish (its own timeout is 20 s) and keeps the worker
+    assert _wait_for(lambda: pool.idle and pool.idle[0].pid == pid, 10)
+    assert requests.get(stack["url"] + "/patient?s=0", timeout=10).json()["pid"] == pid
+
+
+def test_an_answer_over_lambdas_6_mb_fails_as_in_aws(stack):
+    limit = 6 * 1024 * 1024 + 100  # Lambda's 6,291,556 bytes of response payload
+    near = requests.get(stack["url"] + f"/big?bytes={limit - 200}", timeout=30)
+    assert near.status_code == 200 and len(near.content) == limit - 200
+    over = requests.get(stack["url"] + f"/big?bytes={limit}", timeout=30)
+    assert over.status_code == 500 and over.text == '{"message":"Internal Server Error"}'
+
+
+def test_256_clients_at_once_are_all_answered(stack):
+    barrier = threading.Barrier(256)
+
+    def call(_):
+        barrier.wait(timeout=30)
+        try:
+            return requests.get(stack["url"] + "/items/rush", timeout=30).status_code
+        except requests.RequestException as exc:  # a reset connection: what the backlog of 5 gave
+            return repr(exc)
+
+    with ThreadPoolExecutor(max_workers=256) as pool:
+        answers = list(pool.map(call, range(256)))
+    assert answers == [200] * 256, [a for a in answers if a != 200][:5]
+
+
+def test_workers_grow_on_demand_up_to_the_stated_concurrency(stack):
+    gw = stack["gw"]
+    pool = gw.pools["PatientFunction"]
+    with ThreadPoolExecutor(max_workers=8) as clients:
+        answers = list(clients.map(lambda _: requests.get(stack["url"] + "/patient?s=1", timeout=20), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert len({a.json()["pid"] for a in answers}) == gw.concurrency == 4  # 8 requests, 4 workers, no more
+    assert len(pool.pids()) == 4
 
 
 def test_module_that_fails_to_import_is_502(stack):
@@ -817,9 +882,16 @@ def test_sqs_event_source(stack):
         attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
-    # the two successes are deleted; the reported failure stays (in flight until its visibility timeout)
-    assert _wait_for(lambda: remaining() == 1, 10)
-    time.sleep(0.5)
+    # the two successes are deleted; the reported failure stays, and comes back after its visibility timeout
+    failed = next(mid for mid, body in sent.items() if body == "fail")
+
+    def redelivered():
+        try:
+            return json.loads((out / f"{failed}.json").read_text())["attributes"]["ApproximateReceiveCount"] != "1"
+        except ValueError:  # being written
+            return False
+
+    assert _wait_for(redelivered, 15), "the reported failure was not delivered again"
     assert remaining() == 1
 
 
@@ -848,7 +920,7 @@ def test_cli_serves_and_stops_on_sigterm(stack, tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "local.gateway", "--template", str(stack["template"]),
-            "--port", str(port), "--workers", "1", "--no-background", "--quiet",
+            "--port", str(port), "--concurrency", "1", "--no-background", "--quiet",
             "--parameter", f"FrontendUrl={ORIGIN}", "--key-file", str(tmp_path / "key.pem"),
         ],
         cwd=ROOT,
@@ -862,12 +934,12 @@ def test_cli_serves_and_stops_on_sigterm(stack, tmp_path):
         response = requests.get(f"http://127.0.0.1:{port}/items/x", headers={"Origin": ORIGIN}, timeout=10)
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == ORIGIN
-        worker_pids = _children(proc.pid)
-        assert worker_pids
+        worker_pids = descendants(proc.pid)
+        assert len(worker_pids) >= 2  # each function's parent, and the worker that answered
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         for pid in worker_pids:
-            assert _wait_for(lambda: not _alive(pid), 5), f"worker {pid} left running"
+            assert _wait_for(lambda: not alive(pid), 5), f"worker {pid} left running"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -877,36 +949,14 @@ def test_cli_serves_and_stops_on_sigterm(stack, tmp_path):
 
 
 def test_stop_kills_every_worker(stack):
-    gw = Gateway(stack["template"], "127.0.0.1", 0, workers=1, background=False, access_log=False)
+    gw = Gateway(stack["template"], "127.0.0.1", 0, concurrency=1, background=False, access_log=False)
     gw.start()
     try:
-        pids = [w.pid for pool in gw.pools.values() for w in pool.workers]
-        assert len(pids) == len(gw.pools)
         assert requests.get(gw.url + "/public", timeout=10).status_code == 200
+        pids = {pid for pool in gw.pools.values() for pid in pool.processes()}
+        assert len(pids) == len(gw.pools) + 1  # a parent per function, and EchoFunction's worker
     finally:
         gw.stop()
-    for pid in pids:
-        assert not _alive(pid)
+    assert all(_gone(pid) for pid in pids)
     with pytest.raises(requests.ConnectionError):
         requests.get(gw.url + "/public", timeout=2)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

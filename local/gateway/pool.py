@@ -1,0 +1,337 @@
+"""Each function's execution environments, as Lambda scales them.
+
+A function has one parent process that imports its handler once (``worker.py``), and
+workers forked from it on demand: an invocation takes an idle worker, or forks a new
+one while fewer than the function's concurrency exist, or waits for one to come free.
+A worker runs one invocation at a time; a crash or a timeout ends that worker only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local.template import ACCOUNT_ID, Function
+
+WORKER_PROGRAM = str(Path(__file__).with_name("worker.py"))
+INIT_TIMEOUT = 30.0  # Lambda allows 10 s of init; a loaded laptop needs more
+
+
+@dataclass
+class InvokeResult:
+    """Outcome of one invocation.
+
+    ``status``: ``ok`` (``value`` is the handler's return value), ``error`` (the handler
+    raised, or its answer broke a Lambda limit; ``value`` has errorType/errorMessage),
+    ``crash`` (the worker died), ``init_error`` (the module failed to import),
+    ``timeout`` (the function's own timeout), ``integration_timeout`` (no answer within
+    API Gateway's limit; the function runs on), or ``unavailable`` (stopping).
+    """
+
+    status: str
+    value: Any = None
+    pid: int | None = None
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _read_exact(sock: socket.socket, size: int, deadline: float) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            raise _Timeout()
+        chunk = sock.recv(min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError()
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+class Worker:
+    """One forked worker and the gateway's end of its socket."""
+
+    def __init__(self, pid: int, sock: socket.socket):
+        self.pid, self.sock = pid, sock
+
+    def send(self, message: dict[str, Any]) -> None:
+        payload = json.dumps(message).encode()
+        self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+    def receive(self, deadline: float) -> dict[str, Any]:
+        (size,) = struct.unpack(">I", _read_exact(self.sock, 4, deadline))
+        return json.loads(_read_exact(self.sock, size, deadline + 30))
+
+    def alive(self) -> bool:
+        """False once the process has gone (its socket reads end-of-file)."""
+        try:
+            if not select.select([self.sock], [], [], 0)[0]:
+                return True
+            return self.sock.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.sock.close()
+
+
+class _Parent:
+    """The process that imports the handler and forks workers."""
+
+    def __init__(self, function: Function, env: dict[str, str], pump: Callable[[str, Any], None]):
+        config = {"path": [function.code_uri, *function.layers], "module": function.module,
+                  "function": function.function, "account": ACCOUNT_ID}
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", WORKER_PROGRAM, str(theirs.fileno()), json.dumps(config)],
+                env=env, cwd=function.code_uri if os.path.isdir(function.code_uri) else None,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(theirs.fileno(),), start_new_session=True,
+            )
+        except BaseException:
+            self.control.close()
+            raise
+        finally:
+            theirs.close()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=pump, args=(function.logical_id, stream), daemon=True).start()
+        self.lock = threading.Lock()
+        self.error: str | None = None
+        self.ready = False
+
+    def wait_ready(self, timeout: float) -> str | None:
+        """None once the handler has imported; else why not."""
+        with self.lock:
+            if not self.ready and self.error is None:
+                self.control.settimeout(timeout)
+                try:
+                    message = json.loads(self.control.recv(1 << 16) or b'{"error": "exited during init"}')
+                except socket.timeout:
+                    message = {"error": f"init did not finish within {timeout:g}s"}
+                except (OSError, ValueError):
+                    message = {"error": "exited during init"}
+                self.ready = bool(message.get("ready"))
+                self.error = None if self.ready else str(message.get("error"))
+        return self.error
+
+    def fork(self) -> Worker:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self.lock:
+                self.control.settimeout(10)
+                socket.send_fds(self.control, [b"w"], [theirs.fileno()])
+                answer = json.loads(self.control.recv(1 << 16) or b"{}")
+        except (OSError, ValueError) as exc:
+            mine.close()
+            raise OSError(f"the function's parent process is gone ({exc})") from None
+        finally:
+            theirs.close()
+        if "pid" not in answer:
+            mine.close()
+            raise OSError(answer.get("error") or "the function's parent process is gone")
+        return Worker(int(answer["pid"]), mine)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        self.control.close()  # the parent exits on this; its workers die with it
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+class FunctionPool:
+    """Execution environments of one function: up to ``concurrency`` workers at once."""
+
+    def __init__(self, function: Function, env: dict[str, str], concurrency: int, log: Callable[[str], None],
+                 pump: Callable[[str, Any], None]):
+        self.function, self.env, self.log, self.pump = function, env, log, pump
+        self.concurrency = max(1, concurrency)
+        self.cond = threading.Condition()
+        self.idle: list[Worker] = []
+        self.workers: set[Worker] = set()  # idle and busy
+        self.starting = 0  # workers being forked
+        self.closed = False
+        self._parent: _Parent | None = None
+        self._parent_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.function.logical_id
+
+    def start(self) -> None:
+        """Start the parent process now, so the first request finds the handler imported."""
+        self._parent_process()
+
+    def _parent_process(self) -> _Parent:
+        with self._parent_lock:
+            parent = self._parent
+            if parent is None or not parent.alive() or parent.error is not None:
+                if parent is not None:
+                    parent.kill()
+                parent = self._parent = _Parent(self.function, self.env, self.pump)
+            return parent
+
+    # -- taking and giving back workers
+
+    def _acquire(self, deadline: float) -> Worker | InvokeResult:
+        with self.cond:
+            while True:
+                if self.closed:
+                    return InvokeResult("unavailable")
+                while self.idle:
+                    worker = self.idle.pop()
+                    if worker.alive():
+                        return worker
+                    self.log(f"{self.name}: worker {worker.pid} exited while idle; replacing it")
+                    self._forget(worker)
+                if len(self.workers) + self.starting < self.concurrency:
+                    self.starting += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return InvokeResult("integration_timeout")
+                self.cond.wait(left)
+        try:
+            return self._new_worker(deadline)
+        finally:
+            with self.cond:
+                self.starting -= 1
+                self.cond.notify()
+
+    def _new_worker(self, deadline: float) -> Worker | InvokeResult:
+        for _attempt in range(2):  # a parent killed from outside is replaced once
+            try:
+                parent = self._parent_process()
+            except OSError as exc:
+                return InvokeResult("init_error", f"could not start the function: {exc}")
+            error = parent.wait_ready(min(INIT_TIMEOUT, max(1.0, deadline - time.monotonic())))
+            if error is not None:
+                self.log(f"{self.name}: handler {self.function.handler} failed to initialise: {error}")
+                with self._parent_lock:
+                    if self._parent is parent:
+                        self._parent = None
+                parent.kill()
+                return InvokeResult("init_error", error)
+            try:
+                worker = parent.fork()
+            except OSError as exc:
+                self.log(f"{self.name}: {exc}; starting it again")
+                continue
+            with self.cond:
+                if self.closed:
+                    worker.kill()
+                    return InvokeResult("unavailable")
+                self.workers.add(worker)
+            return worker
+        return InvokeResult("crash", "could not fork a worker")
+
+    def _forget(self, worker: Worker) -> None:
+        worker.kill()
+        with self.cond:
+            self.workers.discard(worker)
+            self.cond.notify()
+
+    def _release(self, worker: Worker) -> None:
+        with self.cond:
+            if self.closed or worker not in self.workers:
+                worker.kill()
+                return
+            self.idle.append(worker)
+            self.cond.notify()
+
+    # -- invoking
+
+    def invoke(self, event: dict[str, Any], request_id: str | None = None, within: float | None = None) -> InvokeResult:
+        """Run ``event`` on a worker. ``within``: seconds the caller waits for the answer
+        (API Gateway's integration timeout); the invocation itself runs to the function's
+        own timeout, as in Lambda, and its worker is then reused."""
+        timeout = float(self.function.timeout)
+        started = time.monotonic()
+        answer_by = started + (within if within is not None else timeout + INIT_TIMEOUT)
+        worker = self._acquire(answer_by)
+        if isinstance(worker, InvokeResult):
+            return worker
+        function_deadline = time.monotonic() + timeout
+        try:
+            worker.send({"event": event, "request_id": request_id or str(uuid.uuid4()), "timeout_ms": int(timeout * 1000)})
+        except OSError:
+            self._forget(worker)
+            return InvokeResult("crash", pid=worker.pid)
+        if answer_by < function_deadline:
+            try:
+                return self._answer(worker, answer_by, final=False)
+            except _Timeout:
+                threading.Thread(target=self._answer, args=(worker, function_deadline), daemon=True).start()
+                return InvokeResult("integration_timeout", pid=worker.pid)
+        return self._answer(worker, function_deadline)
+
+    def _answer(self, worker: Worker, deadline: float, final: bool = True) -> InvokeResult:
+        try:
+            message = worker.receive(deadline)
+        except _Timeout:
+            if not final:
+                raise
+            self.log(f"{self.name}: task timed out after {self.function.timeout} seconds; killing worker {worker.pid}")
+            self._forget(worker)
+            return InvokeResult("timeout", pid=worker.pid)
+        except (EOFError, OSError, ValueError):
+            if self.closed:
+                return InvokeResult("unavailable", pid=worker.pid)
+            self.log(f"{self.name}: worker {worker.pid} exited")
+            self._forget(worker)
+            return InvokeResult("crash", pid=worker.pid)
+        self._release(worker)
+        if message.get("ok"):
+            return InvokeResult("ok", message.get("result"), pid=worker.pid)
+        return InvokeResult("error", {k: message.get(k) for k in ("errorType", "errorMessage")}, pid=worker.pid)
+
+    def pids(self) -> set[int]:
+        """The workers' process ids."""
+        with self.cond:
+            return {w.pid for w in self.workers}
+
+    def processes(self) -> set[int]:
+        """Every process of the function: its parent and its workers."""
+        parent = self._parent
+        return self.pids() | ({parent.proc.pid} if parent is not None else set())
+
+    def close(self) -> None:
+        """Kill every worker and the parent; waiting invocations answer ``unavailable``."""
+        with self.cond:
+            self.closed = True
+            workers = list(self.workers)
+            self.workers.clear()
+            self.idle.clear()
+            self.cond.notify_all()
+        for worker in workers:
+            worker.kill()
+        with self._parent_lock:
+            parent, self._parent = self._parent, None
+        if parent is not None:
+            parent.kill()
+            try:
+                parent.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
