@@ -1,5 +1,5 @@
-"""The AWS stand-in: moto in server mode on loopback, DynamoDB writes serialized, and
-faults that tests can switch on.
+"""The AWS stand-in: moto in server mode on loopback, DynamoDB requests serialized,
+Queries answered from their partition, and faults that tests can switch on.
 
     python -m local.aws --host 127.0.0.1 --port 5000
 
@@ -14,7 +14,8 @@ application: `POST /_local/faults` with JSON
     {"service": "ses", "operation": "SendEmail", "status": 503,
      "code": "ServiceUnavailable", "count": 3}
 answers the next `count` matching requests with that error (`count` -1: until
-cleared); `DELETE /_local/faults` clears them; `GET /_local/faults` lists them.
+cleared); `DELETE /_local/faults` clears them; `GET /_local/faults` lists them, each
+with `hits`, how many requests it has failed so far.
 `service` is the signing name in the request's credential scope (dynamodb, ses,
 sqs, s3, secretsmanager); `operation` is matched against X-Amz-Target or the path
 (optional).
@@ -34,6 +35,7 @@ import sys
 import threading
 from typing import Any
 
+from local.lifeline import exit_with_parent
 from local.ports import ensure_free
 
 _lock = threading.RLock()
@@ -58,6 +60,52 @@ def serialize_dynamodb() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+def _equal(attribute, value) -> bool:  # type: ignore[no-untyped-def]
+    return attribute is not None and attribute == value
+
+
+def index_queries() -> None:
+    """Answer a Query from the partition it names, not from the whole table.
+
+    moto 5.2.5 answers every Query by listing and sorting every item of the table, then
+    keeping those of the partition: the cost of a Query grows with the table, and a local
+    stack shared by many tests (or a soak of thousands of orders) slows to a crawl. Here
+    moto gets only the candidates: the partition's own items for the table's key, the
+    items whose index key matches for a GSI (one pass, no sort). moto still applies the
+    conditions, sorting, paging, filters and projections itself. Safe because every
+    DynamoDB request runs alone (`serialize_dynamodb`)."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "_indexed", False):
+        return
+    original = Table.query
+
+    def candidates(table, hash_key, index_name, conditions):  # type: ignore[no-untyped-def]
+        if index_name is None:
+            partition = table.items.get(hash_key) if hash_key is not None else None
+            if partition is None:
+                return []
+            return list(partition.values()) if table.range_key_attr else [partition]
+        if not conditions:
+            return None
+        everything = (item for part in table.items.values() for item in (part.values() if table.range_key_attr else [part]))
+        return [item for item in everything if all(_equal(item.attrs.get(name), value) for name, value in conditions)]
+
+    def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,  # type: ignore[no-untyped-def]
+              projection_expressions, index_name=None, *args, **kwargs):
+        found = candidates(self, hash_key, index_name, kwargs.get("hash_key_conditions"))
+        if found is not None:
+            self.all_items = lambda: found  # moto's query reads its candidates from here
+        try:
+            return original(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+                            projection_expressions, index_name, *args, **kwargs)
+        finally:
+            self.__dict__.pop("all_items", None)
+
+    query._indexed = True  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
+
+
 def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
     scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     service = scope.group(1) if scope else ""
@@ -70,6 +118,7 @@ def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
                 continue
             if fault["count"] > 0:
                 fault["count"] -= 1
+            fault["hits"] += 1
             return dict(fault)
     return None
 
@@ -111,7 +160,7 @@ def with_faults(app):
                 fault = {
                     "service": str(body["service"]), "operation": body.get("operation") or "",
                     "status": int(body.get("status", 503)), "code": str(body.get("code", "ServiceUnavailable")),
-                    "count": int(body.get("count", 1)),
+                    "count": int(body.get("count", 1)), "hits": 0,
                 }
                 with _faults_lock:
                     _faults.append(fault)
@@ -137,6 +186,7 @@ class Server:
         from werkzeug.serving import make_server
 
         serialize_dynamodb()
+        index_queries()
         app = with_faults(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -171,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    exit_with_parent()
     stop.wait()
     server.stop()
     return 0

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from local.lifeline import exit_with_parent
 from local.ports import free_port, is_free, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ class Stack:
     stripe_port: int = 8420
     aws_port: int = 5000
     frontend_url: str = "http://localhost:5173"
-    workers: int = 2
+    concurrency: int = 8
     schedule_seconds: int = 10
     state_dir: Path = ROOT / ".local"
     seed_demo: bool = True
@@ -176,7 +177,7 @@ class Stack:
                     "-m", "local.gateway", "--template", str(ROOT / "template.yaml"),
                     "--host", HOST, "--port", str(self.api_port), "--env-file", str(env_file),
                     "--parameter", f"FrontendUrl={self.frontend_url}",
-                    "--workers", str(self.workers), "--schedule-seconds", str(self.schedule_seconds),
+                    "--concurrency", str(self.concurrency), "--schedule-seconds", str(self.schedule_seconds),
                     "--key-file", str(self.state_dir / "local-jwt-key.pem"),
                 ],
             )
@@ -213,21 +214,17 @@ class Stack:
         if not wait_http(url, timeout, any_status, check=alive):
             raise StackError(f"{what} did not answer at {url} within {timeout:.0f} s")
 
-    def stop(self) -> None:
-        for _name, proc in reversed(self._procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for _name, proc in reversed(self._procs):
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to every part at once, SIGKILL to what is left after `grace` seconds."""
+        procs = [proc for _name, proc in reversed(self._procs)]
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait(timeout=5)
         self._procs.clear()
 
@@ -249,6 +246,14 @@ class Stack:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def shards(self, type_id: str) -> list[dict[str, int]]:
+        """A ticket type's seat shards as the table holds them now (`shard`, `remaining`,
+        `held`, `sold`, `capacity`), in shard order: one consistent BatchGetItem."""
+        keys = [{"PK": {"S": f"INV#{type_id}#{n}"}, "SK": {"S": "INV"}} for n in range(100)]
+        items = self.client("dynamodb").batch_get_item(RequestItems={TABLE: {"Keys": keys, "ConsistentRead": True}})
+        fields = ("shard", "remaining", "held", "sold", "capacity")
+        return sorted(({k: int(item[k]["N"]) for k in fields} for item in items["Responses"][TABLE]), key=lambda s: s["shard"])
 
     def provision(self) -> None:
         """Create what template.yaml declares, under the local names above."""
@@ -369,6 +374,15 @@ Try it:
 """
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal a part and everything in its process group (a part runs in a group of its own)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _new_qr_keys() -> dict[str, Any]:
     """A fresh Ed25519 signing key in the QR secret's shape (README, "Key rotation")."""
     from cryptography.hazmat.primitives import serialization
@@ -387,7 +401,7 @@ def main() -> int:
         stripe_port=int(os.environ.get("STRIPE_PORT", 8420)),
         aws_port=int(os.environ.get("AWS_PORT", 5000)),
         frontend_url=os.environ.get("FRONTEND_URL", "http://localhost:5173"),
-        workers=int(os.environ.get("LOCAL_WORKERS", 2)),
+        concurrency=int(os.environ.get("LOCAL_CONCURRENCY", 8)),
     )
     stopping = False
 
@@ -398,6 +412,7 @@ def main() -> int:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    exit_with_parent()
     try:
         stack.start()
         print(stack.banner(), flush=True)
@@ -413,6 +428,7 @@ def main() -> int:
         print("\nstopping the local stack...", file=sys.stderr)
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
         stack.stop()
 
 

@@ -36,6 +36,8 @@ from localstripe import resources as ls_res
 from localstripe import webhooks as ls_webhooks
 from localstripe.errors import UserError
 
+from local.lifeline import exit_with_parent
+
 HEALTH_PATH = '/_local/health'
 DEFAULT_HOST = '127.0.0.1'
 DEFAULT_PORT = 8420
@@ -673,6 +675,7 @@ async def serve(sock, host, access_log=True):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        exit_with_parent()
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -23,7 +23,10 @@ from local.template import Function, Route, Template, build_context, load_templa
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT = 30.0  # API Gateway's limit for an HTTP API integration
-DEFAULT_CONCURRENCY = 64  # execution environments per function at most (Lambda scales out)
+# Execution environments per function at most. Lambda scales out to a thousand, each on
+# CPU of its own; here every new one is a cold start on the same few cores, so a rush
+# queues for the warm ones (within the integration timeout) instead.
+DEFAULT_CONCURRENCY = 8
 
 
 class PortInUseError(OSError):

@@ -152,6 +152,16 @@ class _Parent:
             raise OSError(answer.get("error") or "the function's parent process is gone")
         return Worker(int(answer["pid"]), mine)
 
+    def warm(self, learned: dict[str, list[str]]) -> None:
+        """Have the parent import and read what a worker imported and read while running."""
+        try:
+            with self.lock:
+                self.control.settimeout(30)
+                self.control.send(json.dumps({"learned": learned}).encode())
+                self.control.recv(1 << 16)
+        except OSError:
+            pass  # a parent gone is replaced on the next fork
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -175,6 +185,7 @@ class FunctionPool:
         self.closed = False
         self._parent: _Parent | None = None
         self._parent_lock = threading.Lock()
+        self._warmed = False  # the parent has imported what the first worker imported
 
     @property
     def name(self) -> str:
@@ -191,6 +202,7 @@ class FunctionPool:
                 if parent is not None:
                     parent.kill()
                 parent = self._parent = _Parent(self.function, self.env, self.pump)
+                self._warmed = False
             return parent
 
     # -- taking and giving back workers
@@ -246,6 +258,13 @@ class FunctionPool:
                 self.workers.add(worker)
             return worker
         return InvokeResult("crash", "could not fork a worker")
+
+    def _warm(self, learned: dict[str, list[str]]) -> None:
+        with self._parent_lock:
+            parent = self._parent
+        if parent is not None and not self._warmed:
+            self._warmed = True
+            threading.Thread(target=parent.warm, args=(learned,), daemon=True).start()
 
     def _forget(self, worker: Worker) -> None:
         worker.kill()
@@ -303,6 +322,8 @@ class FunctionPool:
             self._forget(worker)
             return InvokeResult("crash", pid=worker.pid)
         self._release(worker)
+        if message.get("learned"):
+            self._warm(message["learned"])
         if message.get("ok"):
             return InvokeResult("ok", message.get("result"), pid=worker.pid)
         return InvokeResult("error", {k: message.get(k) for k in ("errorType", "errorMessage")}, pid=worker.pid)

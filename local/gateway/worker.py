@@ -102,8 +102,11 @@ def invoke(handler, account, message):
 
 
 def serve(sock, handler, account):
-    """A worker: one invocation at a time until the gateway closes the socket."""
+    """A worker: one invocation at a time until the gateway closes the socket. After its
+    first, it tells the gateway what it imported on the way (lazy imports inside the
+    handler), so the parent imports those too and later workers start with them."""
     rfile = sock.makefile("rb")
+    known, read = set(sys.modules), set(_parsed)
     while True:
         message = read_frame(rfile)
         if message is None:
@@ -111,7 +114,69 @@ def serve(sock, handler, account):
         payload = invoke(handler, account, message)
         sys.stdout.flush()
         sys.stderr.flush()
+        if known is not None:
+            learned = {"modules": [name for name in sys.modules if name not in known],
+                       "files": [path for path in _parsed if path not in read]}
+            payload = payload[:-1] + b',"learned":' + json.dumps(learned).encode() + b"}"
+            known = None
         send_frame(sock, payload)
+
+
+_parsed = {}  # botocore data file -> its parsed JSON, shared by every worker forked after it is read
+
+
+def share_botocore_data():
+    """botocore reads its data files (endpoints, service models, rules) and lists its data
+    directories afresh for every client it creates: most of a cold start here. Keep what
+    it read in this process, so workers forked later start with it done, as they start
+    with the handler imported. (A local shortcut: Lambda gives each environment its own
+    CPU for this.)"""
+    try:
+        from botocore import loaders
+    except ImportError:
+        return
+    if getattr(loaders.JSONFileLoader.load_file, "shared", False):
+        return
+    load_file, list_services = loaders.JSONFileLoader.load_file, loaders.Loader.list_available_services
+    listed = {}
+
+    def shared_load_file(self, file_path):
+        if file_path not in _parsed:
+            _parsed[file_path] = load_file(self, file_path)
+        return _parsed[file_path]
+
+    def shared_list_services(self, type_name):
+        key = (tuple(self.search_paths), type_name)
+        if key not in listed:
+            listed[key] = list_services(self, type_name)
+        return list(listed[key])
+
+    shared_load_file.shared = True
+    loaders.JSONFileLoader.load_file = shared_load_file
+    loaders.Loader.list_available_services = shared_list_services
+
+
+def warm(learned):
+    """Import what a worker imported lazily and read the data files it read, so the next
+    workers are forked with that done."""
+    done = 0
+    for name in learned.get("modules", []):
+        try:
+            importlib.import_module(name)
+            done += 1
+        except BaseException:  # noqa: BLE001 - a module that will not import here is imported by the worker itself
+            pass
+    share_botocore_data()
+    if "botocore.loaders" in sys.modules:
+        loaders = sys.modules["botocore.loaders"]
+        for type_name in ("service-2", "endpoint-rule-set-1"):
+            loaders.Loader().list_available_services(type_name)
+        for path in learned.get("files", []):
+            try:
+                loaders.JSONFileLoader().load_file(path)
+            except (OSError, ValueError):
+                pass
+    return done
 
 
 def fork_worker(control, fd, handler, account):
@@ -148,15 +213,20 @@ def main():
         sys.stderr.flush()
         control.send(json.dumps({"ready": False, "error": "%s: %s" % (type(exc).__name__, exc)}).encode())
         return 1
+    if "botocore" in sys.modules:
+        share_botocore_data()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps workers that exit
     control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     while True:
         try:
-            _, fds, _, _ = socket.recv_fds(control, 64, 1)
+            data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
         except OSError:
             return 0
-        if not fds:
+        if not data:
             return 0  # the gateway closed the control socket: stop (workers die with us)
+        if not fds:  # what a worker imported and read while it ran: do it here too
+            control.send(json.dumps({"imported": warm(json.loads(data)["learned"])}).encode())
+            continue
         try:
             pid = fork_worker(control, fds[0], handler, config["account"])
         except OSError as exc:

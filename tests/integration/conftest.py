@@ -1,66 +1,62 @@
 """Integration tests: HTTP against the real local stack (moto server, localstripe, the
-gateway), started once per test module on free ports so a running `make dev` does not
-clash, and stopped at the end of the module. (One stack per module keeps each table
-small: moto answers an index query by scanning the whole table.)"""
+gateway), started once per test worker on free ports (so a running `make dev` does not
+clash) and shared by every module that worker runs, then stopped whatever happens.
+
+How a test uses it:
+
+- `stack`, `api`: the worker's stack and a client for it (`api.get(path, token=...)`).
+  Tests isolate themselves by data, never by stack: `make_event(...)` makes a fresh event,
+  `api.token([])` a fresh customer. Never assume the table, the mailbox or Stripe hold only
+  your own things: find yours by id.
+- The stand-ins have global state. Change it only through these fixtures, which put it
+  back when the test ends (pass or fail):
+    `stripe_faults(status, count=5, path=..., method=..., delay=...)` and
+    `stripe_faults.clear()`  — the Stripe stand-in answering 500/429, dropping or slow;
+    `aws_faults(service=..., operation=..., status=..., code=..., count=...)` and
+    `aws_faults.clear()`, `aws_faults.hits()` — the AWS stand-in failing (SES down, throttling);
+    `webhook_retries([])` — the Stripe stand-in's retry schedule ([] loses failed webhooks).
+- Never sleep for a fixed time: `wait_for(check)` until what you expect is observable; to
+  show something did NOT happen, first wait for a marker proving the system had its
+  chance (the webhook's event recorded, the fault hit, the queue drained), then assert.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
 from local.ports import free_port
 from local.stack import Stack
+from tests.integration.support import Api, StandIn
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
     instance = Stack(
         api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
-        state_dir=tmp_path_factory.mktemp("stack"), quiet=True, workers=2, schedule_seconds=15,
+        state_dir=tmp_path_factory.mktemp("stack"), quiet=True, schedule_seconds=15,
         # Small shards so small test capacities spread over several; a low hold cap to reach it.
         extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12"},
     )
-    instance.start()
-    yield instance
-    instance.stop()
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
 
 
-class Api:
-    """A small client: `api.get(path, token=...)` answers the `requests.Response`."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.session = requests.Session()
-
-    def request(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
-        headers = kwargs.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return self.session.request(method, self.stack.api_url + path, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def token(self, groups: list[str] | None = None, **claims) -> str:
-        sub = claims.pop("sub", f"user-{uuid.uuid4().hex[:8]}")
-        return self.stack.token(sub, groups, **claims)
-
-
-@pytest.fixture(scope="module")
-def api(stack):
+@pytest.fixture(scope="session")
+def api(stack) -> Api:
     return Api(stack)
 
 
 @pytest.fixture
 def make_event(api):
     """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
-    from datetime import datetime, timedelta, timezone
-
     admin = api.token(["admin"])
 
     def make(types: dict[str, tuple[int, int]], **event_fields):
@@ -82,3 +78,43 @@ def make_event(api):
         return event_id, made
 
     return make
+
+
+@pytest.fixture
+def stripe_faults(stack) -> Iterator[StandIn]:
+    """`stripe_faults(500)`: the next 5 POSTs to /v1/payment_intents fail with 500 (or 429,
+    "drop", "slow" with `delay=`); cleared when the test ends."""
+
+    def inject(status, count=5, path="/v1/payment_intents", method="POST", delay=0):
+        body = {"status": status, "count": count, "path": path, "method": method, "delay": delay}
+        requests.post(f"{stack.stripe_url}/_config/faults", json=body, timeout=5).raise_for_status()
+
+    faults = StandIn(inject, f"{stack.stripe_url}/_config/faults")
+    yield faults
+    faults.clear()
+
+
+@pytest.fixture
+def aws_faults(stack) -> Iterator[StandIn]:
+    """`aws_faults(service="ses", status=503, code="ServiceUnavailable", count=-1)`: matching
+    AWS calls fail (count -1: until cleared); cleared when the test ends."""
+
+    def inject(**fault):
+        requests.post(f"{stack.aws_url}/_local/faults", json=fault, timeout=5).raise_for_status()
+
+    faults = StandIn(inject, f"{stack.aws_url}/_local/faults")
+    yield faults
+    faults.clear()
+
+
+@pytest.fixture
+def webhook_retries(stack) -> Iterator:
+    """`webhook_retries([])`: the Stripe stand-in delivers each webhook once (a lost webhook
+    stays lost); its usual schedule comes back when the test ends."""
+    url = f"{stack.stripe_url}/_config/webhook-retries"
+
+    def configure(delays: list[float]) -> None:
+        requests.post(url, json={"retry_delays": delays}, timeout=5).raise_for_status()
+
+    yield configure
+    requests.post(url, json={}, timeout=5).raise_for_status()

@@ -17,7 +17,8 @@ import pytest
 from local import stack as stack_module
 from tests.conftest import ROOT
 from tests.integration.test_checkout import buy
-from tests.integration.test_webhook import order_of, pay, table_item, wait_for
+from tests.integration.support import wait_for
+from tests.integration.test_webhook import order_of, pay, table_item
 from ticketing import ids, qr
 from ticketing.offline import verify_offline
 

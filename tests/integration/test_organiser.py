@@ -17,7 +17,8 @@ import requests
 from local import stack as stack_module
 from tests.integration.test_checkout import buy, shards, stripe_client
 from tests.integration.test_refunds import refund_notices
-from tests.integration.test_webhook import pay, table_item, wait_for
+from tests.integration.support import wait_for
+from tests.integration.test_webhook import pay, table_item
 
 
 # ------------------------------------------------------------------ helpers
@@ -48,11 +49,7 @@ def type_item(stack, event_id, type_id):
 
 
 def shard_items(stack, type_id):
-    items = stack.client("dynamodb").scan(
-        TableName=stack_module.TABLE, ConsistentRead=True,
-        FilterExpression="begins_with(PK, :p)", ExpressionAttributeValues={":p": {"S": f"INV#{type_id}#"}},
-    )["Items"]
-    return sorted((item["PK"]["S"], {k: int(item[k]["N"]) for k in ("remaining", "held", "sold", "capacity")}) for item in items)
+    return [(shard.pop("shard"), shard) for shard in stack.shards(type_id)]
 
 
 def check_invariants(stack, event_id, type_id):
@@ -252,39 +249,36 @@ def test_stats_match_a_mix_of_paid_pending_refunded_and_checked_in_orders(api, s
 
 
 # ---------------------------------------------------------------- cancel
-def test_canceling_an_event_interrupted_by_stripe_refunds_each_order_exactly_once(api, stack, make_event):
+def test_canceling_an_event_interrupted_by_stripe_refunds_each_order_exactly_once(api, stack, make_event, stripe_faults):
     event_id, types = make_event({"GA": (1500, 40)})
     admin, scanner = api.token(["admin"]), api.token(["scanner"])
     paid = [paid_order(api, stack, event_id, [(types["GA"], 1 + i % 3)]) for i in range(5)]
     pending = pending_order(api, event_id, [(types["GA"], 2)])
     # Stripe refuses the next refunds: the job must stop, keep its place and resume.
-    requests.post(f"{stack.stripe_url}/_config/faults", json={"path": "/v1/refunds", "method": "POST", "status": 500, "count": 5},
-                  timeout=5).raise_for_status()
-    try:
-        started = api.post(f"/api/events/{event_id}/cancel/", token=admin, json={"batch_size": 2})
-        assert started.status_code == 202, started.text
-        job = started.json()
-        assert job["state"] == "running" and job["orders_total"] == 6 and job["batch_size"] == 2
-        again = api.post(f"/api/events/{event_id}/cancel/", token=admin, json={})
-        assert again.status_code == 200 and again.json()["job_id"] == job["job_id"]  # the same job, not a second
-        assert buy(api, api.token([]), event_id, [(types["GA"], 1)]).json()["code"] == "event_not_on_sale"
-        # Duplicate deliveries of the job's message, as SQS may make them, change nothing.
-        queue = stack.client("sqs").get_queue_url(QueueName="EventCancelQueue")["QueueUrl"]
-        for _ in range(2):
-            stack.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps({"event_id": event_id}))
+    stripe_faults(500, path="/v1/refunds", method="POST", count=5)
+    started = api.post(f"/api/events/{event_id}/cancel/", token=admin, json={"batch_size": 2})
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["state"] == "running" and job["orders_total"] == 6 and job["batch_size"] == 2
+    again = api.post(f"/api/events/{event_id}/cancel/", token=admin, json={})
+    assert again.status_code == 200 and again.json()["job_id"] == job["job_id"]  # the same job, not a second
+    assert buy(api, api.token([]), event_id, [(types["GA"], 1)]).json()["code"] == "event_not_on_sale"
+    # Duplicate deliveries of the job's message, as SQS may make them, change nothing.
+    queue = stack.client("sqs").get_queue_url(QueueName="EventCancelQueue")["QueueUrl"]
+    for _ in range(2):
+        stack.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps({"event_id": event_id}))
 
-        seen_running = []
+    seen_running = []
 
-        def progressed():
-            state = api.get(f"/api/events/{event_id}/cancel/", token=admin).json()
-            assert state["done"] + state["failed"] + state["left"] == state["orders_total"] == 6
-            assert state["done"] == state["refunded"] + state["canceled"] + state["skipped"]
-            seen_running.append(state["state"] == "running")
-            return state if state["state"] == "completed" else None
+    def progressed():
+        state = api.get(f"/api/events/{event_id}/cancel/", token=admin).json()
+        assert state["done"] + state["failed"] + state["left"] == state["orders_total"] == 6
+        assert state["done"] == state["refunded"] + state["canceled"] + state["skipped"]
+        seen_running.append(state["state"] == "running")
+        return state if state["state"] == "completed" else None
 
-        final = wait_for(progressed, timeout=120, interval=1)
-    finally:
-        requests.delete(f"{stack.stripe_url}/_config/faults", timeout=5)
+    final = wait_for(progressed, timeout=120, interval=1)
+    stripe_faults.clear()
     assert final, api.get(f"/api/events/{event_id}/cancel/", token=admin).text
     assert any(seen_running)
     assert (final["done"], final["refunded"], final["canceled"], final["failed"], final["left"]) == (6, 5, 1, 0, 0)

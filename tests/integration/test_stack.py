@@ -9,14 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import requests
 
 from local import stack as stack_module
 from local.ports import free_port, is_free
 from tests.conftest import ROOT
+from tests.integration.support import alive, descendants, wait_for
 
 
 def iso(moment: datetime) -> str:
@@ -148,59 +149,68 @@ def _run_stack(ports: dict[str, int]) -> subprocess.Popen:
     )
 
 
-def test_make_dev_prints_next_steps_and_ctrl_c_stops_every_process():
+def _started(proc: subprocess.Popen) -> str:
+    """What `make dev` printed up to its banner's last line."""
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("`sam local start-api"):
+            break
+    return "".join(lines)
+
+
+def test_make_dev_prints_next_steps_and_ctrl_c_stops_every_process_with_requests_in_flight():
     ports = {"API_PORT": free_port(), "STRIPE_PORT": free_port(), "AWS_PORT": free_port()}
     proc = _run_stack(ports)
-    lines: list[str] = []
+    api = f"http://127.0.0.1:{ports['API_PORT']}"
+    children: list[int] = []
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("`sam local start-api"):
-                break
-        output = "".join(lines)
+        output = _started(proc)
         assert "Local stack is up" in output, output[-3000:]
-        assert f"curl -s http://127.0.0.1:{ports['API_PORT']}/api/events/" in output
-        assert requests.get(f"http://127.0.0.1:{ports['API_PORT']}/api/events/", timeout=10).status_code == 200
-        children = _descendants(proc.pid)
-        assert len(children) >= 3  # moto, localstripe, the gateway (and its workers)
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        assert f"curl -s {api}/api/events/" in output
+        assert requests.get(f"{api}/api/events/", timeout=10).status_code == 200
+        # A rush is under way when Ctrl-C comes.
+        with ThreadPoolExecutor(max_workers=32) as clients:
+            calls = [clients.submit(_get_quietly, f"{api}/api/events/") for _ in range(64)]
+            assert wait_for(lambda: any(c.done() for c in calls), timeout=30)
+            children = descendants(proc.pid)
+            assert len(children) >= 5  # moto, localstripe, the gateway, its functions' processes
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(0.5)
+    assert wait_for(lambda: not [pid for pid in children if alive(pid)], timeout=10), [p for p in children if alive(p)]
     assert all(is_free("127.0.0.1", port) for port in ports.values()), "a server is still listening"
-    leftover = [pid for pid in children if _alive(pid)]
-    assert leftover == [], f"processes left running: {leftover}"
 
 
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        current = frontier.pop()
-        kids = [pid for pid, parent in parents.items() if parent == current]
-        found += kids
-        frontier += kids
-    return found
-
-
-def _alive(pid: int) -> bool:
+def test_when_make_dev_is_killed_outright_every_process_it_started_exits():
+    ports = {"API_PORT": free_port(), "STRIPE_PORT": free_port(), "AWS_PORT": free_port()}
+    proc = _run_stack(ports)
+    children: list[int] = []
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        assert "Local stack is up" in _started(proc)
+        children = descendants(proc.pid)
+        assert len(children) >= 5
+        proc.kill()  # SIGKILL: no chance to stop anything itself
+        proc.wait(timeout=10)
+        assert wait_for(lambda: not [pid for pid in children if alive(pid)], timeout=20), [p for p in children if alive(p)]
+    finally:
+        for pid in children:  # whatever happens, nothing of this test is left behind
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert all(is_free("127.0.0.1", port) for port in ports.values()), "a server is still listening"
+
+
+def _get_quietly(url: str) -> int | str:
+    try:
+        return requests.get(url, timeout=30).status_code
+    except requests.RequestException as exc:  # the stack stopping under it
+        return type(exc).__name__
 
 
 def test_make_dev_with_a_taken_port_says_so_clearly():

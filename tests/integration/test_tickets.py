@@ -18,7 +18,8 @@ import requests
 from local import stack as stack_module
 from tests.conftest import ROOT
 from tests.integration.test_checkout import buy
-from tests.integration.test_webhook import order_of, pay, table_item, wait_for
+from tests.integration.support import wait_for
+from tests.integration.test_webhook import order_of, pay, table_item
 from ticketing import qr
 
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from local import stack as stack_module
+from tests.integration.support import queue_drained, stripe_events, wait_for
 from tests.integration.test_checkout import available, buy, holder_count, shards, stripe_client
 
 WEBHOOK = "/api/tickets/webhook/"
@@ -38,15 +39,6 @@ def pay(stack, order, card="4242424242424242"):
         f"{stack.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PK, ""), timeout=10,
         data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
     )
-
-
-def wait_for(check, timeout=30.0, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def order_of(api, token, order_id):
@@ -106,15 +98,6 @@ def event_and_order(api, make_event):
     token = api.token([], sub=sub, email=f"{sub}@example.com", name="O'Brien, \"Jo\" Ünïcode")
     order = buy(api, token, event_id, [(types["GA"], 2), (types["VIP"], 1)]).json()
     return {"event_id": event_id, "types": types, "sub": sub, "token": token, "order": order}
-
-
-@pytest.fixture
-def aws_faults(stack):
-    def inject(**fault):
-        requests.post(f"{stack.aws_url}/_local/faults", json=fault, timeout=5).raise_for_status()
-
-    yield inject
-    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
 
 
 # -------------------------------------------------------------------- tests
@@ -177,7 +160,11 @@ def test_the_same_event_ten_times_at_once_issues_one_set_of_tickets_and_one_emai
     for _ in range(3):  # and again, sequentially, after the fact
         again = deliver(api, payload, signed(payload))
         assert again.status_code == 200 and again.json()["duplicate"] is True
-    time.sleep(2)  # the stand-in's own delivery of the real event arrives too
+    # The stand-in's own delivery of the real event (another event id) arrives too: once it
+    # is processed, and no receipt is waiting in the queue, no second receipt can follow.
+    processed = lambda: [e for e in stripe_events(stack, order["payment_intent_id"]) if e["state"] == "processed"]  # noqa: E731
+    assert wait_for(lambda: len(processed()) == 2), stripe_events(stack, order["payment_intent_id"])
+    assert wait_for(lambda: queue_drained(stack, "ReceiptQueue"))
     assert len(receipts_for(stack, order["order_id"])) == 1
     assert {t["id"]: table_item(stack, f"TICKET#{t['id']}")["qr_payload"] for t in order["tickets"]} == first
     assert shards(stack, ctx["types"]["GA"])[1:3] == (0, 2)
@@ -260,12 +247,14 @@ def test_ses_down_at_payment_time_then_the_receipt_goes_out_once_it_is_back(api,
     aws_faults(service="ses", status=503, code="ServiceUnavailable", count=-1)
     assert pay(stack, order).json()["status"] == "succeeded"
     assert wait_for(lambda: order_of(api, ctx["token"], order["order_id"])["status"] == "paid")
-    time.sleep(3)  # the receipt queue retries while SES is still down
+    # The webhook's attempt and at least one retry from the receipt queue have met SES down.
+    assert wait_for(lambda: aws_faults.hits() >= 2, timeout=30), "the receipt was not retried"
     assert receipts_for(stack, order["order_id"]) == []
     assert table_item(stack, f"ORDER#{order['order_id']}").get("receipt_sent_at") is None
-    requests.delete(f"{stack.aws_url}/_local/faults", timeout=5)
+    aws_faults.clear()
     assert wait_for(lambda: receipts_for(stack, order["order_id"]), timeout=40), "the queued receipt never went out"
-    time.sleep(2)
+    assert wait_for(lambda: table_item(stack, f"ORDER#{order['order_id']}").get("receipt_sent_at"))
+    assert wait_for(lambda: queue_drained(stack, "ReceiptQueue"))  # nothing left that could send it again
     assert len(receipts_for(stack, order["order_id"])) == 1
 
 
