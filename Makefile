@@ -33,10 +33,10 @@ dev: $(VENV)/.installed
 	$(PY) -m local.stack
 
 ## make test: every test (template checks, integration on real local stacks, unit), one
-## pytest worker per core, each test module on one worker (each integration module starts
-## its own stack on free ports)
+## pytest worker per core (each starts one local stack on free ports, shared by its
+## integration tests), tests handed out one by one, in a random order
 test: $(VENV)/.installed $(SAMENV)/.installed
-	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist loadfile
+	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist load
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit
@@ -55,7 +55,7 @@ openapi: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench
 
-## make soak: a whole sale (2,000 buyers, 500 seats) on its own local stack, then the invariants (about 30 min on 2 cores)
+## make soak: a whole sale (2,000 buyers, 64 at once, 500 seats) on its own local stack, then the invariants
 soak: $(VENV)/.installed
 	$(PY) -m bench.soak
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -224,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_with_parent()
     stop.wait()
     server.stop()
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter teardown: freeing a big moto state can take many seconds
 
 
 if __name__ == "__main__":

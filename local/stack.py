@@ -167,8 +167,8 @@ class Stack:
         try:
             self._spawn("aws", ["-m", "local.aws", "--host", HOST, "--port", str(self.aws_port)])
             self._spawn("stripe", ["-m", "local.stripe_server", "--host", HOST, "--port", str(self.stripe_port)])
-            self._wait_http("AWS stand-in", f"{self.aws_url}/moto-api/data.json")
-            self._wait_http("Stripe stand-in", f"{self.stripe_url}/_local/health")
+            self._wait_http("AWS stand-in", f"{self.aws_url}/moto-api/data.json", timeout=90)
+            self._wait_http("Stripe stand-in", f"{self.stripe_url}/_local/health", timeout=90)
             self.provision()
             env_file = self.write_env_file()
             self._spawn(
@@ -181,7 +181,8 @@ class Stack:
                     "--key-file", str(self.state_dir / "local-jwt-key.pem"),
                 ],
             )
-            self._wait_http("API gateway", f"{self.api_url}/", any_status=True)
+            # Every function's handler imported (cold starts on a loaded machine take a while).
+            self._wait_http("API gateway", f"{self.api_url}/_local/ready", timeout=180)
             if self.seed_demo:
                 self.seed()
         except BaseException:

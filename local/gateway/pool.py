@@ -122,18 +122,24 @@ class _Parent:
 
     def wait_ready(self, timeout: float) -> str | None:
         """None once the handler has imported; else why not."""
+        if not self.initialised(timeout):
+            with self.lock:
+                self.error = self.error or f"init did not finish within {timeout:g}s"
+        return self.error
+
+    def initialised(self, timeout: float = 0) -> bool:
+        """True once init has ended, well (``ready``) or not (``error``); waits up to ``timeout``."""
         with self.lock:
             if not self.ready and self.error is None:
-                self.control.settimeout(timeout)
                 try:
+                    if not select.select([self.control], [], [], timeout)[0]:
+                        return False
                     message = json.loads(self.control.recv(1 << 16) or b'{"error": "exited during init"}')
-                except socket.timeout:
-                    message = {"error": f"init did not finish within {timeout:g}s"}
                 except (OSError, ValueError):
                     message = {"error": "exited during init"}
                 self.ready = bool(message.get("ready"))
                 self.error = None if self.ready else str(message.get("error"))
-        return self.error
+        return True
 
     def fork(self) -> Worker:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -194,6 +200,11 @@ class FunctionPool:
     def start(self) -> None:
         """Start the parent process now, so the first request finds the handler imported."""
         self._parent_process()
+
+    def initialised(self) -> bool:
+        """True when the function's init has ended (its handler imported, or failing to)."""
+        parent = self._parent
+        return parent is None or parent.initialised()
 
     def _parent_process(self) -> _Parent:
         with self._parent_lock:

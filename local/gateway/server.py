@@ -221,6 +221,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             jwk.update({"kid": KEY_ID, "alg": "RS256", "use": "sig"})
             return self._send_json((200, {"keys": [jwk]}), origin, request_id)
 
+        if raw_path == "/_local/ready" and method == "GET":
+            waiting = sorted(name for name, pool in gw.pools.items() if not pool.initialised())
+            return self._send_json((503 if waiting else 200, {"ready": not waiting, "initialising": waiting}), origin, request_id)
         if raw_path.startswith("/_local/invoke/") and method == "POST":
             return self._invoke_directly(raw_path.rsplit("/", 1)[1], body, origin, request_id)
 
