@@ -36,7 +36,7 @@ dev: $(VENV)/.installed
 ## pytest worker per core (each starts one local stack on free ports, shared by its
 ## integration tests), tests handed out one by one, in a random order
 test: $(VENV)/.installed $(SAMENV)/.installed
-	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist load
+	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist loadgroup
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit

@@ -1,5 +1,6 @@
 """The AWS stand-in: moto in server mode on loopback, DynamoDB requests serialized,
-Queries answered from their partition, and faults that tests can switch on.
+Queries answered from their partition, transactions backing up only their own items,
+and faults that tests can switch on.
 
     python -m local.aws --host 127.0.0.1 --port 5000
 
@@ -107,6 +108,73 @@ def index_queries() -> None:
     Table.query = query  # type: ignore[method-assign]
 
 
+def transactions_keep_their_items_only() -> None:
+    """Back up only the items a transaction names, not its whole table.
+
+    moto 5.2.5 keeps a copy of every table a TransactWriteItems touches (`copy.deepcopy`
+    of the table, all its items) to roll back to if the transaction is cancelled: each
+    transaction costs as much as the table is big, and a shared test stack or a soak slows
+    down as it fills. Here the copy moto takes is the table itself, and the items the
+    transaction names are copied instead and put back if it fails. What moto checks and
+    writes is unchanged. Safe because every DynamoDB request runs alone."""
+    import copy
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    if getattr(DynamoDBBackend.transact_write_items, "_item_backups", False):
+        return
+    original = DynamoDBBackend.transact_write_items
+    in_transaction = threading.local()
+
+    def table_deepcopy(self, memo):  # type: ignore[no-untyped-def]
+        if getattr(in_transaction, "active", False):
+            return self  # moto's whole-table backup: the items are backed up below instead
+        copied = self.__class__.__new__(self.__class__)
+        memo[id(self)] = copied
+        for name, value in self.__dict__.items():
+            setattr(copied, name, copy.deepcopy(value, memo))
+        return copied
+
+    def slot(table, hash_value, range_value):  # type: ignore[no-untyped-def]
+        part = table.items.get(hash_value)
+        return part.get(range_value) if range_value is not None and part is not None else part
+
+    def put_back(table, hash_value, range_value, before) -> None:  # type: ignore[no-untyped-def]
+        if range_value is None:
+            table.items.pop(hash_value, None) if before is None else table.items.__setitem__(hash_value, before)
+        elif before is None:
+            table.items.get(hash_value, {}).pop(range_value, None)
+        else:
+            table.items[hash_value][range_value] = before
+
+    def transact_write_items(self, transact_items):  # type: ignore[no-untyped-def]
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName") or "")
+            key = op.get("Key") or op.get("Item") or {}
+            if table is None or table.hash_key_attr not in key or (table.range_key_attr and table.range_key_attr not in key):
+                continue  # moto refuses it itself
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            saved.append((table, hash_value, range_value, copy.deepcopy(slot(table, hash_value, range_value))))
+        in_transaction.active = True
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, before in reversed(saved):
+                put_back(table, hash_value, range_value, before)
+            raise
+        finally:
+            in_transaction.active = False
+
+    Table.__deepcopy__ = table_deepcopy  # type: ignore[attr-defined]
+    transact_write_items._item_backups = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
     scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     service = scope.group(1) if scope else ""
@@ -188,6 +256,7 @@ class Server:
 
         serialize_dynamodb()
         index_queries()
+        transactions_keep_their_items_only()
         app = with_faults(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -94,3 +94,37 @@ def test_injected_faults_fail_matching_requests_then_clear(dynamodb):
         dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})
     assert requests.delete(f"{base}/_local/faults", timeout=5).json() == {"faults": []}
     assert "Item" in dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})
+
+
+def test_a_cancelled_transaction_changes_nothing(dynamodb):
+    """The stand-in backs up only the items a transaction names (moto copies whole tables):
+    a transaction cancelled by its last condition leaves its earlier writes undone."""
+    dynamodb.create_table(
+        TableName="tx", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+    )
+    for n in range(3):
+        dynamodb.put_item(TableName="tx", Item={"PK": {"S": "seat"}, "SK": {"S": f"{n}"}, "left": {"N": "5"}})
+
+    def transaction(left_needed: int) -> None:
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "tx", "Item": {"PK": {"S": "order"}, "SK": {"S": "new"}}}},
+            {"Update": {"TableName": "tx", "Key": {"PK": {"S": "seat"}, "SK": {"S": "0"}},
+                        "UpdateExpression": "SET #l = #l - :one", "ExpressionAttributeNames": {"#l": "left"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Delete": {"TableName": "tx", "Key": {"PK": {"S": "seat"}, "SK": {"S": "1"}}}},
+            {"ConditionCheck": {"TableName": "tx", "Key": {"PK": {"S": "seat"}, "SK": {"S": "2"}},
+                                "ConditionExpression": "#l >= :n", "ExpressionAttributeNames": {"#l": "left"},
+                                "ExpressionAttributeValues": {":n": {"N": str(left_needed)}}}},
+        ])
+
+    def everything():
+        return sorted((i["SK"]["S"], i.get("left", {}).get("N")) for i in dynamodb.scan(TableName="tx", ConsistentRead=True)["Items"])
+
+    before = everything()
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        transaction(left_needed=6)
+    assert everything() == before
+    transaction(left_needed=5)
+    assert everything() == [("0", "4"), ("2", "5"), ("new", None)]

@@ -729,15 +729,15 @@ def test_function_timeout_is_503_and_its_worker_is_killed(stack):
 
 
 def test_no_answer_within_the_integration_timeout_is_503_and_the_function_runs_on(stack):
-    gw = stack["gw"]
+    pool = stack["gw"].pools["PatientFunction"]
+    before = pool.pids()
     response = requests.get(stack["url"] + f"/patient?s={INTEGRATION_TIMEOUT + 1.5}", timeout=20)
     assert response.status_code == 503  # API Gateway gives up at its limit ...
     assert response.text == '{"message":"Service Unavailable"}'
-    pool = gw.pools["PatientFunction"]
-    (pid,) = pool.pids()
-    # ... while Lambda lets the function finish (its own timeout is 20 s) and keeps the worker
-    assert _wait_for(lambda: pool.idle and pool.idle[0].pid == pid, 10)
-    assert requests.get(stack["url"] + "/patient?s=0", timeout=10).json()["pid"] == pid
+    # ... while Lambda lets the function finish (its own timeout is 20 s): its worker comes
+    # back idle, and none was killed
+    assert _wait_for(lambda: pool.pids() and len(pool.idle) == len(pool.pids()), 10)
+    assert before <= pool.pids() and len(pool.pids()) <= len(before) + 1
 
 
 def test_an_answer_over_lambdas_6_mb_fails_as_in_aws(stack):

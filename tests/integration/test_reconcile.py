@@ -29,6 +29,7 @@ def reconcile(stack, since, *args):
     env = {**os.environ, **stack.aws_env(), **stack.function_env(), "PYTHONPATH": str(ROOT / "layers/common/python"),
            "POWERTOOLS_LOG_LEVEL": "ERROR"}
     result = subprocess.run([sys.executable, "-m", "ticketing.reconcile", "--since", since, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout, result.stderr[-3000:]
     return result.returncode, json.loads(result.stdout), result.stderr
 
 

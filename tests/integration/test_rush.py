@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from tests.integration.test_checkout import CHECKOUT, available, shards
+
+# The rush and the soak load the machine: on one test worker, one after the other.
+pytestmark = pytest.mark.xdist_group("load")
 
 
 def at_once(count: int, call):

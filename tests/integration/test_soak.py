@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from bench import soak
 
+import pytest
+
+# The rush and the soak load the machine: on one test worker, one after the other.
+pytestmark = pytest.mark.xdist_group("load")
+
 
 def test_a_small_sale_keeps_every_invariant(stack):
     report = soak.run(stack, buyers=64, seats=40)

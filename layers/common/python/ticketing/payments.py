@@ -185,7 +185,7 @@ def intents(since_epoch: int | None = None) -> list[Intent]:
     found: list[Intent] = []
     try:
         for item in client().v1.payment_intents.list(params={"limit": 100}).auto_paging_iter():
-            if since_epoch is not None and int(item.get("created") or 0) < since_epoch:
+            if since_epoch is not None and int(item["created"] or 0) < since_epoch:
                 continue
             intent = as_intent(item)
             if intent.metadata.get("order_id"):
