@@ -4,9 +4,9 @@ answered 201 or 409 within API Gateway's 30 s, and the whole sale's invariants h
 
 from __future__ import annotations
 
-from bench import soak
-
 import pytest
+
+from bench import soak
 
 # The rush and the soak load the machine: on one test worker, one after the other.
 pytestmark = pytest.mark.xdist_group("load")
