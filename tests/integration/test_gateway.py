@@ -766,10 +766,11 @@ def test_256_clients_at_once_are_all_answered(stack):
 def test_workers_grow_on_demand_up_to_the_stated_concurrency(stack):
     gw = stack["gw"]
     pool = gw.pools["PatientFunction"]
+    event = {"queryStringParameters": {"s": "1"}}  # invoked directly: the pool is the point, not HTTP
     with ThreadPoolExecutor(max_workers=8) as clients:
-        answers = list(clients.map(lambda _: requests.get(stack["url"] + "/patient?s=1", timeout=20), range(8)))
-    assert [a.status_code for a in answers] == [200] * 8
-    assert len({a.json()["pid"] for a in answers}) == gw.concurrency == 4  # 8 requests, 4 workers, no more
+        results = list(clients.map(lambda _: gw.invoke("PatientFunction", event), range(8)))
+    assert [r.status for r in results] == ["ok"] * 8
+    assert len({r.value["pid"] for r in results}) == gw.concurrency == 4  # 8 invocations, 4 workers, no more
     assert len(pool.pids()) == 4
 
 
