@@ -1,5 +1,6 @@
-"""Baskets checkout refuses: each a 4xx naming the field, and nothing held. In process
-(the rule is the point, not HTTP; the gateway's own path is covered in tests/integration)."""
+"""What checkout refuses, in process (the rule is the point, not HTTP; the gateway's own
+path is covered in tests/integration): bad baskets, each a 4xx naming the field, and
+Stripe unreachable, a 502; nothing held either way."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 import boto3
 import pytest
 
+from local.ports import free_port
 from tests.unit.conftest import ADMIN, Invoker, load_function
 
 CHECKOUT = "/api/tickets/stripe/checkout/"
@@ -64,3 +66,23 @@ def test_bad_baskets_are_4xx_naming_the_field_and_hold_nothing(event, catalogue,
     assert set(answer) >= {"error", "detail"} and answer["field"] == field
     _, shown, _ = catalogue("GET", f"/api/events/{event_id}/")
     assert shown["ticket_types"][0]["available"] == 50 and held_by(sub, event_id) == 0
+
+
+@pytest.fixture
+def stripe_unreachable(monkeypatch):
+    """Nothing listening where Stripe should be."""
+    from ticketing import payments
+
+    monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")
+    payments._client.cache_clear()
+    yield
+    payments._client.cache_clear()
+
+
+def test_stripe_unreachable_answers_502_and_holds_nothing(event, catalogue, stripe_unreachable):
+    event_id, type_id = event
+    body = {"event_id": event_id, "items": [{"ticket_type_id": type_id, "qty": 2}]}
+    status, answer, _ = Invoker(load_function("checkout"))("POST", CHECKOUT, body, claims={"sub": "nobody-home"})
+    assert status == 502 and answer["error"] == "Payment processing error" and answer["detail"]
+    _, shown, _ = catalogue("GET", f"/api/events/{event_id}/")
+    assert shown["ticket_types"][0]["available"] == 50 and held_by("nobody-home", event_id) == 0
