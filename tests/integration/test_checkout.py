@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ import requests
 import stripe
 
 from local import stack as stack_module
+from tests.integration.support import wait_for
 
 CHECKOUT = "/api/tickets/stripe/checkout/"
 
@@ -235,13 +235,10 @@ def test_a_lapsed_hold_expires_on_the_schedule(api, stack, make_event):
     token = api.token([], sub=sub)
     order = buy(api, token, event_id, [(types["GA"], 4)]).json()
     lapse(stack, order["order_id"])
-    deadline = time.monotonic() + 60  # the stack runs the schedule every 15 s
-    while time.monotonic() < deadline:
-        shown = api.get(f"/api/orders/{order['order_id']}/", token=token).json()
-        if shown["status"] != "pending":
-            break
-        time.sleep(0.5)
-    assert shown["status"] == "expired"
+    # the stack runs the schedule every 15 s
+    shown = wait_for(lambda: (o := api.get(f"/api/orders/{order['order_id']}/", token=token).json())["status"] != "pending" and o,
+                     timeout=60, interval=0.5)
+    assert shown and shown["status"] == "expired"
     assert available(api, event_id, types["GA"]) == 10 and holder_count(stack, sub, event_id) == 0
     assert stripe_client(stack).v1.payment_intents.retrieve(order["payment_intent_id"]).status == "canceled"
 
