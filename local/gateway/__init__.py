@@ -7,7 +7,8 @@ processes instead. One job per module:
     events.py      the payload 2.0 event a function gets, and what its answer becomes
     authorizer.py  the JWT authorizer and the local token issuer
     cors.py        the API's CorsConfiguration
-    pool.py        each function's execution environments (forked workers)
+    pool.py        each function's execution environments, scaled on demand
+    processes.py   a function's parent process and forked workers, seen from the gateway
     worker.py      the program they run: the handler imported once, one event at a time
     background.py  Schedule and SQS event sources
     server.py      the HTTP server and how each answer is given
