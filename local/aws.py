@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -56,14 +57,18 @@ def serialize_dynamodb() -> None:
 
     def call_action(self):  # type: ignore[no-untyped-def]
         with _lock:
-            return original(self)
+            try:
+                return original(self)
+            finally:
+                if not self.headers.get("X-Amz-Target", "").endswith(_READS):
+                    _changes.append(None)  # the table may have changed: index groupings are stale
 
     call_action._serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
-def _equal(attribute, value) -> bool:  # type: ignore[no-untyped-def]
-    return attribute is not None and attribute == value
+_READS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems", "DescribeTable", "ListTables", "DescribeTimeToLive")
+_changes: list[None] = []  # one entry per DynamoDB request that may have written (its length is a version)
 
 
 def index_queries() -> None:
@@ -73,14 +78,29 @@ def index_queries() -> None:
     keeping those of the partition: the cost of a Query grows with the table, and a local
     stack shared by many tests (or a soak of thousands of orders) slows to a crawl. Here
     moto gets only the candidates: the partition's own items for the table's key, the
-    items whose index key matches for a GSI (one pass, no sort). moto still applies the
-    conditions, sorting, paging, filters and projections itself. Safe because every
-    DynamoDB request runs alone (`serialize_dynamodb`)."""
+    items whose index key matches for a GSI (the table's items grouped by that key in one
+    pass, kept until the next write, so a run of index queries costs one pass). moto still
+    applies the conditions, sorting, paging, filters and projections itself. Safe because
+    every DynamoDB request runs alone (`serialize_dynamodb`)."""
     from moto.dynamodb.models.table import Table
 
     if getattr(Table.query, "_indexed", False):
         return
     original = Table.query
+    groupings: dict[tuple[int, str], tuple[int, dict]] = {}  # (table, attribute) -> (version, value -> items)
+
+    def grouped(table, name):  # type: ignore[no-untyped-def]
+        version = len(_changes)
+        cached = groupings.get((id(table), name))
+        if cached is None or cached[0] != version:
+            groups: dict = {}
+            for part in table.items.values():
+                for item in part.values() if table.range_key_attr else [part]:
+                    value = item.attrs.get(name)
+                    if value is not None:
+                        groups.setdefault(value, []).append(item)
+            cached = groupings[(id(table), name)] = (version, groups)
+        return cached[1]
 
     def candidates(table, hash_key, index_name, conditions):  # type: ignore[no-untyped-def]
         if index_name is None:
@@ -90,8 +110,9 @@ def index_queries() -> None:
             return list(partition.values()) if table.range_key_attr else [partition]
         if not conditions:
             return None
-        everything = (item for part in table.items.values() for item in (part.values() if table.range_key_attr else [part]))
-        return [item for item in everything if all(_equal(item.attrs.get(name), value) for name, value in conditions)]
+        (name, value), *others = conditions
+        found = grouped(table, name).get(value, [])
+        return [item for item in found if all(item.attrs.get(n) is not None and item.attrs.get(n) == v for n, v in others)]
 
     def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,  # type: ignore[no-untyped-def]
               projection_expressions, index_name=None, *args, **kwargs):
@@ -254,6 +275,9 @@ class Server:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        # No access log: a line per request (and its lock) cost a sixth of the stand-in's time
+        # in a soak; errors are still logged.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         serialize_dynamodb()
         index_queries()
         transactions_keep_their_items_only()
