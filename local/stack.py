@@ -95,7 +95,7 @@ class Stack:
     stripe_port: int = 8420
     aws_port: int = 5000
     frontend_url: str = "http://localhost:5173"
-    concurrency: int = 8
+    concurrency: int | None = None  # workers per function at most; None: the gateway's default
     schedule_seconds: int = 10
     state_dir: Path = ROOT / ".local"
     seed_demo: bool = True
@@ -177,8 +177,9 @@ class Stack:
                     "-m", "local.gateway", "--template", str(ROOT / "template.yaml"),
                     "--host", HOST, "--port", str(self.api_port), "--env-file", str(env_file),
                     "--parameter", f"FrontendUrl={self.frontend_url}",
-                    "--concurrency", str(self.concurrency), "--schedule-seconds", str(self.schedule_seconds),
+                    "--schedule-seconds", str(self.schedule_seconds),
                     "--key-file", str(self.state_dir / "local-jwt-key.pem"),
+                    *(["--concurrency", str(self.concurrency)] if self.concurrency else []),
                 ],
             )
             # Every function's handler imported (cold starts on a loaded machine take a while).
@@ -402,7 +403,7 @@ def main() -> int:
         stripe_port=int(os.environ.get("STRIPE_PORT", 8420)),
         aws_port=int(os.environ.get("AWS_PORT", 5000)),
         frontend_url=os.environ.get("FRONTEND_URL", "http://localhost:5173"),
-        concurrency=int(os.environ.get("LOCAL_CONCURRENCY", 8)),
+        concurrency=int(os.environ["LOCAL_CONCURRENCY"]) if os.environ.get("LOCAL_CONCURRENCY") else None,
     )
     stopping = False
 
