@@ -182,7 +182,6 @@ class Gateway:
 
     # -- tokens and the authorizer
 
-
     def issue_token(
         self,
         sub: str,
@@ -206,7 +205,6 @@ class Gateway:
             ttl_seconds=ttl_seconds,
             extra_claims=extra_claims,
         )
-
 
     def authorize(self, route: Route, headers: Mapping[str, str]) -> dict[str, Any] | None:
         """The claims the route's JWT authorizer accepts from ``headers``, or None (a 401)."""
