@@ -43,3 +43,10 @@ def load_function(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The random order's seed, even under -q, so a failing order can be run again."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None:
+        terminalreporter.write_line(f"random order: --randomly-seed={seed}")
