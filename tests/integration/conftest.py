@@ -39,8 +39,10 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     instance = Stack(
         api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
         state_dir=tmp_path_factory.mktemp("stack"), quiet=True, schedule_seconds=15,
-        # Small shards so small test capacities spread over several; a low hold cap to reach it.
-        extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12"},
+        # Small shards so small test capacities spread over several; a low hold cap to reach it;
+        # secrets read afresh on every call, so a test that changes one (a key rotation) and
+        # puts it back leaves no function holding the changed value for the tests after it.
+        extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12", "POWERTOOLS_PARAMETERS_MAX_AGE": "0"},
     )
     try:
         instance.start()

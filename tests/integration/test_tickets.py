@@ -138,7 +138,16 @@ def test_a_pending_ticket_has_no_payload_and_another_customer_gets_404(api, cust
     assert api.get(f"/api/tickets/{paid_id}/qr/data/", token=admin).json()["ticket_id"] == paid_id
 
 
-def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, customer):
+@pytest.fixture
+def qr_keys_put_back(stack):
+    """A rotation changes the stack's QR signing secret for every test after it: put it back."""
+    secrets = stack.client("secretsmanager")
+    saved = secrets.get_secret_value(SecretId=stack_module.QR_SECRET)["SecretString"]
+    yield
+    secrets.put_secret_value(SecretId=stack_module.QR_SECRET, SecretString=saved)
+
+
+def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, customer, qr_keys_put_back):
     ticket_id = customer["paid"]["tickets"][1]["id"]
     before = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=customer["token"]).json()
     env = {**os.environ, **stack.aws_env(), "PYTHONPATH": str(ROOT / "layers/common/python")}
