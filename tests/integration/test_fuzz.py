@@ -18,6 +18,14 @@ def schema(stack):
     return schemathesis.openapi.from_url(f"{stack.api_url}/api/docs/?format=json")
 
 
+def test_the_served_document_passes_openapi_spec_validator(api):
+    from openapi_spec_validator import validate
+
+    served = api.get("/api/docs/?format=json")
+    assert served.status_code == 200
+    validate(served.json())  # a dangling $ref (e.g. to an undefined schema) raises
+
+
 def _operations(schema):
     for result in schema.get_all_operations():
         yield result.ok()
