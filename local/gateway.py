@@ -1218,6 +1218,10 @@ class Gateway:
         )
         env.setdefault("AWS_REGION", self.region)
         env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+        if env.get("AWS_ENDPOINT_URL"):
+            # A key of its own against the local AWS stand-in, which records what each key
+            # was allowed to do (local.aws), as each function's role would be in AWS.
+            env["AWS_ACCESS_KEY_ID"] = f"AKLOCAL{name}"
         return env
 
     # -- tokens

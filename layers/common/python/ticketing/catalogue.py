@@ -12,7 +12,7 @@ from pynamodb.transactions import TransactWrite
 from ticketing import clock, inventory, money
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
 from ticketing.ids import new_id
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
@@ -152,6 +152,15 @@ def _check_sales(start: datetime, end: datetime, closes: datetime, now: datetime
         raise InvalidInput("sales_end", "The sales window has already closed.")
     if start < now - MAX_SALES_LEAD or start > closes:
         raise InvalidInput("sales_start", "Sales must open within two years and before the event ends.")
+
+
+def publishable_key() -> str:
+    """Stripe's publishable key for the front end: a setting, so serving it needs no access
+    to the Stripe secret."""
+    key = settings().stripe_publishable_key
+    if not key.startswith("pk_"):
+        raise ConfigurationError("STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_...)")
+    return key
 
 
 def create_event(data: EventIn, by: Caller) -> EventOut:
