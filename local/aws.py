@@ -33,6 +33,9 @@ configuration set. The local gateway gives each function its own access key id
 needed: `{"calls": [{"access_key", "action", "resource", "count"}]}`. Tests compare it with
 the functions' policies in template.yaml.
 
+**Configuration sets.** SES refuses an email naming a configuration set that does not exist;
+moto ignores the name, so this layer refuses it as SES does (404 NotFoundException).
+
 **Key sizes.** DynamoDB refuses a key whose partition part is over 2,048 bytes or whose
 sort part is over 1,024 with a ValidationException, on reads as on writes; moto checks
 only writes, so this layer checks the keys of every read, update, delete and query too.
@@ -306,6 +309,19 @@ def key_size_error(target: str, body: dict[str, Any]) -> str | None:
     return f"One or more parameter values were invalid: {problem}" if problem else None
 
 
+def _missing_configuration_set(environ: dict[str, Any], signer: tuple[str, str, str] | None, body: bytes) -> str | None:
+    """The configuration set an SES v2 SendEmail names, if SES has no such set."""
+    if signer is None or signer[2] != "ses" or environ.get("PATH_INFO") != "/v2/email/outbound-emails":
+        return None
+    from moto.ses.models import ses_backends
+
+    try:
+        name = json.loads(body or b"{}").get("ConfigurationSetName")
+    except ValueError:
+        return None
+    return name if name and name not in ses_backends[ACCOUNT][signer[1]].config_sets else None
+
+
 # -------------------------------------------------------------------- the layer
 def with_faults(app):
     """WSGI middleware: the local routes (faults, mail, calls), then the record of what each
@@ -350,6 +366,10 @@ def with_faults(app):
         if fault is not None:
             body = {"__type": fault["code"], "message": f"Injected fault: {fault['code']}", "Message": "Injected fault"}
             return respond(start_response, fault["status"], body, [("x-amzn-ErrorType", fault["code"])])
+        missing_set = _missing_configuration_set(environ, signer, body)
+        if missing_set:
+            message = f"Configuration set <{missing_set}> does not exist."
+            return respond(start_response, 404, {"message": message}, [("x-amzn-ErrorType", "NotFoundException")])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("DynamoDB_"):
             try:
