@@ -58,6 +58,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.packages import only_its_packages
 from local.template import (
     ACCOUNT_ID,
     Cors,
@@ -1222,6 +1223,7 @@ class Gateway:
             # A key of its own against the local AWS stand-in, which records what each key
             # was allowed to do (local.aws), as each function's role would be in AWS.
             env["AWS_ACCESS_KEY_ID"] = f"AKLOCAL{name}"
+        env.update(only_its_packages(function.code_uri, env.get("PYTHONPATH")))  # as its package in Lambda
         return env
 
     # -- tokens

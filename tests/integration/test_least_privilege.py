@@ -22,6 +22,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import pytest
 import requests
@@ -243,6 +244,20 @@ def scenario(api, stack):
     return recorded(stack)
 
 
+def imported(stack) -> dict[str, set[str]]:
+    """Function logical id -> the distributions its workers imported (local/lambda_site reports
+    each on stderr, which the quiet stack's gateway log keeps)."""
+    from local.packages import _modules_by_distribution
+
+    distribution_of = {module: name for name, modules in _modules_by_distribution().items() for module in modules}
+    found: dict[str, set[str]] = {}
+    for line in (stack.state_dir / "gateway.log").read_text(errors="replace").splitlines():
+        if "] lambda-imports: " in line:
+            function, module = line[1:].split("] lambda-imports: ", 1)
+            found.setdefault(function, set()).add(distribution_of[module.strip()])
+    return found
+
+
 FUNCTIONS = sorted(TEMPLATE.functions)
 
 
@@ -253,6 +268,18 @@ def test_each_function_needs_exactly_its_policy(scenario, function_id):
     missing, extra = compare(function_id, used)
     assert not missing, f"{function_id} made calls its policy does not allow: {missing}"
     assert not extra, f"{function_id}'s policy allows what its code never needed: {extra}; it used {sorted(used)}"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_each_function_carries_only_what_it_imports(stack, scenario, function_id):
+    """What a function imports beyond its requirements.txt cannot be imported locally (as in
+    Lambda): the scenario would have failed. Here the other way round: every package its
+    requirements.in names was imported by the scenario's code paths."""
+    from local.packages import pinned
+
+    direct = pinned(Path(TEMPLATE.functions[function_id].code_uri) / "requirements.in")
+    unused = direct - imported(stack).get(function_id, set())
+    assert not unused, f"{function_id} carries {sorted(unused)} and never imported them"
 
 
 def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
