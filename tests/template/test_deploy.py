@@ -197,3 +197,17 @@ def test_a_package_has_one_version_across_the_functions():
 def test_the_receipts_function_carries_no_signing_library():
     locked = _pins(ROOT / "functions/receipts/requirements.txt")
     assert "cryptography" not in locked and "qrcode" in locked
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_samconfig_names_a_region_and_cannot_deploy_its_placeholders(environment):
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]["deploy"]["parameters"]
+    assert config["region"]
+    overrides = dict(item.split("=", 1) for item in shlex.split(config["parameter_overrides"]))
+    assert overrides["Stage"] == environment
+    parameters = TEMPLATE.data["Parameters"]
+    for name in ("SenderEmail", "StripePublishableKey"):  # yours to set: the placeholders fail the template's checks
+        assert not re.fullmatch(parameters[name]["AllowedPattern"], overrides[name]), name
