@@ -45,9 +45,10 @@ import base64
 import binascii
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from ticketing.errors import ConfigurationError, DependencyUnavailable
 
@@ -68,6 +69,7 @@ _PAYLOAD_RE = re.compile(
 )
 
 REASONS = ("malformed", "unknown_key", "bad_signature")
+T = TypeVar("T")
 
 
 class BadSignature(Exception):
@@ -203,29 +205,30 @@ def check_secret(value: Any) -> tuple[str, dict[str, str]]:
     return active, dict(keys)
 
 
-def _secret() -> tuple[str, dict[str, str]]:
-    from ticketing.config import settings
-
-    name = settings().qr_signing_secret_name
-    if not name:
-        raise ConfigurationError("QR_SIGNING_SECRET_NAME is not set")
-    try:
-        return check_secret(_read("secret", name))
-    except ValueError as exc:
-        raise ConfigurationError(f"secret {name}: {exc}") from None
-
-
-def _read(kind: str, name: str) -> Any:
-    """A JSON value from Secrets Manager or SSM, through Powertools (cached per container)."""
+def _load(kind: str, name: str, variable: str, check: Callable[[Any], T]) -> T:
+    """`check` of the JSON value of a secret or an SSM parameter, read through Powertools
+    (cached per container). A missing setting or a misshapen value is a ConfigurationError."""
     from aws_lambda_powertools.utilities.parameters import get_parameter, get_secret
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
+    if not name:
+        raise ConfigurationError(f"{variable} is not set")
     try:
-        return (get_secret if kind == "secret" else get_parameter)(name, transform="json")
+        value = (get_secret if kind == "secret" else get_parameter)(name, transform="json")
     except TransformParameterError as exc:
         raise ConfigurationError(f"{kind} {name} is not JSON") from exc
     except GetParameterError as exc:
         raise DependencyUnavailable("The ticket signing keys could not be read; try again shortly.", retry_after=1) from exc
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{kind} {name}: {exc}") from None
+
+
+def _secret() -> tuple[str, dict[str, str]]:
+    from ticketing.config import settings
+
+    return _load("secret", settings().qr_signing_secret_name, "QR_SIGNING_SECRET_NAME", check_secret)
 
 
 def public_document(secret_value: Any) -> dict[str, dict[str, str]]:
@@ -250,13 +253,7 @@ def public_keys() -> dict[str, str]:
     document, read from the published parameter (never from the private keys)."""
     from ticketing.config import settings
 
-    name = settings().qr_public_keys_parameter
-    if not name:
-        raise ConfigurationError("QR_PUBLIC_KEYS_PARAMETER is not set")
-    try:
-        return check_public_document(_read("parameter", name))
-    except ValueError as exc:
-        raise ConfigurationError(f"parameter {name}: {exc}") from None
+    return _load("parameter", settings().qr_public_keys_parameter, "QR_PUBLIC_KEYS_PARAMETER", check_public_document)
 
 
 def sign(ticket_id: str, event_id: str) -> str:
