@@ -151,3 +151,10 @@ def test_webhook_body_that_is_not_utf8_is_400_before_the_signature_is_checked(aw
     answer = json.loads(response["body"])
     assert response["statusCode"] == 400, answer
     assert answer["code"] == "malformed_json"  # not bad_signature: the secret was never read
+
+
+def test_ids_in_bodies_are_bounded_too(call):
+    _, event, _ = call("POST", "/api/events/", EVENT, claims=ADMIN)
+    status, body, _ = call("POST", f"/api/events/{event['id']}/ticket-types/",
+                           {"name": "GA", "price_cents": 100, "capacity": 5, "fixture_id": "f" * 3000}, claims=ADMIN)
+    assert status == 422 and body["field"] == "fixture_id"

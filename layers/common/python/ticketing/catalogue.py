@@ -13,7 +13,7 @@ from ticketing import clock, inventory, money
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
-from ticketing.ids import new_id
+from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
 
@@ -51,7 +51,7 @@ class TicketTypeIn(BaseModel):
     name: Name
     price_cents: StrictInt = Field(ge=0, le=money.MAX_AMOUNT)
     capacity: StrictInt = Field(ge=1, le=MAX_CAPACITY)
-    fixture_id: str | int | None = None
+    fixture_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)] | int | None = None
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None

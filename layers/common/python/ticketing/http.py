@@ -291,8 +291,9 @@ def read_body(event: dict[str, Any], limit: int) -> Response | None:
 
 
 def _path_ids_ok(event: dict[str, Any]) -> bool:
-    """Every segment of the path is a plausible id or route word, so no id DynamoDB would
-    refuse as a key (over 2,048 bytes) or no id we could have made ever reaches a read."""
+    """Every segment of the path (and every path parameter) could be an id or a route's
+    word: so an id DynamoDB would refuse as a key (over 2,048 bytes), or one we could never
+    have made, is answered 404 before any read."""
     segments = str(event.get("rawPath") or "/").strip("/").split("/")
     params = (event.get("pathParameters") or {}).values()
     return all(ids.plausible(part) for part in (*segments, *params) if part)
