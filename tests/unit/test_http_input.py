@@ -157,4 +157,4 @@ def test_ids_in_bodies_are_bounded_too(call):
     _, event, _ = call("POST", "/api/events/", EVENT, claims=ADMIN)
     status, body, _ = call("POST", f"/api/events/{event['id']}/ticket-types/",
                            {"name": "GA", "price_cents": 100, "capacity": 5, "fixture_id": "f" * 3000}, claims=ADMIN)
-    assert status == 422 and body["field"] == "fixture_id"
+    assert status == 422 and body["field"].startswith("fixture_id")
