@@ -5,7 +5,7 @@ SAMENV := .venvs/sam
 PY     := $(VENV)/bin/python
 SAM    := $(SAMENV)/bin/sam
 
-.PHONY: dev test test-unit test-integration test-template openapi bench soak reconcile clean
+.PHONY: dev test test-unit test-integration test-template openapi lock bench soak reconcile clean
 
 # uv (pinned, installed into the dev venv by pip) installs the rest: about 15 s per
 # environment on a fresh machine where pip alone takes a minute and a half.
@@ -16,8 +16,11 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: requirements-dev.txt | $(UV)
-	$(UV) pip install --quiet --python $(VENV)/bin/python -r requirements-dev.txt
+# The functions' locks constrain the dev environment, so the tests run the versions deployed.
+LOCKS := $(wildcard functions/*/requirements.txt)
+
+$(VENV)/.installed: requirements-dev.txt $(LOCKS) | $(UV)
+	$(UV) pip install --quiet --python $(VENV)/bin/python -r requirements-dev.txt $(addprefix -c ,$(LOCKS))
 	touch $@
 
 $(SAMENV)/.installed: requirements-sam.txt | $(UV)
@@ -50,6 +53,14 @@ test-template: $(VENV)/.installed $(SAMENV)/.installed
 ## make openapi: regenerate the committed OpenAPI document after changing routes
 openapi: $(VENV)/.installed
 	$(PY) -m tools.openapi
+
+## make lock: pin every function's dependencies, transitive ones included, from its requirements.in
+## (for the Lambda runtime: python3.12 on x86_64); a test checks the locks against the environment
+lock: $(UV)
+	for dir in functions/*/; do \
+	  $(UV) pip compile --quiet --python-version 3.12 --python-platform x86_64-manylinux_2_17 \
+	    $${dir}requirements.in -o $${dir}requirements.txt || exit 1; \
+	done
 
 ## make bench: print the benchmark figures
 bench: $(VENV)/.installed

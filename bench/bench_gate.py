@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from bench.common import calls_text, count_aws_calls, environment, median_ms, table
 
 QR_SECRET = "bench/qr-signing"
+QR_PUBLIC = "/bench/qr-public-keys"
 SCANNER = {"sub": "bench-scanner", "cognito:groups": "[scanner]"}
 OFFLINE_BATCH = 100
 
@@ -43,12 +44,12 @@ def run() -> str:
     from ticketing import ids, qr
 
     rows = []
-    deployed = {"QR_SIGNING_SECRET_NAME": QR_SECRET, "POWERTOOLS_PARAMETERS_MAX_AGE": "300"}
+    deployed = {"QR_SIGNING_SECRET_NAME": QR_SECRET, "QR_PUBLIC_KEYS_PARAMETER": QR_PUBLIC, "POWERTOOLS_PARAMETERS_MAX_AGE": "300"}
     with environment(deployed), count_aws_calls() as calls, mock_aws():
         create_table_and_secrets()
-        boto3.client("secretsmanager").create_secret(
-            Name=QR_SECRET, SecretString=json.dumps({"active": "kbench", "keys": {"kbench": qr.new_private_key()}})
-        )
+        keys = {"active": "kbench", "keys": {"kbench": qr.new_private_key()}}
+        boto3.client("secretsmanager").create_secret(Name=QR_SECRET, SecretString=json.dumps(keys))
+        boto3.client("ssm").put_parameter(Name=QR_PUBLIC, Value=json.dumps(qr.public_document(keys)), Type="String")
         gate = Invoker(load_function("verify"))
         event_id = ids.new_id("ev")
         tickets = _tickets(60 + OFFLINE_BATCH, event_id)

@@ -24,11 +24,29 @@ sqs, s3, secretsmanager); `operation` is matched against X-Amz-Target or the pat
 `GET /_local/mail` lists the email SES has accepted (newest last): id, source,
 destinations and, for raw messages, the MIME text. (moto's own /moto-api/data.json
 serializes every model, DynamoDB items included, and gets slow as the table grows.)
+
+**What each caller was allowed to do.** Every signed request is recorded as the IAM
+authorizations AWS would check for it: (access key id, IAM action, resource ARN), e.g. a
+DynamoDB transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem on each
+item's table (`dynamodb:TransactWriteItems` is no IAM action), a Query on an index as the
+index's ARN, an SES v2 SendEmail as `ses:SendEmail` on the From identity and the
+configuration set. The local gateway gives each function its own access key id
+(`AKLOCAL<FunctionLogicalId>`), so `GET /_local/calls` answers what each function really
+needed: `{"calls": [{"access_key", "action", "resource", "count"}]}`. Tests compare it with
+the functions' policies in template.yaml.
+
+**Configuration sets.** SES refuses an email naming a configuration set that does not exist;
+moto ignores the name, so this layer refuses it as SES does (404 NotFoundException).
+
+**Key sizes.** DynamoDB refuses a key whose partition part is over 2,048 bytes or whose
+sort part is over 1,024 with a ValidationException, on reads as on writes; moto checks
+only writes, so this layer checks the keys of every read, update, delete and query too.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -36,7 +54,9 @@ import re
 import signal
 import sys
 import threading
+from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from local.lifeline import exit_with_parent
 from local.ports import ensure_free
@@ -45,6 +65,11 @@ _lock = threading.RLock()
 _faults: list[dict[str, Any]] = []
 _faults_lock = threading.Lock()
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d+/([^/]+)/([^/]+)/aws4_request")
+_calls: Counter[tuple[str, str, str]] = Counter()
+_calls_lock = threading.Lock()
+ACCOUNT = "123456789012"  # moto's default account, and local.template's
+HASH_KEY_MAX_BYTES, RANGE_KEY_MAX_BYTES = 2048, 1024
 
 
 def serialize_dynamodb() -> None:
@@ -230,8 +255,216 @@ def _sent_mail() -> list[dict[str, Any]]:
     return found
 
 
+# ------------------------------------------------------------------ IAM record
+def _signer(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(access key id, region, service) from the Authorization header or a presigned URL."""
+    found = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if found is None:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        credential = (query.get("X-Amz-Credential") or [""])[0]
+        found = _CREDENTIAL.search("Credential=" + credential)
+    return (found.group(1), found.group(2), found.group(3)) if found else None
+
+
+def _dynamodb(region: str, target: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+    def table(name: str) -> str:
+        return f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
+
+    if target in ("BatchGetItem", "BatchWriteItem"):
+        return [(f"dynamodb:{target}", table(name)) for name in body.get("RequestItems") or {}]
+    if target in ("TransactWriteItems", "TransactGetItems"):
+        kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+        return [
+            (f"dynamodb:{kinds[kind]}", table(request["TableName"]))
+            for item in body.get("TransactItems") or []
+            for kind, request in item.items()
+            if kind in kinds
+        ]
+    resource = table(str(body.get("TableName", "")))
+    if body.get("IndexName"):
+        resource += f"/index/{body['IndexName']}"
+    return [(f"dynamodb:{target}", resource)]
+
+
+def _s3(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    bucket, _, key = unquote(environ.get("PATH_INFO", "")).lstrip("/").partition("/")
+    method = environ["REQUEST_METHOD"]
+    if not key:
+        return [("s3:ListBucket" if method in ("GET", "HEAD") else f"s3:{method}Bucket", f"arn:aws:s3:::{bucket}")]
+    action = {"GET": "GetObject", "HEAD": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject"}.get(method, method)
+    return [(f"s3:{action}", f"arn:aws:s3:::{bucket}/{key}")]
+
+
+def authorizations(environ: dict[str, Any], body: bytes) -> tuple[str, list[tuple[str, str]]] | None:
+    """(access key id, [(IAM action, resource ARN)]) that AWS would check for this request."""
+    signer = _signer(environ)
+    if signer is None:
+        return None
+    key, region, service = signer
+    target = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+    data: dict[str, Any] = {}
+    if target or service == "ses":
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            data = {name: values[0] for name, values in parse_qs(body.decode("utf-8", "replace")).items()}
+    if service == "dynamodb":
+        return key, _dynamodb(region, target, data)
+    if service == "s3":
+        return key, _s3(environ)
+    if service == "secretsmanager":
+        secret = str(data.get("SecretId", ""))
+        arn = secret if secret.startswith("arn:") else f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{secret}"
+        return key, [(f"secretsmanager:{target}", arn)]
+    if service == "ssm":
+        name = str(data.get("Name", "")).lstrip("/")
+        return key, [(f"ssm:{target}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{name}")]
+    if service == "sqs":
+        action = target or str(data.get("Action", ""))
+        queue = urlsplit(str(data.get("QueueUrl", ""))).path.rstrip("/").rpartition("/")[2]
+        return key, [(f"sqs:{action}", f"arn:aws:sqs:{region}:{ACCOUNT}:{queue}")]
+    if service == "ses":
+        if environ.get("PATH_INFO", "") == "/v2/email/outbound-emails":  # SES v2 SendEmail
+            sender = str(data.get("FromEmailAddress", "")).rpartition("<")[2].rstrip(">")
+            found = [("ses:SendEmail", f"arn:aws:ses:{region}:{ACCOUNT}:identity/{sender}")]
+            if data.get("ConfigurationSetName"):
+                found.append(("ses:SendEmail", f"arn:aws:ses:{region}:{ACCOUNT}:configuration-set/{data['ConfigurationSetName']}"))
+            return key, found
+        return key, [(f"ses:{data.get('Action') or environ['REQUEST_METHOD'] + ' ' + environ.get('PATH_INFO', '')}", "*")]
+    return key, [(f"{service}:{target or data.get('Action') or environ['REQUEST_METHOD']}", "*")]
+
+
+def _record(environ: dict[str, Any], body: bytes, start_response):
+    """Record the request's authorizations; answers the start_response to hand moto, which
+    for an S3 read records s3:ListBucket too when the object is missing (S3 answers such a
+    caller 404 only if it may list the bucket, else 403)."""
+    found = authorizations(environ, body)
+    if found is None:
+        return start_response
+    key, pairs = found
+    with _calls_lock:
+        for action, resource in pairs:
+            _calls[(key, action, resource)] += 1
+    if len(pairs) != 1 or pairs[0][0] != "s3:GetObject":
+        return start_response
+    bucket = pairs[0][1].split("/", 1)[0]
+
+    def start(status: str, headers, exc_info=None):
+        if status.startswith("404"):
+            with _calls_lock:
+                _calls[(key, "s3:ListBucket", bucket)] += 1
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
+def recorded_calls() -> list[dict[str, Any]]:
+    with _calls_lock:
+        return [{"access_key": k, "action": a, "resource": r, "count": n} for (k, a, r), n in sorted(_calls.items())]
+
+
+# ------------------------------------------------------------------- key sizes
+def _key_schema(table: str, index: str | None) -> tuple[str, str | None] | None:
+    """(partition key, sort key) attribute names of a table or one of its indexes."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    for backends in list(dynamodb_backends.values()):
+        for backend in list(backends.values()):
+            found = backend.tables.get(table)
+            if found is None:
+                continue
+            schema = found.schema
+            if index:
+                schema = next((i.schema for i in [*found.global_indexes, *found.indexes] if i.name == index), schema)
+            names = {k["KeyType"]: k["AttributeName"] for k in schema}
+            return names.get("HASH", ""), names.get("RANGE")
+    return None
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, dict) and value:
+        kind, raw = next(iter(value.items()))
+        return len(str(raw).encode("utf-8")) if kind == "S" else len(str(raw))
+    return 0
+
+
+def _problem(partition_value: Any, sort_value: Any) -> str | None:
+    if _value_size(partition_value) > HASH_KEY_MAX_BYTES:
+        return f"Size of hashkey has exceeded the maximum size limit of{HASH_KEY_MAX_BYTES} bytes"
+    if _value_size(sort_value) > RANGE_KEY_MAX_BYTES:
+        return f"Aggregated size of all range keys has exceeded the size limit of {RANGE_KEY_MAX_BYTES} bytes"
+    return None
+
+
+_COMPARED = re.compile(r"(#?[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)")
+_PLACEHOLDER = re.compile(r":[A-Za-z0-9_]+")
+
+
+def _key_problem(table: str, key: Any) -> str | None:
+    schema = _key_schema(table, None)
+    if schema is None or not isinstance(key, dict):
+        return None
+    partition, sort = schema
+    return _problem(key.get(partition), key.get(sort) if sort else None)
+
+
+def _query_problem(body: dict[str, Any]) -> str | None:
+    """A Query's key condition: the partition key's value is the one it is `=` to; every
+    other value in the condition is compared with the sort key."""
+    schema = _key_schema(str(body.get("TableName", "")), body.get("IndexName"))
+    if schema is None:
+        return None
+    expression = str(body.get("KeyConditionExpression", ""))
+    names, values = body.get("ExpressionAttributeNames") or {}, body.get("ExpressionAttributeValues") or {}
+    on_partition = {placeholder for name, placeholder in _COMPARED.findall(expression) if names.get(name, name) == schema[0]}
+    others = set(_PLACEHOLDER.findall(expression)) - on_partition
+    for placeholder in on_partition:
+        problem = _problem(values.get(placeholder), None)
+        if problem:
+            return problem
+    for placeholder in others:
+        problem = _problem(None, values.get(placeholder))
+        if problem:
+            return problem
+    return None
+
+
+def key_size_error(target: str, body: dict[str, Any]) -> str | None:
+    """DynamoDB's ValidationException message for an oversized key in this request, if any."""
+    problems: list[str | None] = []
+    if target in ("GetItem", "DeleteItem", "UpdateItem"):
+        problems.append(_key_problem(str(body.get("TableName", "")), body.get("Key")))
+    elif target == "Query":
+        problems.append(_query_problem(body))
+    elif target == "BatchGetItem":
+        for table, request in (body.get("RequestItems") or {}).items():
+            problems += [_key_problem(table, key) for key in request.get("Keys") or []]
+    elif target in ("TransactWriteItems", "TransactGetItems"):
+        for item in body.get("TransactItems") or []:
+            for kind, request in item.items():
+                if kind != "Put":  # moto checks the items it writes
+                    problems.append(_key_problem(str(request.get("TableName", "")), request.get("Key")))
+    problem = next((p for p in problems if p), None)
+    return f"One or more parameter values were invalid: {problem}" if problem else None
+
+
+def _missing_configuration_set(environ: dict[str, Any], signer: tuple[str, str, str] | None, body: bytes) -> str | None:
+    """The configuration set an SES v2 SendEmail names, if SES has no such set."""
+    if signer is None or signer[2] != "ses" or environ.get("PATH_INFO") != "/v2/email/outbound-emails":
+        return None
+    from moto.ses.models import ses_backends
+
+    try:
+        name = json.loads(body or b"{}").get("ConfigurationSetName")
+    except ValueError:
+        return None
+    return name if name and name not in ses_backends[ACCOUNT][signer[1]].config_sets else None
+
+
+# -------------------------------------------------------------------- the layer
 def with_faults(app):
-    """WSGI middleware: the local routes (faults, mail), then injected failures, then moto."""
+    """WSGI middleware: the local routes (faults, mail, calls), then the record of what each
+    caller needed, injected failures, DynamoDB's key limits, then moto."""
 
     def respond(start_response, status: int, body: dict[str, Any], headers: list[tuple[str, str]] | None = None):
         data = json.dumps(body).encode()
@@ -242,6 +475,8 @@ def with_faults(app):
         path = environ.get("PATH_INFO", "")
         if path == "/_local/mail":
             return respond(start_response, 200, {"messages": _sent_mail()})
+        if path == "/_local/calls":
+            return respond(start_response, 200, {"calls": recorded_calls()})
         if path == "/_local/faults":
             method = environ["REQUEST_METHOD"]
             if method == "POST":
@@ -259,10 +494,30 @@ def with_faults(app):
                     _faults.clear()
             with _faults_lock:
                 return respond(start_response, 200, {"faults": list(_faults)})
+        body = b""
+        signer = _signer(environ)
+        if signer is not None and signer[2] != "s3":  # S3's bodies (images) are not needed, and may stream
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+        start_response = _record(environ, body, start_response)
         fault = _matching_fault(environ)
         if fault is not None:
             body = {"__type": fault["code"], "message": f"Injected fault: {fault['code']}", "Message": "Injected fault"}
             return respond(start_response, fault["status"], body, [("x-amzn-ErrorType", fault["code"])])
+        missing_set = _missing_configuration_set(environ, signer, body)
+        if missing_set:
+            message = f"Configuration set <{missing_set}> does not exist."
+            return respond(start_response, 404, {"message": message}, [("x-amzn-ErrorType", "NotFoundException")])
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB_"):
+            try:
+                problem = key_size_error(target.rpartition(".")[2], json.loads(body or b"{}"))
+            except ValueError:
+                problem = None
+            if problem:
+                error = "com.amazonaws.dynamodb.v20120810#ValidationException"
+                return respond(start_response, 400, {"__type": error, "message": problem}, [("x-amzn-ErrorType", "ValidationException")])
         return app(environ, start_response)
 
     return middleware

@@ -42,7 +42,9 @@ TABLE = "ticketing-local"
 BUCKET = "ticketing-qr-local"
 STRIPE_SECRET = "ticketing/local/stripe"
 QR_SECRET = "ticketing/local/qr-signing"
+QR_PUBLIC_KEYS = "/ticketing/local/qr-public-keys"
 SENDER = "tickets@ticketing.local"
+MAIL_CONFIGURATION_SET = "ticketing-local"
 STRIPE_KEYS = {
     "secret_key": "sk_test_local_ticketing",
     "publishable_key": "pk_test_local_ticketing",
@@ -135,8 +137,11 @@ class Stack:
             "FRONTEND_URL": self.frontend_url,
             "STRIPE_SECRET_NAME": STRIPE_SECRET,
             "QR_SIGNING_SECRET_NAME": QR_SECRET,
+            "QR_PUBLIC_KEYS_PARAMETER": QR_PUBLIC_KEYS,
             "QR_BUCKET": BUCKET,
             "SENDER_EMAIL": SENDER,
+            "SES_CONFIGURATION_SET": MAIL_CONFIGURATION_SET,
+            "STRIPE_PUBLISHABLE_KEY": STRIPE_KEYS["publishable_key"],
             "STRIPE_API_BASE": self.stripe_url,
             "POWERTOOLS_LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -272,10 +277,23 @@ class Stack:
             for logical_id, queue in template.queues.items()
         }
         self.client("ses").verify_email_identity(EmailAddress=SENDER)
+        self.client("sesv2").create_configuration_set(ConfigurationSetName=MAIL_CONFIGURATION_SET)
         secrets = self.client("secretsmanager")
-        secrets.create_secret(Name=STRIPE_SECRET, SecretString=json.dumps(STRIPE_KEYS))
+        # The publishable key is not in the secret: the catalogue serves it from a setting.
+        stripe_secret = {name: value for name, value in STRIPE_KEYS.items() if name != "publishable_key"}
+        secrets.create_secret(Name=STRIPE_SECRET, SecretString=json.dumps(stripe_secret))
         secrets.create_secret(Name=QR_SECRET, SecretString=json.dumps(_new_qr_keys()))
+        self.publish_qr_keys()
         self._register_webhook()
+
+    def publish_qr_keys(self) -> None:
+        """Publish the QR public keys where the gate reads them, with the command the README
+        gives for AWS (`python -m ticketing.qr publish`)."""
+        subprocess.run(
+            [sys.executable, "-m", "ticketing.qr", "publish", "--secret-id", QR_SECRET, "--public-parameter", QR_PUBLIC_KEYS],
+            cwd=ROOT, env={**os.environ, **self.aws_env(), "PYTHONPATH": str(ROOT / "layers/common/python")},
+            check=True, capture_output=True, timeout=60,
+        )
 
     def _create_table(self, props: dict[str, Any]) -> None:
         ddb = self.client("dynamodb")

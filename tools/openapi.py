@@ -72,6 +72,7 @@ def _build() -> dict:
                 operation["security"] = [{"bearerAuth": []}]
         paths[path if path.endswith("/") else path + "/"] = operations
     schema["paths"] = paths
+    _define_referenced_models(schema)
     _document_errors(schema)
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearerAuth": {
@@ -83,6 +84,55 @@ def _build() -> dict:
     }
     schema["servers"] = [{"url": "/"}]
     return schema
+
+
+REF_PREFIX = "#/components/schemas/"
+
+
+def _refs(node: object) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def _model(name: str):
+    """The pydantic model called `name` in the domain package (loaded by the functions)."""
+    from pydantic import BaseModel
+
+    found = {
+        id(value): value
+        for module_name, module in list(sys.modules.items())
+        if module_name.startswith("ticketing.") and module is not None
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, BaseModel) and value.__name__ == name
+    }
+    if len(found) != 1:
+        raise RuntimeError(f"the document refers to {REF_PREFIX}{name}, and {len(found)} models of the domain have that name")
+    return next(iter(found.values()))
+
+
+def _define_referenced_models(schema: dict) -> None:
+    """A route may name a model in its `responses` by hand (a route that answers JSON or CSV
+    cannot declare it as its return type, so Powertools never sees it): define each model
+    so referred to from the domain's pydantic model of that name, with what it refers to.
+    A reference to anything else fails the build, so the document never points nowhere."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    while True:
+        missing = {ref for ref in _refs(schema) if ref.startswith(REF_PREFIX)} - {REF_PREFIX + name for name in components}
+        if not missing:
+            break
+        for ref in sorted(missing):
+            name = ref[len(REF_PREFIX):]
+            generated = _model(name).model_json_schema(ref_template=REF_PREFIX + "{model}", mode="serialization")
+            for dependency, definition in generated.pop("$defs", {}).items():
+                components.setdefault(dependency, definition)
+            components[name] = generated
+    unknown = {ref for ref in _refs(schema) if not ref.startswith(REF_PREFIX)}
+    if unknown:
+        raise RuntimeError(f"references outside the document's schemas: {sorted(unknown)}")
 
 
 ERRORS = {

@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from ticketing import catalogue, docs, secrets
+from ticketing import catalogue, docs
 from ticketing.auth import ADMIN
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller, route
@@ -56,7 +56,7 @@ def update_ticket_type(event_id: str, type_id: str, changes: catalogue.TicketTyp
 
 @app.get("/api/payment/config", summary="Stripe publishable key for the front end", tags=["payments"])
 def payment_config() -> dict[str, str]:
-    return {"publishable_key": secrets.stripe_keys().publishable_key}
+    return {"publishable_key": catalogue.publishable_key()}
 
 
 @app.get("/api/docs", include_in_schema=False)

@@ -19,6 +19,7 @@ from local.gateway.background import Background
 from local.gateway.cors import CorsPolicy
 from local.gateway.pool import FunctionPool, InvokeResult
 from local.gateway.server import RequestHandler, Server
+from local.packages import only_its_packages
 from local.template import Function, Route, Template, build_context, load_template, resolve_environment
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -178,6 +179,11 @@ class Gateway:
         )
         env.setdefault("AWS_REGION", self.region)
         env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+        if env.get("AWS_ENDPOINT_URL"):
+            # A key of its own against the local AWS stand-in, which records what each key
+            # was allowed to do (local.aws), as each function's role would be in AWS.
+            env["AWS_ACCESS_KEY_ID"] = f"AKLOCAL{name}"
+        env.update(only_its_packages(function.code_uri, env.get("PYTHONPATH")))  # as its package in Lambda
         return env
 
     # -- tokens and the authorizer

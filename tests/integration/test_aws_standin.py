@@ -1,4 +1,7 @@
-"""The AWS stand-in serializes DynamoDB writes, so concurrency tests test our code, not moto."""
+"""The AWS stand-in: DynamoDB writes serialized (so concurrency tests test our code, not
+moto), each caller's calls recorded as the IAM authorizations AWS would check, and what
+moto lets through but AWS refuses (oversized keys on reads, an unknown configuration set)
+refused."""
 
 from __future__ import annotations
 
@@ -128,3 +131,99 @@ def test_a_cancelled_transaction_changes_nothing(dynamodb):
     assert everything() == before
     transaction(left_needed=5)
     assert everything() == [("0", "4"), ("2", "5"), ("new", None)]
+
+
+# ------------------------------------------------------- what each caller needed
+@pytest.fixture(scope="module")
+def standin():
+    port = free_port()
+    server = serve("127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def _client(url: str, service: str, key: str = "testing"):
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def _needed(url: str, key: str) -> set[tuple[str, str]]:
+    import requests
+
+    calls = requests.get(f"{url}/_local/calls", timeout=10).json()["calls"]
+    return {(c["action"], c["resource"]) for c in calls if c["access_key"] == key}
+
+
+def _table(url: str, name: str) -> str:
+    _client(url, "dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{"IndexName": "GSI1", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+    )
+    return f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+
+
+def test_calls_are_recorded_as_the_iam_authorizations_aws_checks(standin):
+    arn, key = _table(standin, "iam"), "AKLOCALProbe"
+    ddb = _client(standin, "dynamodb", key)
+    item = lambda pk: {"PK": {"S": pk}, "SK": {"S": "x"}}  # noqa: E731
+    ddb.put_item(TableName="iam", Item=item("a"))
+    ddb.put_item(TableName="iam", Item=item("d"))
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "iam", "Item": item("b")}},
+        {"Update": {"TableName": "iam", "Key": item("a"), "UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": "1"}}}},
+        {"ConditionCheck": {"TableName": "iam", "Key": item("d"), "ConditionExpression": "attribute_exists(PK)"}},
+        {"Delete": {"TableName": "iam", "Key": item("c")}},
+    ])
+    ddb.query(TableName="iam", IndexName="GSI1", KeyConditionExpression="G = :g", ExpressionAttributeValues={":g": {"S": "g"}})
+    ddb.batch_get_item(RequestItems={"iam": {"Keys": [item("a")]}})
+    s3 = _client(standin, "s3", key)
+    _client(standin, "s3").create_bucket(Bucket="iam-bucket")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket="iam-bucket", Key="qr/missing.png")  # a 404 needs s3:ListBucket too
+    assert _needed(standin, key) == {
+        ("dynamodb:PutItem", arn), ("dynamodb:UpdateItem", arn), ("dynamodb:ConditionCheckItem", arn),
+        ("dynamodb:DeleteItem", arn), ("dynamodb:Query", f"{arn}/index/GSI1"), ("dynamodb:BatchGetItem", arn),
+        ("s3:GetObject", "arn:aws:s3:::iam-bucket/qr/missing.png"), ("s3:ListBucket", "arn:aws:s3:::iam-bucket"),
+    }
+    assert not any(action == "dynamodb:TransactWriteItems" for action, _ in _needed(standin, key))  # no IAM action
+
+
+def test_ses_sends_need_the_identity_and_the_configuration_set_which_must_exist(standin):
+    _client(standin, "ses").verify_email_identity(EmailAddress="from@iam.test")
+    _client(standin, "sesv2").create_configuration_set(ConfigurationSetName="known")
+    ses, key = _client(standin, "sesv2", "AKLOCALMailer"), "AKLOCALMailer"
+    raw = b"From: from@iam.test\r\nTo: to@iam.test\r\nSubject: hi\r\n\r\nhello\r\n"
+    request = {"FromEmailAddress": "from@iam.test", "Destination": {"ToAddresses": ["to@iam.test"]}, "Content": {"Raw": {"Data": raw}}}
+    ses.send_email(**request, ConfigurationSetName="known")
+    assert _needed(standin, key) == {
+        ("ses:SendEmail", "arn:aws:ses:us-east-1:123456789012:identity/from@iam.test"),
+        ("ses:SendEmail", "arn:aws:ses:us-east-1:123456789012:configuration-set/known"),
+    }
+    with pytest.raises(ses.exceptions.NotFoundException):
+        ses.send_email(**request, ConfigurationSetName="nowhere")  # SES refuses it; moto alone would not
+
+
+@pytest.mark.parametrize(
+    ("key", "refused"),
+    [({"PK": "p" * 2048, "SK": "s"}, False), ({"PK": "p" * 2049, "SK": "s"}, True),
+     ({"PK": "p", "SK": "s" * 1024}, False), ({"PK": "p", "SK": "s" * 1025}, True), ({"PK": "é" * 1025, "SK": "s"}, True)],
+)
+def test_oversized_keys_are_refused_on_reads_as_dynamodb_does(standin, key, refused):
+    ddb = _client(standin, "dynamodb")
+    if "iam-keys" not in ddb.list_tables()["TableNames"]:
+        _table(standin, "iam-keys")
+    reads = [
+        lambda: ddb.get_item(TableName="iam-keys", Key={k: {"S": v} for k, v in key.items()}),
+        lambda: ddb.query(TableName="iam-keys", KeyConditionExpression="PK = :p AND SK = :s",
+                          ExpressionAttributeValues={":p": {"S": key["PK"]}, ":s": {"S": key["SK"]}}),
+        lambda: ddb.batch_get_item(RequestItems={"iam-keys": {"Keys": [{k: {"S": v} for k, v in key.items()}]}}),
+    ]
+    for read in reads:
+        if refused:
+            with pytest.raises(ddb.exceptions.ClientError, match="ValidationException"):
+                read()
+        else:
+            read()

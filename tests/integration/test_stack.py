@@ -128,6 +128,11 @@ def test_everything_the_template_declares_is_provisioned(stack):
     assert keys["active"] in keys["keys"]
     identities = stack.client("ses").list_identities()["Identities"]
     assert stack_module.SENDER in identities
+    stack.client("sesv2").get_configuration_set(ConfigurationSetName=stack_module.MAIL_CONFIGURATION_SET)
+    published = json.loads(stack.client("ssm").get_parameter(Name=stack_module.QR_PUBLIC_KEYS)["Parameter"]["Value"])
+    assert set(published["keys"]) == set(keys["keys"])
+    stripe = json.loads(stack.client("secretsmanager").get_secret_value(SecretId=stack_module.STRIPE_SECRET)["SecretString"])
+    assert "publishable_key" not in stripe  # served from a setting, by a function without access to the secret
 
 
 def test_env_file_for_sam_local_covers_every_template_variable(stack):

@@ -153,7 +153,8 @@ def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, cu
     env = {**os.environ, **stack.aws_env(), "PYTHONPATH": str(ROOT / "layers/common/python")}
 
     def cli(*args):
-        done = subprocess.run([sys.executable, "-m", "ticketing.qr", *args, "--secret-id", stack_module.QR_SECRET],
+        done = subprocess.run([sys.executable, "-m", "ticketing.qr", *args, "--secret-id", stack_module.QR_SECRET,
+                               "--public-parameter", stack_module.QR_PUBLIC_KEYS],
                               capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -162,6 +163,8 @@ def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, cu
     assert cli("rotate", "--kid", kid).strip() == kid
     keys = json.loads(cli("public-keys"))
     assert keys["active"] == kid and before["qr_payload"].split(":")[1] in keys["keys"]
+    published = json.loads(stack.client("ssm").get_parameter(Name=stack_module.QR_PUBLIC_KEYS)["Parameter"]["Value"])
+    assert published == {"keys": keys["keys"]}  # where the gate reads them
 
     after = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=customer["token"]).json()
     assert after["qr_payload"] == before["qr_payload"]

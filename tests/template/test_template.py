@@ -90,6 +90,23 @@ def test_openapi_document_is_current():
     assert OUT.read_text(encoding="utf-8") == render(build()), "run `make openapi` and commit the result"
 
 
+def test_openapi_document_passes_the_spec_validator():
+    from openapi_spec_validator import validate
+
+    from tools.openapi import OUT
+
+    validate(json.loads(OUT.read_text(encoding="utf-8")))  # raises on a dangling $ref, among others
+
+
+def test_openapi_build_refuses_a_reference_to_nothing():
+    from tools.openapi import _define_referenced_models
+
+    schema = {"paths": {"/x/": {"get": {"responses": {"200": {"content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/NoSuchModel"}}}}}}}}, "components": {"schemas": {}}}
+    with pytest.raises(RuntimeError, match="NoSuchModel"):
+        _define_referenced_models(schema)
+
+
 def test_documented_routes_are_exactly_the_declared_ones():
     spec = json.loads((ROOT / "layers/common/python/ticketing/openapi.json").read_text())
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}

@@ -34,7 +34,7 @@ def aws():
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/stripe",
             SecretString=json.dumps(
-                {"publishable_key": "pk_test_unit", "secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
+                {"secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
             ),
         )
         yield

@@ -166,6 +166,14 @@ def test_payment_config_returns_only_the_publishable_key(catalogue):
     assert status == 200 and body == {"publishable_key": "pk_test_unit"}
 
 
+def test_payment_config_needs_no_access_to_the_stripe_secret(catalogue):
+    import boto3
+
+    boto3.client("secretsmanager").delete_secret(SecretId="ticketing/test/stripe", ForceDeleteWithoutRecovery=True)
+    status, body, _ = catalogue("GET", "/api/payment/config/")
+    assert status == 200 and body == {"publishable_key": "pk_test_unit"}
+
+
 def test_docs_serve_swagger_ui_and_the_committed_document(catalogue):
     status, html, headers = catalogue("GET", "/api/docs/")
     assert status == 200 and "swagger-ui" in html

@@ -19,7 +19,7 @@ from ticketing import clock, config, ids, qr
 from ticketing.offline import verify_offline
 from ticketing.table import ScanItem, TicketItem
 
-SECRET = "ticketing/test/qr-gate"
+PUBLIC = "/ticketing/test/qr-gate-public"
 SCANNER = {"sub": "scanner-1", "email": "gate@example.com", "cognito:groups": "[scanner]"}
 KID = "kgate"
 KEY = qr.new_private_key()
@@ -36,8 +36,10 @@ def verify_fn():
 def gate(aws, verify_fn, monkeypatch):
     from aws_lambda_powertools.utilities import parameters
 
-    boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps({"active": KID, "keys": {KID: KEY}}))
-    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", SECRET)
+    # The gate reads only the published public keys (no access to the private ones in AWS).
+    document = qr.public_document({"active": KID, "keys": {KID: KEY}})
+    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(document), Type="String")
+    monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", PUBLIC)
     monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "300")  # as deployed: the keys are cached per container
     config.settings.cache_clear()
     parameters.clear_caches()
@@ -310,7 +312,7 @@ def test_the_verify_function_imports_neither_stripe_nor_pil_nor_qrcode():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('stripe', 'PIL', 'qrcode')))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/common/python")]),
-           "TABLE_NAME": "t", "QR_SIGNING_SECRET_NAME": "s", "POWERTOOLS_METRICS_NAMESPACE": "Ticketing"}
+           "TABLE_NAME": "t", "QR_PUBLIC_KEYS_PARAMETER": "p", "POWERTOOLS_METRICS_NAMESPACE": "Ticketing"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT / "functions/verify")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -13,7 +13,7 @@ import time
 import boto3
 import pytest
 import qrcode
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
@@ -305,3 +305,28 @@ def test_ses_errors_map_to_retryable_or_not(sender, code, status, retryable):
             send(message)
     assert (caught.value.code, caught.value.retryable) == (code, retryable)
     assert "jo@example.com" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("code", "status", "counted"), [("MessageRejected", 400, 1), ("ThrottlingException", 400, 0)])
+def test_a_permanent_refusal_counts_the_alarmed_message_rejected_metric(sender, code, status, counted):
+    from ticketing.observability import metrics
+
+    metrics.clear_metrics()
+    with Stubber(mail._client()) as stub:
+        stub.add_client_error("send_email", service_error_code=code, http_status_code=status)
+        with pytest.raises(MailError):
+            send(build_refund_notice(a_refund()))
+    assert len(metrics.metric_set.get("MessageRejected", {}).get("Value", [])) == counted
+    metrics.clear_metrics()
+
+
+def test_mail_goes_out_with_the_configuration_set_that_reports_bounces(sender):
+    sender.setenv("SES_CONFIGURATION_SET", "ticketing-test")
+    settings.cache_clear()
+    with Stubber(mail._client()) as stub:
+        stub.add_response("send_email", {"MessageId": "m-1"}, {
+            "FromEmailAddress": SENDER, "Destination": {"ToAddresses": ["jo@example.com"]},
+            "Content": {"Raw": {"Data": ANY}},
+            "ConfigurationSetName": "ticketing-test",
+        })
+        assert send(build_refund_notice(a_refund())) == "m-1"

@@ -21,6 +21,7 @@ from ticketing import clock, config, qr
 from ticketing.errors import ConfigurationError
 
 SECRET = "ticketing/test/qr-signing"
+PUBLIC = "/ticketing/test/qr-public-keys"
 ALLOWED = set(string.ascii_letters + string.digits + "-_.:~")  # URL-safe, unencoded in ?code=
 B32 = "0123456789abcdefghjkmnpqrstvwxyz"
 TICKET = "tk_m81yryynw8s0yewh4x84"
@@ -51,7 +52,9 @@ def qr_secret(aws, monkeypatch):
     value = qr.retire(value, "k0")
     assert value["active"] == "k20261122"
     boto3.client("secretsmanager").create_secret(Name=SECRET, SecretString=json.dumps(value))
+    _publish(value)
     monkeypatch.setenv("QR_SIGNING_SECRET_NAME", SECRET)
+    monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", PUBLIC)
     config.settings.cache_clear()
     parameters.clear_caches()
     yield value
@@ -65,7 +68,20 @@ def _stored() -> dict:
 
 
 def _store(value: dict) -> None:
+    """The secret, and its public keys published, as the CLI leaves them."""
     boto3.client("secretsmanager").put_secret_value(SecretId=SECRET, SecretString=json.dumps(value))
+    _publish(value)
+
+
+def _publish(value: dict) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(qr.public_document(value)), Type="String", Overwrite=True)
+    parameters.clear_caches()
+
+
+def _published() -> dict:
+    return json.loads(boto3.client("ssm").get_parameter(Name=PUBLIC)["Parameter"]["Value"])
 
 
 # -- payload -----------------------------------------------------------------------------
@@ -104,6 +120,26 @@ def test_round_trip_through_secrets_manager(qr_secret):
     assert keys == {"k20261122": qr.public_key_of(qr_secret["keys"]["k20261122"])}
     assert qr.verify(payload, keys).ticket_id == TICKET
     assert qr_secret["keys"]["k20261122"] not in json.dumps(keys)
+
+
+def test_verifying_reads_only_the_published_public_keys_never_the_secret(qr_secret):
+    payload = qr.sign(TICKET, EVENT)
+    boto3.client("secretsmanager").delete_secret(SecretId=SECRET, ForceDeleteWithoutRecovery=True)
+    assert qr.verify(payload).ticket_id == TICKET  # the gate has no access to the private keys
+    assert "k20261122" in qr.public_keys()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{}, {"keys": []}, {"keys": {"bad:kid": "AAAA"}}, {"keys": {"k1": "not base64!"}}, {"keys": {"k1": 5}}],
+)
+def test_a_misshapen_public_document_is_a_configuration_error(qr_secret, document):
+    from aws_lambda_powertools.utilities import parameters
+
+    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(document), Type="String", Overwrite=True)
+    parameters.clear_caches()
+    with pytest.raises(ConfigurationError, match=PUBLIC):
+        qr.public_keys()
 
 
 def test_altering_any_single_character_fails():
@@ -224,7 +260,7 @@ def test_rotate_and_retire_are_pure_and_check_their_input():
 
 
 def test_a_misshapen_secret_is_a_configuration_error(qr_secret):
-    _store({"active": "k1", "keys": {}})
+    boto3.client("secretsmanager").put_secret_value(SecretId=SECRET, SecretString=json.dumps({"active": "k1", "keys": {}}))
     with pytest.raises(ConfigurationError):
         qr.sign(TICKET, EVENT)
 
@@ -232,27 +268,40 @@ def test_a_misshapen_secret_is_a_configuration_error(qr_secret):
 def test_cli_rotates_retires_and_never_prints_a_private_key(qr_secret, capsys):
     original_private = qr_secret["keys"]["k20261122"]
     clock.freeze(datetime(2027, 1, 5, tzinfo=timezone.utc))
+    both = ["--secret-id", SECRET, "--public-parameter", PUBLIC]
 
-    assert qr.main(["rotate", "--secret-id", SECRET]) == 0
+    assert qr.main(["rotate", *both]) == 0
     out, err = capsys.readouterr()
     assert out == "k20270105\n"
     stored = _stored()
     assert stored["active"] == "k20270105" and stored["keys"]["k20261122"] == original_private
+    assert _published() == qr.public_document(stored)  # the new key can be verified as soon as it signs
+    assert original_private not in json.dumps(_published())
 
     assert qr.main(["public-keys", "--secret-id", SECRET]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["keys"] == {kid: qr.public_key_of(key) for kid, key in stored["keys"].items()}
 
-    assert qr.main(["retire", "--secret-id", SECRET, "--kid", "k20270105"]) == 1
+    assert qr.main(["retire", *both, "--kid", "k20270105"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "active" in err
 
-    assert qr.main(["retire", "--secret-id", SECRET, "--kid", "k20261122"]) == 0
+    assert qr.main(["retire", *both, "--kid", "k20261122"]) == 0
     out, err = capsys.readouterr()
     assert out == "k20270105\n"
     assert set(_stored()["keys"]) == {"k20270105"}
+    assert set(_published()["keys"]) == {"k20270105"}
 
-    assert qr.main(["rotate", "--secret-id", SECRET, "--kid", "manual1"]) == 0
+    boto3.client("ssm").put_parameter(Name=PUBLIC, Value='{"keys": {}}', Type="String", Overwrite=True)
+    assert qr.main(["publish", *both]) == 0  # rewrites the document from the secret
+    assert capsys.readouterr().out == "k20270105\n"
+    assert _published() == qr.public_document(_stored())
+
+    with pytest.raises(SystemExit):
+        qr.main(["rotate", "--secret-id", SECRET])  # the public keys would be left behind
+    capsys.readouterr()
+
+    assert qr.main(["rotate", *both, "--kid", "manual1"]) == 0
     out, err = capsys.readouterr()
     for private in list(stored["keys"].values()) + list(_stored()["keys"].values()):
         assert private not in out + err
@@ -260,7 +309,7 @@ def test_cli_rotates_retires_and_never_prints_a_private_key(qr_secret, capsys):
 
 
 def test_cli_reports_a_missing_secret_without_a_traceback(aws, capsys):
-    assert qr.main(["rotate", "--secret-id", "ticketing/test/no-such-secret"]) == 1
+    assert qr.main(["rotate", "--secret-id", "ticketing/test/no-such-secret", "--public-parameter", PUBLIC]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error:")
 

@@ -12,8 +12,8 @@ from pynamodb.transactions import TransactWrite
 from ticketing import clock, inventory, money
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from ticketing.ids import new_id
+from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
+from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
 
@@ -51,7 +51,7 @@ class TicketTypeIn(BaseModel):
     name: Name
     price_cents: StrictInt = Field(ge=0, le=money.MAX_AMOUNT)
     capacity: StrictInt = Field(ge=1, le=MAX_CAPACITY)
-    fixture_id: str | int | None = None
+    fixture_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)] | int | None = None
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
@@ -152,6 +152,15 @@ def _check_sales(start: datetime, end: datetime, closes: datetime, now: datetime
         raise InvalidInput("sales_end", "The sales window has already closed.")
     if start < now - MAX_SALES_LEAD or start > closes:
         raise InvalidInput("sales_start", "Sales must open within two years and before the event ends.")
+
+
+def publishable_key() -> str:
+    """Stripe's publishable key for the front end: a setting, so serving it needs no access
+    to the Stripe secret."""
+    key = settings().stripe_publishable_key
+    if not key.startswith("pk_"):
+        raise ConfigurationError("STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_...)")
+    return key
 
 
 def create_event(data: EventIn, by: Caller) -> EventOut:

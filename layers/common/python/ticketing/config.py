@@ -31,6 +31,9 @@ class Settings:
     sender_email: str = ""  # the From of every email (SES-verified); empty where no mail is sent
     qr_bucket: str = ""  # the private bucket of rendered QR images; empty where none are served
     cancel_queue_url: str = ""  # the queue of event-cancellation batches; empty where none are started
+    qr_public_keys_parameter: str = ""  # the SSM parameter of the QR public keys; set where tickets are verified
+    stripe_publishable_key: str = ""  # pk_...: set where the payment config is served
+    ses_configuration_set: str = ""  # the SES configuration set every email is sent with (bounces, complaints)
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -68,6 +71,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         sender_email=env.get("SENDER_EMAIL", "").strip(),
         qr_bucket=env.get("QR_BUCKET", "").strip(),
         cancel_queue_url=env.get("CANCEL_QUEUE_URL", "").strip(),
+        qr_public_keys_parameter=env.get("QR_PUBLIC_KEYS_PARAMETER", "").strip(),
+        stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "").strip(),
+        ses_configuration_set=env.get("SES_CONFIGURATION_SET", "").strip(),
     )
 
 

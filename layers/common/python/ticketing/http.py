@@ -3,7 +3,8 @@
 - `create_app()`: a Powertools HTTP API resolver with request validation (OpenAPI)
   and the one mapping from domain errors to the API's `{"error", "detail"}` format.
 - `handler(app)`: the Lambda entry point around `app.resolve`: Logger with the
-  request's correlation id, Metrics, trailing-slash normalisation, body size limit.
+  request's correlation id, Metrics, trailing-slash normalisation, and the one place a
+  request body is read (`read_body`) and the path's ids are bounded.
 - `caller(app)` / `require_caller(app)`: the verified JWT claims as a `Caller`.
 
 Domain modules never import this one.
@@ -11,6 +12,8 @@ Domain modules never import this one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 
-from ticketing import errors
+from ticketing import errors, ids
 from ticketing.auth import Caller, caller_from_claims
 from ticketing.config import settings
 from ticketing.observability import logger, metrics
@@ -199,11 +202,101 @@ def _normalise(event: dict[str, Any]) -> None:
             http["path"] = event["rawPath"]
 
 
-def _body_size(event: dict[str, Any]) -> int:
+# JSON within these bounds is parsed; beyond them the body is refused as malformed, never
+# handed to a parser or validator that could fail on it (recursion, Python's 4,300-digit
+# limit on int conversion). No request of this API comes near either.
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 100
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _number(text: str) -> Any:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise _Malformed(f"numbers are limited to {MAX_NUMBER_DIGITS} characters")
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _constant(name: str) -> Any:
+    raise _Malformed(f"{name} is not JSON")
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, (dict, list)):
+            if depth > limit:
+                return False
+            children = current.values() if isinstance(current, dict) else current
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def parse_json(text: str) -> Any:
+    """`text` as JSON (RFC 8259: no NaN or Infinity), nested at most MAX_JSON_DEPTH deep,
+    numbers of at most MAX_NUMBER_DIGITS characters. ValueError says what is wrong."""
+    try:
+        value = json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_constant)
+    except _Malformed:
+        raise
+    except RecursionError:
+        raise _Malformed(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, and any conversion limit
+        raise _Malformed(str(exc).split(":")[0]) from None
+    if not _depth_within(value, MAX_JSON_DEPTH):
+        raise _Malformed(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _malformed(why: str) -> Response:
+    return error_response(400, "Malformed JSON", f"The request body must be UTF-8 JSON: {why}.", code="malformed_json")
+
+
+def read_body(event: dict[str, Any], limit: int) -> Response | None:
+    """The one place a request body is read. A body that is UTF-8 JSON is accepted whatever
+    its Content-Type says (browsers' `fetch` sends `text/plain` for a string body): the
+    event is rewritten to carry it as text with `Content-Type: application/json`, which is
+    all the resolver and the routes then see. Anything else is answered here: over `limit`
+    bytes 413, otherwise 400 `Malformed JSON` (not base64 when it claims to be, not UTF-8,
+    not JSON, nested too deep, numbers too long)."""
     body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return len(body) * 3 // 4
-    return len(body.encode("utf-8"))
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        headers = event["headers"] = {}
+    for name in [name for name in headers if name.lower() == "content-type"]:
+        del headers[name]
+    headers["content-type"] = content_types.APPLICATION_JSON
+    encoded, event["isBase64Encoded"] = bool(event.get("isBase64Encoded")), False
+    if not isinstance(body, str) or not body:
+        event["body"] = None
+        return None
+    try:
+        raw = base64.b64decode(body, validate=True) if encoded else body.encode("utf-8")
+    except (binascii.Error, ValueError):  # bad base64; a str holding lone surrogates
+        return _malformed("the body could not be decoded")
+    if len(raw) > limit:
+        return error_response(413, "Request too large", f"The request body is larger than {limit} bytes.")
+    try:
+        text = raw.decode("utf-8")
+        parse_json(text)
+    except UnicodeDecodeError:
+        return _malformed("it is not valid UTF-8")
+    except ValueError as exc:
+        return _malformed(str(exc))
+    event["body"] = text
+    return None
+
+
+def _path_ids_ok(event: dict[str, Any]) -> bool:
+    """Every segment of the path (and every path parameter) could be an id or a route's
+    word: so an id DynamoDB would refuse as a key (over 2,048 bytes), or one we could never
+    have made, is answered 404 before any read."""
+    segments = str(event.get("rawPath") or "/").strip("/").split("/")
+    params = (event.get("pathParameters") or {}).values()
+    return all(ids.plausible(part) for part in (*segments, *params) if part)
 
 
 def _as_lambda_response(response: Response) -> dict[str, Any]:
@@ -223,11 +316,10 @@ def handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _normalise(event)
-        if _body_size(event) > limit:
-            return _as_lambda_response(
-                error_response(413, "Request too large", f"The request body is larger than {limit} bytes.")
-            )
-        refused = _check_roles(app, event)
+        refused = read_body(event, limit) or _check_roles(app, event)
+        if refused is None and not _path_ids_ok(event):
+            refused = error_response(404, "Not found", f"No resource has this id: ids are at most {ids.MAX_LENGTH} "
+                                     "letters, digits, '-' or '_'.", code="unknown_id")
         if refused is not None:
             return _as_lambda_response(refused)
         return app.resolve(event, context)

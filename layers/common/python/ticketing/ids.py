@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+# The longest id any input may carry (ours are 23 characters): far inside DynamoDB's key
+# limits (2,048 bytes for a partition key, 1,024 for a sort key), so a longer one is
+# refused as input before any read.
+MAX_LENGTH = 64
+_PLAUSIBLE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_LENGTH}}}")
+
+
+def plausible(text: str) -> bool:
+    """Could `text` be an id (ours, or a route's word)? At most MAX_LENGTH of A-Z a-z 0-9 - _."""
+    return bool(_PLAUSIBLE.fullmatch(text))
 
 
 def _encode(number: int, length: int) -> str:

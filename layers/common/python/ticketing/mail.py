@@ -357,7 +357,10 @@ def reset_client() -> None:
 
 
 def send(message: EmailMessage) -> str:
-    """Send a built message as raw MIME; answers SES's MessageId. Raises MailError."""
+    """Send a built message as raw MIME, with the configuration set that reports bounces
+    and complaints (`SES_CONFIGURATION_SET`); answers SES's MessageId. Raises MailError; a
+    refusal no retry can fix (SES's MessageRejected and its kind) also counts a
+    `MessageRejected` metric, which is alarmed: receipts must not stop unnoticed."""
     from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -369,12 +372,19 @@ def send(message: EmailMessage) -> str:
         destination["CcAddresses"] = cc
     if not destination["ToAddresses"]:
         raise ValueError("the message has no To address")
+    request: dict[str, Any] = {"FromEmailAddress": senders[0], "Destination": destination,
+                               "Content": {"Raw": {"Data": message.as_bytes()}}}
+    if settings().ses_configuration_set:
+        request["ConfigurationSetName"] = settings().ses_configuration_set
     try:
-        answer = _client().send_email(
-            FromEmailAddress=senders[0], Destination=destination, Content={"Raw": {"Data": message.as_bytes()}}
-        )
+        answer = _client().send_email(**request)
     except ClientError as exc:
-        raise _refused(exc) from exc
+        error = _refused(exc)
+        if not error.retryable:
+            from ticketing.observability import metrics
+
+            metrics.add_metric(name="MessageRejected", unit="Count", value=1)
+        raise error from exc
     except (BotoConnectionError, HTTPClientError) as exc:  # refused, timed out, reset
         name = type(exc).__name__
         raise MailError(f"SES could not be reached ({name})", retryable=True, code=name) from exc

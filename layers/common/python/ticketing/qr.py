@@ -25,10 +25,15 @@ Length: 149 characters with a 9-character kid, at most `MAX_PAYLOAD_LENGTH` (152
 a 12-character one, so every payload fits a version-8 QR code at error correction M
 (49×49 modules, 57 with the quiet zone: 3.5 pixels a module at 200 pixels).
 
-Keys live in Secrets Manager (``QR_SIGNING_SECRET_NAME``) as
-``{"active": "<kid>", "keys": {"<kid>": "<URL-safe base64 raw 32-byte Ed25519 private key>"}}``.
-Rotation adds a key and makes it active; old kids stay so the tickets they signed keep
-verifying until the kid is retired. `python -m ticketing.qr --help` rotates and retires.
+Private keys live in Secrets Manager (``QR_SIGNING_SECRET_NAME``) as
+``{"active": "<kid>", "keys": {"<kid>": "<URL-safe base64 raw 32-byte Ed25519 private key>"}}``,
+readable only where tickets are signed (`sign`: the webhook's fulfilment). Their public
+keys are published apart, in an SSM parameter (``QR_PUBLIC_KEYS_PARAMETER``) as
+``{"keys": {"<kid>": "<URL-safe base64 raw public key>"}}``: the gate reads that one alone
+(`public_keys`, `verify`), so nothing that verifies can sign. Rotation adds a key and makes
+it active; old kids stay so the tickets they signed keep verifying until the kid is
+retired. `python -m ticketing.qr --help` rotates, retires and publishes, keeping the two in
+step (a new key is published before it signs; a retired one unpublished after).
 
 verify never loads qrcode or Pillow (the gate function imports this module); only the
 render functions do. `cryptography` is imported on first use, not at import time.
@@ -40,9 +45,10 @@ import base64
 import binascii
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from ticketing.errors import ConfigurationError, DependencyUnavailable
 
@@ -63,6 +69,7 @@ _PAYLOAD_RE = re.compile(
 )
 
 REASONS = ("malformed", "unknown_key", "bad_signature")
+T = TypeVar("T")
 
 
 class BadSignature(Exception):
@@ -198,31 +205,55 @@ def check_secret(value: Any) -> tuple[str, dict[str, str]]:
     return active, dict(keys)
 
 
-def _secret() -> tuple[str, dict[str, str]]:
-    from aws_lambda_powertools.utilities.parameters import get_secret
+def _load(kind: str, name: str, variable: str, check: Callable[[Any], T]) -> T:
+    """`check` of the JSON value of a secret or an SSM parameter, read through Powertools
+    (cached per container). A missing setting or a misshapen value is a ConfigurationError."""
+    from aws_lambda_powertools.utilities.parameters import get_parameter, get_secret
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
-    from ticketing.config import settings
-
-    name = settings().qr_signing_secret_name
     if not name:
-        raise ConfigurationError("QR_SIGNING_SECRET_NAME is not set")
+        raise ConfigurationError(f"{variable} is not set")
     try:
-        value = get_secret(name, transform="json")  # cached per container by Powertools
+        value = (get_secret if kind == "secret" else get_parameter)(name, transform="json")
     except TransformParameterError as exc:
-        raise ConfigurationError(f"secret {name} is not JSON") from exc
+        raise ConfigurationError(f"{kind} {name} is not JSON") from exc
     except GetParameterError as exc:
         raise DependencyUnavailable("The ticket signing keys could not be read; try again shortly.", retry_after=1) from exc
     try:
-        return check_secret(value)
+        return check(value)
     except ValueError as exc:
-        raise ConfigurationError(f"secret {name}: {exc}") from None
+        raise ConfigurationError(f"{kind} {name}: {exc}") from None
+
+
+def _secret() -> tuple[str, dict[str, str]]:
+    from ticketing.config import settings
+
+    return _load("secret", settings().qr_signing_secret_name, "QR_SIGNING_SECRET_NAME", check_secret)
+
+
+def public_document(secret_value: Any) -> dict[str, dict[str, str]]:
+    """The published keys document of a secret value: kid -> public key, never a private one."""
+    _, keys = check_secret(secret_value)
+    return {"keys": {kid: public_key_of(private_b64) for kid, private_b64 in keys.items()}}
+
+
+def check_public_document(value: Any) -> dict[str, str]:
+    """kid -> public key of a published document; ValueError when it is misshapen."""
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), dict):
+        raise ValueError('the QR public keys must be JSON {"keys": {"<kid>": "<public key>"}}')
+    for kid, public_b64 in value["keys"].items():
+        if not isinstance(kid, str) or not _KID_RE.fullmatch(kid) or not isinstance(public_b64, str):
+            raise ValueError(f"bad entry {kid!r} in the QR public keys")
+        _key_bytes(public_b64, f"the public key of {kid}")
+    return dict(value["keys"])
 
 
 def public_keys() -> dict[str, str]:
-    """kid -> URL-safe base64 raw public key, every key not yet retired: the scanners' document."""
-    _, keys = _secret()
-    return {kid: public_key_of(private_b64) for kid, private_b64 in keys.items()}
+    """kid -> URL-safe base64 raw public key, every key not yet retired: the scanners'
+    document, read from the published parameter (never from the private keys)."""
+    from ticketing.config import settings
+
+    return _load("parameter", settings().qr_public_keys_parameter, "QR_PUBLIC_KEYS_PARAMETER", check_public_document)
 
 
 def sign(ticket_id: str, event_id: str) -> str:
@@ -232,7 +263,7 @@ def sign(ticket_id: str, event_id: str) -> str:
 
 
 def verify(payload: str, keys: dict[str, str] | None = None) -> Verified:
-    """verify_with the given public keys, or those of the secret."""
+    """verify_with the given public keys, or the published ones."""
     return verify_with(payload, public_keys() if keys is None else keys)
 
 
@@ -342,42 +373,58 @@ def render_svg(payload: str, size: int = 200) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rotate or retire a key in the secret. Prints kids and public keys, never a private key.
+    """Rotate, retire or publish keys. Prints kids and public keys, never a private key.
 
-    boto3 reads the usual AWS settings, AWS_ENDPOINT_URL included (the local stack).
-    Read-modify-write: don't run two at once against the same secret.
+    Rotate publishes the new public key before the secret makes it active (so no ticket is
+    signed with a key the gates do not know); retire removes the key from the secret before
+    unpublishing it; publish rewrites the public document from the secret. boto3 reads the
+    usual AWS settings, AWS_ENDPOINT_URL included (the local stack). Read-modify-write:
+    don't run two at once against the same secret.
     """
     import argparse
     import json
 
     parser = argparse.ArgumentParser(prog="python -m ticketing.qr", description="Manage the QR signing keys.")
     commands = parser.add_subparsers(dest="command", required=True)
-    rotate_cmd = commands.add_parser("rotate", help="add a fresh key and make it active; print its kid")
-    rotate_cmd.add_argument("--secret-id", required=True)
+    rotate_cmd = commands.add_parser("rotate", help="add a fresh key, publish it, make it active; print its kid")
     rotate_cmd.add_argument("--kid", help=f"the new key's id (default k<YYYYMMDD>; at most {MAX_KID_LENGTH} characters)")
-    retire_cmd = commands.add_parser("retire", help="remove a key that is not active; print the active kid")
-    retire_cmd.add_argument("--secret-id", required=True)
+    retire_cmd = commands.add_parser("retire", help="remove a key that is not active, then unpublish it; print the active kid")
     retire_cmd.add_argument("--kid", required=True)
-    show_cmd = commands.add_parser("public-keys", help="print the public keys document (JSON)")
-    show_cmd.add_argument("--secret-id", required=True)
+    commands.add_parser("publish", help="write the public keys document from the secret (after a restore, say)")
+    commands.add_parser("public-keys", help="print the public keys document (JSON)")
+    for command in commands.choices.values():
+        command.add_argument("--secret-id", required=True, help="the private keys' secret (ticketing/<stage>/qr-signing)")
+        command.add_argument("--public-parameter", help="the SSM parameter of the public keys (/ticketing/<stage>/qr-public-keys)")
     args = parser.parse_args(argv)
+    if args.command in ("rotate", "retire", "publish") and not args.public_parameter:
+        parser.error(f"{args.command} needs --public-parameter")
 
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("secretsmanager")
+    secrets, ssm = boto3.client("secretsmanager"), boto3.client("ssm")
+
+    def publish(value: dict) -> None:
+        ssm.put_parameter(Name=args.public_parameter, Value=json.dumps(public_document(value), sort_keys=True),
+                          Type="String", Overwrite=True)
+
     try:
-        current = json.loads(client.get_secret_value(SecretId=args.secret_id)["SecretString"])
+        current = json.loads(secrets.get_secret_value(SecretId=args.secret_id)["SecretString"])
         if args.command == "public-keys":
-            active, keys = check_secret(current)
-            document = {"active": active, "keys": {kid: public_key_of(key) for kid, key in keys.items()}}
-            print(json.dumps(document, indent=2, sort_keys=True))
+            print(json.dumps({"active": check_secret(current)[0], **public_document(current)}, indent=2, sort_keys=True))
+            return 0
+        if args.command == "publish":
+            publish(current)
+            print(check_secret(current)[0])
             return 0
         if args.command == "rotate":
             updated = rotate(current, args.kid)
+            publish(updated)
+            secrets.put_secret_value(SecretId=args.secret_id, SecretString=json.dumps(updated))
         else:
             updated = retire(current, args.kid)
-        client.put_secret_value(SecretId=args.secret_id, SecretString=json.dumps(updated))
+            secrets.put_secret_value(SecretId=args.secret_id, SecretString=json.dumps(updated))
+            publish(updated)
     except (ValueError, ClientError, BotoCoreError) as exc:  # json.JSONDecodeError is a ValueError too
         print(f"error: {exc}", file=sys.stderr)
         return 1

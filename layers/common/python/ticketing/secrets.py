@@ -1,6 +1,8 @@
 """Secrets from Secrets Manager, through Powertools parameters (cached per container).
 
-Values never reach logs: the holder's repr names the keys, not their values.
+Values never reach logs: the holder's repr names the keys, not their values. The Stripe
+publishable key is not a secret and is not read from here: the catalogue function, which
+serves it, has no access to this secret (`STRIPE_PUBLISHABLE_KEY`, `catalogue.publishable_key`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from ticketing.errors import ConfigurationError, DependencyUnavailable
 
 @dataclass(frozen=True)
 class StripeKeys:
-    publishable_key: str
     secret_key: str = field(repr=False)
     webhook_secret: str = field(repr=False)
 
@@ -29,10 +30,6 @@ def stripe_keys() -> StripeKeys:
         value = get_secret(name, transform="json")
     except GetParameterError as exc:
         raise DependencyUnavailable("The payment configuration could not be read; try again shortly.", retry_after=1) from exc
-    if not isinstance(value, dict) or not str(value.get("publishable_key", "")).startswith("pk_"):
-        raise ConfigurationError(f"secret {name} must be JSON with publishable_key, secret_key and webhook_secret")
-    return StripeKeys(
-        publishable_key=value["publishable_key"],
-        secret_key=value.get("secret_key", ""),
-        webhook_secret=value.get("webhook_secret", ""),
-    )
+    if not isinstance(value, dict) or not str(value.get("secret_key", "")).startswith(("sk_", "rk_")):
+        raise ConfigurationError(f"secret {name} must be JSON with secret_key (sk_... or rk_...) and webhook_secret")
+    return StripeKeys(secret_key=value["secret_key"], webhook_secret=str(value.get("webhook_secret", "")))

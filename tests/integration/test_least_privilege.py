@@ -1,0 +1,309 @@
+"""Least privilege, measured: every function's policy in template.yaml is exactly what its
+code needs, nothing missing and nothing extra.
+
+The local gateway gives each function its own access key (`AKLOCAL<FunctionLogicalId>`)
+and the AWS stand-in records, for every signed request, the IAM authorizations AWS would
+check (a transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem per item, a
+Query on an index as the index's ARN, an S3 read of a missing object as s3:ListBucket too,
+SES v2 SendEmail as ses:SendEmail on the identity and the configuration set): see
+local/aws.py. A scenario drives every function through the code paths that need each
+permission (checkout, pay, webhook, receipt and its retry, refund, dispute, event cancel,
+tickets and QR codes, verify, check-in, offline upload, expiry, organiser reports), then
+each function's record is compared with its policy. SAM's own additions (the SQS event
+sources' polling, the scheduled function's dead-letter queue) are made by the Lambda
+service, not the code, and are not part of `Policies`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pytest
+import requests
+
+from local import stack as stack_module
+from local.template import build_context, load_template, resolve
+from tests.conftest import ROOT
+from tests.integration.test_checkout import buy, lapse
+from tests.integration.test_gate import sign
+from tests.integration.test_refunds import _dispute
+from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, wait_for
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+KEY_PREFIX = "AKLOCAL"
+
+# What the template's resources are called in the local stack.
+LOCAL_NAMES = {
+    "Table": stack_module.TABLE,
+    "QrBucket": stack_module.BUCKET,
+    "StripeSecret": stack_module.STRIPE_SECRET,
+    "QrSigningSecret": stack_module.QR_SECRET,
+    "QrPublicKeysParameter": stack_module.QR_PUBLIC_KEYS,
+    "MailConfigurationSet": stack_module.MAIL_CONFIGURATION_SET,
+}
+PARAMETERS = {"SenderEmail": stack_module.SENDER, "StripePublishableKey": stack_module.STRIPE_KEYS["publishable_key"]}
+
+
+def allowed(function_id: str) -> set[tuple[str, str]]:
+    """(IAM action, resource pattern) pairs of the function's policy, resolved locally."""
+    context = build_context(TEMPLATE, PARAMETERS, physical_names=LOCAL_NAMES, region=stack_module.REGION)
+    for logical_id, resource in TEMPLATE.resources.items():
+        if resource.get("Type") == "AWS::SecretsManager::Secret":
+            context[logical_id] = context[f"{logical_id}.Arn"]  # in CloudFormation a secret's Ref is its ARN
+    pairs = set()
+    for policy in TEMPLATE.functions[function_id].properties.get("Policies", []):
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = resolve(statement["Resource"], context)
+            for action in actions:
+                for pattern in resources if isinstance(resources, list) else [resources]:
+                    pairs.add((action, pattern))
+    return pairs
+
+
+def recorded(stack) -> dict[str, set[tuple[str, str]]]:
+    """Function logical id -> the (IAM action, resource) pairs its code needed."""
+    calls = requests.get(f"{stack.aws_url}/_local/calls", timeout=30).json()["calls"]
+    found: dict[str, set[tuple[str, str]]] = {}
+    for call in calls:
+        if call["access_key"].startswith(KEY_PREFIX):
+            found.setdefault(call["access_key"][len(KEY_PREFIX):], set()).add((call["action"], call["resource"]))
+    return found
+
+
+def covers(pattern: tuple[str, str], call: tuple[str, str]) -> bool:
+    return pattern[0] == call[0] and fnmatchcase(call[1], pattern[1])
+
+
+def compare(function_id: str, used: set[tuple[str, str]]) -> tuple[list, list]:
+    """(calls no statement allows, statement pairs no call used)."""
+    policy = allowed(function_id)
+    missing = sorted(call for call in used if not any(covers(pair, call) for pair in policy))
+    extra = sorted(pair for pair in policy if not any(covers(pair, call) for call in used))
+    return missing, extra
+
+
+# -------------------------------------------------------------- the scenario
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ok(answer, *statuses):
+    assert answer.status_code in (statuses or (200,)), f"{answer.request.method} {answer.request.url}: {answer.status_code} {answer.text}"
+    return answer.json() if "json" in answer.headers.get("Content-Type", "") else answer
+
+
+def customer(api, label):
+    sub = f"{label}-{uuid.uuid4().hex[:6]}"
+    return api.token([], sub=sub, email=f"{sub}@example.com")
+
+
+def paid_order(api, stack, token, event_id, items):
+    order = ok(buy(api, token, event_id, items), 201)
+    pay(stack, order)
+    assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid"), order
+    return order
+
+
+@contextmanager
+def stripe_failing(stack, path: str, count: int = 5):
+    """The Stripe stand-in answers 500 to the next `count` POSTs to `path`."""
+    fault = {"path": path, "method": "POST", "status": 500, "count": count}
+    requests.post(f"{stack.stripe_url}/_config/faults", json=fault, timeout=5).raise_for_status()
+    try:
+        yield
+    finally:
+        requests.delete(f"{stack.stripe_url}/_config/faults", timeout=5)
+
+
+@pytest.fixture(scope="module")
+def scenario(api, stack):
+    admin, scanner = api.token(["admin"]), api.token(["scanner"])
+    faults = f"{stack.aws_url}/_local/faults"
+    start = datetime.now(timezone.utc) + timedelta(days=10)
+
+    # catalogue: create, edit, list, read; the publishable key; the docs
+    event = ok(api.post("/api/events/", token=admin, json={
+        "name": "Least privilege", "venue": "Hall", "currency": "usd", "starts_at": iso(start),
+        "ends_at": iso(start + timedelta(hours=4)),
+        "fixtures": [{"name": "Day one", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=2))}],
+    }), 201)
+    event_id = event["id"]
+    ga = ok(api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                     json={"name": "GA", "price_cents": 2500, "capacity": 40, "max_per_order": 10}), 201)["id"]
+    ok(api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"venue": "Main Hall"}))
+    ok(api.request("PATCH", f"/api/events/{event_id}/ticket-types/{ga}/", token=admin, json={"capacity": 60, "price_cents": 3000}))
+    ok(api.request("PATCH", f"/api/events/{event_id}/ticket-types/{ga}/", token=admin, json={"capacity": 50}))
+    ok(api.get("/api/events/"))
+    ok(api.get(f"/api/events/{event_id}/"))
+    ok(api.get("/api/payment/config/"))
+    ok(api.get("/api/docs/?format=json"))
+
+    # checkout with a retry-safe key, replayed; the order; an abandoned order; a lapsed hold
+    buyer = customer(api, "buyer")
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = ok(buy(api, buyer, event_id, [(ga, 3)], **key), 201)
+    assert ok(buy(api, buyer, event_id, [(ga, 3)], **key), 201)["order_id"] == first["order_id"]
+    with stripe_failing(stack, "/v1/payment_intents"):  # 502: its key is forgotten
+        ok(buy(api, buyer, event_id, [(ga, 1)], **{"Idempotency-Key": uuid.uuid4().hex}), 502)
+    ok(api.get(f"/api/orders/{first['order_id']}/", token=buyer))
+    quitter = customer(api, "quitter")
+    abandoned = ok(buy(api, quitter, event_id, [(ga, 1)]), 201)
+    ok(api.post(f"/api/orders/{abandoned['order_id']}/cancel/", token=quitter))
+    sleeper = customer(api, "sleeper")
+    lapsed = ok(buy(api, sleeper, event_id, [(ga, 1)]), 201)
+    lapse(stack, lapsed["order_id"])
+    ok(requests.post(f"{stack.api_url}/_local/invoke/ExpireHoldsFunction", json={}, timeout=60))
+    assert api.get(f"/api/orders/{lapsed['order_id']}/", token=sleeper).json()["status"] == "expired"
+    # sold out but for a lapsed hold: checkout reclaims it (the expiry's index query) and sells
+    last_seat = ok(api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                            json={"name": "Last seat", "price_cents": 1000, "capacity": 1}), 201)["id"]
+    holder = customer(api, "holder")
+    held = ok(buy(api, holder, event_id, [(last_seat, 1)]), 201)
+    lapse(stack, held["order_id"])
+    ok(buy(api, customer(api, "reclaimer"), event_id, [(last_seat, 1)]), 201)
+    assert api.get(f"/api/orders/{held['order_id']}/", token=holder).json()["status"] == "expired"
+
+    # pay: the webhook fulfils (signs the QR payloads) and sends the receipt
+    pay(stack, first)
+    assert wait_for(lambda: api.get(f"/api/orders/{first['order_id']}/", token=buyer).json()["status"] == "paid")
+    assert wait_for(lambda: receipts_for(stack, first["order_id"]))
+    ok(api.post(f"/api/orders/{first['order_id']}/resend-receipt/", token=buyer))
+    ok(api.get("/api/webhooks/health/"))
+
+    # SES down at payment: the webhook queues the receipt, the receipts function sends it
+    late = customer(api, "late-mail")
+    ok(requests.post(faults, json={"service": "ses", "status": 503, "code": "ServiceUnavailable", "count": -1}, timeout=5))
+    try:
+        queued = paid_order(api, stack, late, event_id, [(ga, 1)])
+        assert wait_for(lambda: any(action == "sqs:SendMessage" for action, _ in recorded(stack).get("WebhookFunction", ()))), \
+            "the webhook did not queue the receipt SES refused"
+    finally:
+        requests.delete(faults, timeout=5)
+    assert wait_for(lambda: receipts_for(stack, queued["order_id"]), timeout=90), "the queued receipt never went out"
+
+    # tickets and QR codes: listings, data (presigned URLs), images rendered once then read
+    ok(api.get("/api/me/tickets/", token=buyer))
+    ok(api.get("/api/me/orders/", token=buyer))
+    ticket_ids = [t["id"] for t in first["tickets"]]
+    data = ok(api.get(f"/api/tickets/{ticket_ids[0]}/qr/data/", token=buyer))
+    assert requests.get(data["qr_png_url"], timeout=10).status_code == 200
+    for _ in range(2):
+        ok(api.get(f"/api/tickets/{ticket_ids[0]}/qr/image/?format=svg&size=300", token=buyer))
+
+    # the gate: verify, check in by id and by code (retry-safe), keys, an offline upload
+    code = sign(stack, ticket_ids[0], event_id)
+    assert ok(api.get(f"/api/tickets/verify/?code={code}&event_id={event_id}", token=scanner))["is_valid"]
+    ok(api.post(f"/api/tickets/{ticket_ids[0]}/checkin/", token=scanner, json={"gate": "North"}))
+    ok(api.post("/api/tickets/checkin/", token=scanner, json={"code": sign(stack, ticket_ids[1], event_id), "gate": "South"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}))
+    ok(api.post(f"/api/tickets/{ticket_ids[1]}/checkin/", token=scanner, json={"gate": "East"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}), 409)  # a failure: its key is forgotten
+    ok(api.get(f"/api/scanner/keys/?event_id={event_id}", token=scanner))
+    ok(api.post("/api/scanner/checkins/", token=scanner, json=[
+        {"code": sign(stack, ticket_ids[2], event_id), "scanned_at": iso(datetime.now(timezone.utc)), "gate": "West"}]))
+
+    # refunds: a customer's partial refund by ticket, and a dispute opened and won
+    refunder = customer(api, "refunder")
+    refundable = paid_order(api, stack, refunder, event_id, [(ga, 2)])
+    one_ticket = {"ticket_ids": [refundable["tickets"][0]["id"]]}
+    with stripe_failing(stack, "/v1/refunds"):  # 502: the reservation is undone, the key forgotten
+        ok(api.post(f"/api/orders/{refundable['order_id']}/refund/", token=refunder, json=one_ticket,
+                    headers={"Idempotency-Key": uuid.uuid4().hex}), 502)
+    ok(api.post(f"/api/orders/{refundable['order_id']}/refund/", token=refunder, json=one_ticket,
+                headers={"Idempotency-Key": uuid.uuid4().hex}), 201)
+    disputer = customer(api, "disputer")
+    disputed = paid_order(api, stack, disputer, event_id, [(ga, 1)])
+    intent = disputed["payment_intent_id"]
+    charge = api.get(f"/api/orders/{disputed['order_id']}/", token=disputer).json()["payment"]["charge_id"]
+    dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
+    for status, kind in (("needs_response", "charge.dispute.created"), ("won", "charge.dispute.closed")):
+        payload = event_for(intent, kind=kind, obj=_dispute(charge, intent, status, dispute_id))
+        ok(deliver(api, payload, signed(payload)))
+
+    # organiser reports, then cancel the event: paid orders refunded, pending canceled
+    pending = ok(buy(api, customer(api, "pending"), event_id, [(ga, 1)]), 201)
+    ok(api.get(f"/api/events/{event_id}/orders/", token=admin))
+    ok(api.get(f"/api/events/{event_id}/attendees/", token=admin))
+    attendees = ok(api.get(f"/api/events/{event_id}/attendees/?format=csv", token=admin))
+    assert len(list(csv.reader(io.StringIO(attendees.text)))) > 1
+    ok(api.get(f"/api/events/{event_id}/stats/", token=admin))
+    # Stripe refuses the first refunds: the job undoes their reservations and resumes later
+    with stripe_failing(stack, "/v1/refunds", count=4):
+        ok(api.post(f"/api/events/{event_id}/cancel/", token=admin, json={"batch_size": 2}), 202)
+        done = wait_for(lambda: api.get(f"/api/events/{event_id}/cancel/", token=admin).json()["state"] == "completed", timeout=150)
+    assert done, api.get(f"/api/events/{event_id}/cancel/", token=admin).text
+    assert api.get(f"/api/orders/{pending['order_id']}/", token=admin).json()["status"] == "canceled"
+    return recorded(stack)
+
+
+def imported(stack) -> dict[str, set[str]]:
+    """Function logical id -> the distributions its workers imported (local/lambda_site reports
+    each on stderr, which the quiet stack's gateway log keeps)."""
+    from local.packages import _modules_by_distribution
+
+    distribution_of = {module: name for name, modules in _modules_by_distribution().items() for module in modules}
+    found: dict[str, set[str]] = {}
+    for line in (stack.state_dir / "gateway.log").read_text(errors="replace").splitlines():
+        if "] lambda-imports: " in line:
+            function, module = line[1:].split("] lambda-imports: ", 1)
+            found.setdefault(function, set()).add(distribution_of[module.strip()])
+    return found
+
+
+FUNCTIONS = sorted(TEMPLATE.functions)
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_each_function_needs_exactly_its_policy(scenario, function_id):
+    used = scenario.get(function_id, set())
+    assert used, f"the scenario never made {function_id} call AWS"
+    missing, extra = compare(function_id, used)
+    assert not missing, f"{function_id} made calls its policy does not allow: {missing}"
+    assert not extra, f"{function_id}'s policy allows what its code never needed: {extra}; it used {sorted(used)}"
+
+
+@pytest.mark.parametrize("function_id", FUNCTIONS)
+def test_each_function_carries_only_what_it_imports(stack, scenario, function_id):
+    """What a function imports beyond its requirements.txt cannot be imported locally (as in
+    Lambda): the scenario would have failed. Here the other way round: every package its
+    requirements.in names was imported by the scenario's code paths."""
+    from local.packages import pinned
+
+    direct = pinned(Path(TEMPLATE.functions[function_id].code_uri) / "requirements.in")
+    unused = direct - imported(stack).get(function_id, set())
+    assert not unused, f"{function_id} carries {sorted(unused)} and never imported them"
+
+
+def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
+    function_id = "CatalogueFunction"
+    policy = allowed(function_id)
+    used = {(action, pattern.replace("*", "x")) for action, pattern in policy}
+    assert compare(function_id, used) == ([], [])
+    dropped = sorted(used)[0]
+    assert compare(function_id, used - {dropped})[1] == [next(p for p in sorted(policy) if covers(p, dropped))]
+    stray = ("dynamodb:DeleteItem", f"arn:aws:dynamodb:{stack_module.REGION}:123456789012:table/{stack_module.TABLE}")
+    assert compare(function_id, used | {stray})[0] == [stray]
+
+
+def test_private_qr_keys_only_where_tickets_are_signed_and_public_keys_where_the_gate_reads(scenario):
+    secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.QR_SECRET}"
+    readers = {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used}
+    assert readers == {"WebhookFunction"}
+    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WebhookFunction"
+                   for pair in allowed(fid))
+    public = f"arn:aws:ssm:{stack_module.REGION}:123456789012:parameter{stack_module.QR_PUBLIC_KEYS}"
+    assert ("ssm:GetParameter", public) in scenario["VerifyFunction"]
+
+
+def test_the_publishable_key_is_served_without_access_to_the_stripe_secret(scenario):
+    secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.STRIPE_SECRET}"
+    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for pair in allowed("CatalogueFunction"))
+    assert not any(action.startswith("secretsmanager:") for action, _ in scenario["CatalogueFunction"])
