@@ -52,14 +52,19 @@ def _python312_env() -> dict[str, str] | None:
     return None
 
 
-def test_sam_build_succeeds_and_packages_only_what_each_function_imports(tmp_path):
+def test_sam_build_succeeds_and_packages_only_what_each_function_imports():
     sam = _sam()
     env = _python312_env()
     if env is None:
         pytest.skip("no python3.12 interpreter found (the template's runtime); sam build needs one on PATH")
-    build_dir = tmp_path / "build"
+    # A fixed place: SAM writes build.toml beside the build folder, and --cached reuses
+    # each function's dependencies (.aws-sam/deps) only when that file names them.
+    build_dir = ROOT / ".aws-sam" / "test" / "build"
     result = subprocess.run(
-        [sam, "build", "--parallel", "--template", str(ROOT / "template.yaml"), "--build-dir", str(build_dir), "--region", "us-east-1"],
+        # --cached: SAM keeps each function's dependencies in .aws-sam/deps and builds a
+        # function again only when its code or requirements.txt changed (minutes of pip otherwise).
+        [sam, "build", "--parallel", "--cached", "--cache-dir", str(ROOT / ".aws-sam" / "cache"),
+         "--template", str(ROOT / "template.yaml"), "--build-dir", str(build_dir), "--region", "us-east-1"],
         capture_output=True, text=True, env=env, timeout=900, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
