@@ -35,6 +35,9 @@ from tests.integration.test_gate import sign
 from tests.integration.test_refunds import _dispute
 from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, wait_for
 
+# Its module fixture (the scenario) runs once: every test of the module on one worker.
+pytestmark = pytest.mark.xdist_group("least_privilege")
+
 TEMPLATE = load_template(ROOT / "template.yaml")
 KEY_PREFIX = "AKLOCAL"
 
