@@ -61,21 +61,12 @@ def median_ms(run: Callable[[], object], repeat: int = 50, warmup: int = 3) -> f
 
 @contextmanager
 def count_aws_calls() -> Iterator[Counter]:
-    """Count every AWS API call any botocore client makes (service.Operation) in the block."""
-    from botocore.client import BaseClient
+    """Count every AWS API call any botocore client makes (service.Operation) in the block
+    (`bench.recorder`, calls only)."""
+    from bench.recorder import Recorder, recording
 
-    calls: Counter = Counter()
-    original = BaseClient._make_api_call
-
-    def counted(self, operation_name, api_params):
-        calls[f"{self.meta.service_model.service_name}.{operation_name}"] += 1
-        return original(self, operation_name, api_params)
-
-    BaseClient._make_api_call = counted
-    try:
-        yield calls
-    finally:
-        BaseClient._make_api_call = original
+    with recording(Recorder(units=False)) as rec:
+        yield rec.counts
 
 
 def calls_text(calls: Counter, service: str | None = None) -> str:

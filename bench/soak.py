@@ -226,16 +226,17 @@ def run(stack: Any, buyers: int, seats: int, gates: int = 3, seed: int = 7, work
 
 
 def _tickets(stack: Any, event_id: str) -> list[dict]:
-    """Every ticket of the event, from its ten GSI3 partitions (as the attendee list reads them)."""
+    """Every ticket of the event, from its GSI3 partitions (as the attendee list reads them)."""
     from local import stack as stack_module
+    from ticketing.table import event_index_partitions
 
     items = []
     ddb = stack.client("dynamodb")
-    for k in range(10):
+    for partition in event_index_partitions(event_id, "TICKETS"):
         start = None
         while True:
             page = ddb.query(TableName=stack_module.TABLE, IndexName="GSI3", KeyConditionExpression="GSI3PK = :p",
-                             ExpressionAttributeValues={":p": {"S": f"EVENT#{event_id}#TICKETS#{k}"}},
+                             ExpressionAttributeValues={":p": {"S": partition}},
                              **({"ExclusiveStartKey": start} if start else {}))
             items += [{k: next(iter(v.values())) for k, v in item.items()} for item in page["Items"]]
             start = page.get("LastEvaluatedKey")

@@ -69,20 +69,25 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
 
 def stripe_events(stack: Stack, *object_ids: str) -> list[dict[str, str]]:
     """The Stripe events the webhook has recorded about these objects (any state)."""
+    from ticketing.table import stripe_events_partitions
+
     ddb = stack.client("dynamodb")
-    found, start = [], None
-    while True:
-        page = ddb.query(
-            TableName=stack_module.TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
-            ExpressionAttributeValues={":p": {"S": "STRIPE_EVENTS"}}, **({"ExclusiveStartKey": start} if start else {}),
-        )
-        found += [
-            {k: next(iter(v.values())) for k, v in item.items()}
-            for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids
-        ]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return found
+    found = []
+    for partition in stripe_events_partitions():
+        start = None
+        while True:
+            page = ddb.query(
+                TableName=stack_module.TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
+                ExpressionAttributeValues={":p": {"S": partition}}, **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found += [
+                {k: next(iter(v.values())) for k, v in item.items()}
+                for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids
+            ]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+    return found
 
 
 def queue_drained(stack: Stack, logical_id: str) -> bool:

@@ -17,7 +17,7 @@ from tests.conftest import ROOT, load_function
 from tests.unit.conftest import CUSTOMER, Invoker
 from ticketing import clock, config, ids, qr
 from ticketing.offline import verify_offline
-from ticketing.table import ScanItem, TicketItem
+from ticketing.table import ScanItem, TicketItem, scan_partitions
 
 PUBLIC = "/ticketing/test/qr-gate-public"
 SCANNER = {"sub": "scanner-1", "email": "gate@example.com", "cognito:groups": "[scanner]"}
@@ -70,7 +70,7 @@ def db(calls) -> dict[str, int]:
 
 def scans(event_id: str | None) -> list[ScanItem]:
     day = clock.iso(clock.now())[:10]
-    return list(ScanItem.query(f"SCANS#{event_id or 'unknown'}#{day}"))
+    return [scan for partition in scan_partitions(event_id, day) for scan in ScanItem.query(partition)]
 
 
 # ----------------------------------------------------------------- verify

@@ -1,5 +1,5 @@
 """Organiser rules in process: capacity resizing plans, CSV cells, the scatter-gather
-cursor over GSI3's ten partitions (moto), and roles before validation."""
+cursor over GSI3's partitions (moto), and roles before validation."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictInt, StringConstraints
 
-from ticketing import catalogue, clock, inventory, orders, payments
+from ticketing import catalogue, clock, inventory, orders, payments, stripe_budget
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError
@@ -156,7 +156,7 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
     and reclaiming lapsed holds once before answering sold out."""
     reclaimed = False
     for _attempt in range(HOLD_ATTEMPTS):
-        remaining = inventory.read_shards({t.type_id: int(t.shards) for t, _ in chosen})
+        remaining = inventory.read_for_hold({t.type_id: (int(t.shards), qty) for t, qty in chosen}, final=reclaimed)
         try:
             plans = {}
             for ticket_type, qty in chosen:
@@ -185,6 +185,7 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
+    stripe_budget.take("payment_intents.create")  # over Stripe's rate: 503 before any seat is held
     hold = _hold(event, fixture_id, chosen, who)
     order = hold.order
     try:
@@ -254,8 +255,12 @@ def expire_lapsed(event_id: str | None = None, limit: int = 100) -> int:
     done = 0
     for order in orders.lapsed(limit, event_id):
         try:
+            if order.payment and order.payment.payment_intent_id:
+                stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
             if close(order, "expired", "hold_lapsed"):
                 done += 1
-        except (PaymentProviderError, DependencyUnavailable):
+        except DependencyUnavailable:
+            break  # Stripe's budget is spent or Stripe is throttling: the next run goes on
+        except PaymentProviderError:
             continue  # Stripe is down: the next run tries again
     return done

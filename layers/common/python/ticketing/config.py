@@ -34,6 +34,10 @@ class Settings:
     qr_public_keys_parameter: str = ""  # the SSM parameter of the QR public keys; set where tickets are verified
     stripe_publishable_key: str = ""  # pk_...: set where the payment config is served
     ses_configuration_set: str = ""  # the SES configuration set every email is sent with (bounces, complaints)
+    # Stripe's rate as a budget (ticketing.stripe_budget): requests a second, every instance together
+    stripe_rate_total: int = 100  # Stripe's live-mode account limit (25 in test mode)
+    stripe_rate_per_endpoint: int = 25  # Stripe's per-endpoint limit (PaymentIntent creation, ...)
+    stripe_rate_background_percent: int = 20  # of the total, kept for cancels, refunds, webhook reads
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -74,6 +78,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         qr_public_keys_parameter=env.get("QR_PUBLIC_KEYS_PARAMETER", "").strip(),
         stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "").strip(),
         ses_configuration_set=env.get("SES_CONFIGURATION_SET", "").strip(),
+        stripe_rate_total=_int(env, "STRIPE_RATE_TOTAL", 100, 1, 100_000),
+        stripe_rate_per_endpoint=_int(env, "STRIPE_RATE_PER_ENDPOINT", 25, 1, 100_000),
+        stripe_rate_background_percent=_int(env, "STRIPE_RATE_BACKGROUND_PERCENT", 20, 1, 99),
     )
 
 

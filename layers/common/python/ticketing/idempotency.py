@@ -1,5 +1,7 @@
 """Client retries: the `Idempotency-Key` header, through Powertools idempotency on the
-one table, scoped to the caller and the route.
+one table, scoped to the caller and the route. Each record has a partition of its own
+(`PK` = the hashed key, `SK` = `IDEMPOTENCY`): stock Powertools on a composite-key table puts
+every record of a function under one partition key, which a rush would make hot.
 
 The same key with the same body within 24 hours replays the first answer (a failed
 request is not remembered, so it may be retried); the same key with another body is
@@ -44,9 +46,19 @@ def _config() -> IdempotencyConfig:
     )
 
 
+RECORD_SK = "IDEMPOTENCY"
+
+
+class _OwnPartition(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB layer with the idempotency key as the partition key."""
+
+    def _get_key(self, idempotency_key: str) -> dict:
+        return {self.key_attr: {"S": idempotency_key}, self.sort_key_attr: {"S": RECORD_SK}}
+
+
 @lru_cache(maxsize=1)
 def _runner() -> Callable[..., dict[str, Any]]:
-    persistence = DynamoDBPersistenceLayer(
+    persistence = _OwnPartition(
         table_name=settings().table_name, key_attr="PK", sort_key_attr="SK", expiry_attr="ttl",
     )
 

@@ -68,12 +68,36 @@ class SoldOut(Exception):
         self.remaining = remaining
 
 
-def read_shards(type_shards: dict[str, int]) -> dict[str, dict[int, int]]:
-    """`remaining` per shard for each type (type id -> shard count), one consistent BatchGetItem."""
-    keys = [InventoryShard.key(type_id, n) for type_id, count in type_shards.items() for n in range(count)]
+SAMPLE_SHARDS = 4  # shards a checkout reads first (of up to 16): the hold's conditional write is the guard
+
+
+def read_shards(type_shards: dict[str, int], consistent: bool = True, sample: int | None = None) -> dict[str, dict[int, int]]:
+    """`remaining` per shard for each type (type id -> shard count), one BatchGetItem;
+    with `sample`, only that many shards of each type, chosen at random."""
+    keys = []
+    for type_id, count in type_shards.items():
+        chosen = range(count) if sample is None or sample >= count else random.sample(range(count), sample)
+        keys += [InventoryShard.key(type_id, n) for n in chosen]
     remaining: dict[str, dict[int, int]] = {type_id: {} for type_id in type_shards}
-    for shard in InventoryShard.batch_get(keys, consistent_read=True):
+    for shard in InventoryShard.batch_get(keys, consistent_read=consistent):
         remaining[shard.type_id][int(shard.shard)] = int(shard.remaining)
+    return remaining
+
+
+def read_for_hold(wanted: dict[str, tuple[int, int]], final: bool = False) -> dict[str, dict[int, int]]:
+    """`remaining` per shard to plan a hold (type id -> (shard count, seats wanted)): a
+    random SAMPLE_SHARDS of each type, eventually consistent, so a rush spreads its reads and
+    pays half; every shard of a type whose sample has too few seats; with `final` (before
+    answering sold out) every shard, strongly consistent. A stale figure costs at most a
+    retry: the hold's conditional write refuses seats that are gone."""
+    counts = {type_id: count for type_id, (count, _) in wanted.items()}
+    if final:
+        return read_shards(counts)
+    remaining = read_shards(counts, consistent=False, sample=SAMPLE_SHARDS)
+    short = {type_id: counts[type_id] for type_id, (count, qty) in wanted.items()
+             if len(remaining[type_id]) < count and sum(remaining[type_id].values()) < qty}
+    if short:
+        remaining.update(read_shards(short, consistent=False))
     return remaining
 
 

@@ -1,9 +1,9 @@
 """Organiser operations: an event's orders, attendees and figures, and canceling an event.
 
 **Finding an event's orders and tickets.** Checkout writes every order and ticket into
-GSI3 under one of ten partition keys per event (`table.event_orders_index`,
-`table.event_tickets_index`), so a rush on one event spreads its index writes over ten
-partitions. A reader queries the ten partitions newest first and merges them
+GSI3 under one of `table.EVENT_INDEX_PARTITIONS` partition keys per event
+(`table.event_orders_index`, `table.event_tickets_index`), so a rush on one event spreads its
+index writes. A reader queries every partition newest first and merges them
 (`_gather`); the opaque cursor carries each partition's position (the last sort key
 handed out, or that it is exhausted), so a page never repeats or skips an item.
 

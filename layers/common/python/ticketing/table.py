@@ -11,14 +11,18 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
 | ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
-| received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS / <received_at>#<id>     |                                 |
-| gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd> | <scanned_at>#<random> |            | TTL `ttl` (400 days)            |
+| received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
+| gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
+| idempotency record | <Powertools' hashed key> | IDEMPOTENCY |                                     | TTL `ttl` (ticketing.idempotency) |
+| Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
-and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-9 (a hash of the
-id), written at checkout; readers query the ten partitions and merge.
+and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
+id), written at checkout; readers query the 32 partitions and merge. The capacity model
+(`bench/capacity.py`) sizes the spreads: each keeps its hottest key under DynamoDB's
+1,000 write units a second per partition at the rates in README's "On-sale runbook".
 
 GSI2 holds pending orders by expiry, spread over HOLD_PARTITIONS keys so a rush does not
 write one index partition; once paid, an order moves to CHARGE#<charge_id> there, so a
@@ -75,7 +79,7 @@ class GSI2(GlobalSecondaryIndex):
 class GSI3(GlobalSecondaryIndex):
     """An event's orders and tickets, each spread over EVENT_INDEX_PARTITIONS keys
     (`EVENT#<event_id>#ORDERS#<k>`, `EVENT#<event_id>#TICKETS#<k>`) so a rush on one event
-    writes ten index partitions, not one; readers query all ten and merge."""
+    writes 32 index partitions, not one; readers query all of them and merge."""
 
     class Meta:
         index_name = "GSI3"
@@ -170,17 +174,17 @@ def hold_partition(order_id: str) -> str:
     return f"HOLDS#{sum(order_id.encode()) % HOLD_PARTITIONS}"
 
 
-EVENT_INDEX_PARTITIONS = 10
+EVENT_INDEX_PARTITIONS = 32
 
 
 def event_orders_index(event_id: str, order_id: str, created_at: str) -> dict[str, str]:
-    """GSI3 attributes of an order: its event's orders, newest first in each of ten partitions."""
+    """GSI3 attributes of an order: its event's orders, newest first in each partition."""
     k = sum(order_id.encode()) % EVENT_INDEX_PARTITIONS
     return {"GSI3PK": f"EVENT#{event_id}#ORDERS#{k}", "GSI3SK": f"{created_at}#{order_id}"}
 
 
 def event_tickets_index(event_id: str, ticket_id: str, created_at: str) -> dict[str, str]:
-    """GSI3 attributes of a ticket: its event's tickets (attendees), over ten partitions."""
+    """GSI3 attributes of a ticket: its event's tickets (attendees), over the partitions."""
     k = sum(ticket_id.encode()) % EVENT_INDEX_PARTITIONS
     return {"GSI3PK": f"EVENT#{event_id}#TICKETS#{k}", "GSI3SK": f"{created_at}#{ticket_id}"}
 
@@ -344,14 +348,29 @@ class RefundItem(Model):
         return f"ORDER#{order_id}", f"REFUND#{refund_id}"
 
 
+STRIPE_EVENT_PARTITIONS = 16
+
+
+def stripe_events_partition(event_id: str) -> str:
+    """The GSI1 key of a received Stripe event: spread over STRIPE_EVENT_PARTITIONS keys."""
+    return f"STRIPE_EVENTS#{sum(event_id.encode()) % STRIPE_EVENT_PARTITIONS}"
+
+
+def stripe_events_partitions() -> list[str]:
+    """Every GSI1 key of received Stripe events (readers query them all and merge)."""
+    return [f"STRIPE_EVENTS#{k}" for k in range(STRIPE_EVENT_PARTITIONS)]
+
+
 class StripeEventItem(Model):
-    """One received Stripe event, for exactly-once processing and for audit."""
+    """One received Stripe event, for exactly-once processing and for audit. Its GSI1 key
+    is one of STRIPE_EVENT_PARTITIONS (`stripe_events_partition`), so a rush of webhooks
+    does not write one index partition."""
 
     Meta = _Meta
 
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True, default="META")
-    GSI1PK = UnicodeAttribute(default="STRIPE_EVENTS")
+    GSI1PK = UnicodeAttribute()
     GSI1SK = UnicodeAttribute()
     gsi1 = GSI1()
 
@@ -398,9 +417,11 @@ def connection():
 class ScanItem(Model):
     """One gate scan attempt, kept for audit whatever its outcome (forgeries included).
 
-    Keyed by the (verified) event and the day, so a day at one event is one Query and a
-    forged code's record needs no read: a code whose signature fails goes to
-    `SCANS#unknown#<day>`. Expires after `SCAN_TTL_DAYS` through the table's TTL."""
+    Keyed by the (verified) event, the day and one of SCAN_PARTITIONS (at random), so a day
+    at one event is SCAN_PARTITIONS Queries (`scan_partitions`), doors-open at 1,000 scans a
+    second writes no partition past its limit, and a forged code's record needs no read: a
+    code whose signature fails goes to `SCANS#unknown#<day>#<k>`. Expires after
+    `SCAN_TTL_DAYS` through the table's TTL."""
 
     Meta = _Meta
 
@@ -421,7 +442,16 @@ class ScanItem(Model):
 
     @staticmethod
     def key(event_id: str | None, scanned_at: str, suffix: str) -> tuple[str, str]:
-        return f"SCANS#{event_id or 'unknown'}#{scanned_at[:10]}", f"{scanned_at}#{suffix}"
+        k = sum(suffix.encode()) % SCAN_PARTITIONS
+        return f"SCANS#{event_id or 'unknown'}#{scanned_at[:10]}#{k}", f"{scanned_at}#{suffix}"
+
+
+SCAN_PARTITIONS = 8
+
+
+def scan_partitions(event_id: str | None, day: str) -> list[str]:
+    """Every partition key of one event's (or `unknown`'s) scans on `day` (yyyy-mm-dd)."""
+    return [f"SCANS#{event_id or 'unknown'}#{day}#{k}" for k in range(SCAN_PARTITIONS)]
 
 
 class CancelJobItem(Model):
@@ -476,3 +506,19 @@ class CancelMarkerItem(Model):
     @staticmethod
     def key(event_id: str, order_id: str) -> tuple[str, str]:
         return f"CANCEL#{event_id}", f"ORDER#{order_id}"
+
+
+class RateCounterItem(Model):
+    """One shard of one Stripe budget counter for one second (`ticketing.stripe_budget`):
+    `used` requests of at most `cap`; gone through the table's TTL a minute later."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="RATE")
+    used = NumberAttribute(default=0)
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(counter: str, second: int, shard: int) -> tuple[str, str]:
+        return f"RATE#{counter}#{second}#{shard}", "RATE"

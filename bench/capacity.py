@@ -1,0 +1,335 @@
+"""The capacity model: a scripted on-sale in process, every DynamoDB request recorded with
+the partition keys it touches (`bench.recorder`), scaled to a target rate.
+
+The sale: checkouts on one ticket type (the functions' own handlers, moto in process, Stripe
+answered in process by `FakeStripe`), payments and their webhooks (receipts included), holds
+that lapse and are expired, then doors-open check-ins. Each phase's units per key are divided
+by its requests and multiplied by its rate:
+
+- on-sale: CHECKOUTS_PER_SECOND checkout requests on one type. The Stripe budget admits what
+  it allows for PaymentIntent creation (`admitted`); the rest are answered 503 before any hold.
+  Every admitted order is both paid (webhook) and, separately, counted as lapsing and expired,
+  so the figures overstate both.
+- the same with Stripe's limit raised so that STRESS_ADMITTED checkouts a second are admitted
+  (what the keys of orders, holds and indexes must carry if Stripe raises the limits);
+- doors-open: SCANS_PER_SECOND check-ins by code.
+
+Keys that stand for one logical partition over time (the budget's per-second counters) are
+counted as one. `python -m bench.capacity` prints the tables; `make bench` includes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bench.recorder import PARTITION_RCU, PARTITION_WCU, Recorder, Units, hottest, recording
+
+CHECKOUTS_PER_SECOND = 5000
+STRESS_ADMITTED = 2000
+SCANS_PER_SECOND = 1000
+TABLE_WCU_QUOTA = 40_000  # the on-demand table quota (write units a second), raisable
+WEBHOOK_SECRET = "whsec_b"
+
+
+class FakeStripe:
+    """PaymentIntents answered in process, in the shapes `ticketing.payments` reads."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.requests: Counter = Counter()
+        self._ids = itertools.count(1)
+        self.v1 = self
+        self.payment_intents = self
+
+    def create(self, params: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.requests["payment_intents.create"] += 1
+        key = (options or {}).get("idempotency_key")
+        for intent in self.intents.values():
+            if key and intent["_key"] == key:
+                return intent
+        intent_id = f"pi_{next(self._ids):08d}"
+        self.intents[intent_id] = {
+            "id": intent_id, "object": "payment_intent", "status": "requires_payment_method", "amount": params["amount"],
+            "currency": params["currency"], "client_secret": f"{intent_id}_secret", "metadata": dict(params["metadata"]),
+            "created": int(time.time()), "_key": key, "payment_method_types": ["card"],
+        }
+        return self.intents[intent_id]
+
+    def retrieve(self, intent_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.requests["payment_intents.retrieve"] += 1
+        return self.intents[intent_id]
+
+    def cancel(self, intent_id: str, params: Any = None, options: Any = None) -> dict[str, Any]:
+        self.requests["payment_intents.cancel"] += 1
+        intent = self.intents[intent_id]
+        if intent["status"] not in ("succeeded", "canceled"):
+            intent["status"] = "canceled"
+        return intent
+
+    def pay(self, intent_id: str) -> dict[str, Any]:
+        intent = self.intents[intent_id]
+        intent.update(status="succeeded", latest_charge=f"ch_{intent_id[3:]}")
+        return intent
+
+
+def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, str]:
+    """A webhook body and its `Stripe-Signature`, made as Stripe makes them."""
+    body = json.dumps(event)
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return body, f"t={stamp},v1={mac}"
+
+
+PER_SECOND = re.compile(r"#\d{9,}(?=#|$)")
+
+
+def one_partition_over_time(key: str) -> str:
+    """`RATE#...#<epoch second>#<shard>` -> `RATE#...#<second>#<shard>`: the same counter."""
+    return PER_SECOND.sub("#<second>", key)
+
+
+@dataclass
+class Phase:
+    name: str
+    requests: int
+    units: dict[tuple[str, str], Units]
+    calls: Counter
+
+
+@dataclass
+class Model:
+    phases: dict[str, Phase] = field(default_factory=dict)
+    admitted_per_second: float = 0.0
+    stripe_requests: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+
+    def load(self, rates: dict[str, float]) -> dict[tuple[str, str], Units]:
+        """Units a second per key with each phase at its rate (requests a second)."""
+        total: dict[tuple[str, str], Units] = {}
+        for name, rate in rates.items():
+            phase = self.phases.get(name)
+            if phase is None or rate <= 0:
+                continue
+            for key, used in phase.units.items():
+                scaled = Units(used.wcu * rate / phase.requests, used.rcu * rate / phase.requests, 0)
+                total.setdefault(key, Units()).add(scaled)
+        return total
+
+    def on_sale(self, requests_per_second: float, admitted_per_second: float) -> dict[str, float]:
+        return {
+            "checkout": admitted_per_second,
+            "checkout_over_budget": requests_per_second - admitted_per_second,
+            "webhook": admitted_per_second,
+            "expiry": admitted_per_second,
+        }
+
+    @staticmethod
+    def doors_open(scans_per_second: float) -> dict[str, float]:
+        return {"scan": scans_per_second}
+
+
+def _hottest(load: dict[tuple[str, str], Units]) -> dict[str, tuple[str, float, float]]:
+    return hottest(load, 1, 1)
+
+
+def run_model(checkouts: int = 160, over_budget: int = 160, lapses: int = 80, scans: int = 160) -> Model:
+    """Play the sale once and record it. Ids are random, so the sharded keys land a little
+    differently each run; with these sample sizes the hottest shard is overstated, not under."""
+    import boto3
+    from moto import mock_aws
+
+    from bench.common import create_table_and_secrets, environment
+    from local.stack import _new_qr_keys
+    from tests.conftest import load_function
+    from tests.unit.conftest import ADMIN, Invoker
+    from ticketing import clock, config, mail, payments, qr
+
+    fake = FakeStripe()
+    model = Model()
+    rec = Recorder()
+    original_client = payments.client
+    payments.client = lambda: fake
+    settings = {
+        "QR_SIGNING_SECRET_NAME": "bench/qr", "QR_PUBLIC_KEYS_PARAMETER": "/bench/qr-public", "SENDER_EMAIL": "tickets@bench.example",
+        "POWERTOOLS_PARAMETERS_MAX_AGE": "300", "MAX_HELD_PER_CUSTOMER": "40",
+    }
+    try:
+        with mock_aws(), environment(settings):
+            mail.reset_client()
+            create_table_and_secrets()
+            keys = _new_qr_keys()
+            boto3.client("secretsmanager").create_secret(Name="bench/qr", SecretString=json.dumps(keys))
+            boto3.client("ssm").put_parameter(Name="/bench/qr-public", Value=json.dumps(qr.public_document(keys)), Type="String")
+            boto3.client("ses").verify_email_identity(EmailAddress="tickets@bench.example")
+            catalogue = Invoker(load_function("catalogue"))
+            buy = Invoker(load_function("checkout"))
+            webhook = Invoker(load_function("webhook"))
+            gate = Invoker(load_function("verify"))
+            expire = load_function("expire_holds")
+            _, event, _ = catalogue(
+                "POST", "/api/events/",
+                {"name": "On sale", "venue": "Arena", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+                claims=ADMIN,
+            )
+            _, ticket_type, _ = catalogue(
+                "POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 2500, "capacity": 100_000}, claims=ADMIN,
+            )
+            basket = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]}
+            counter = itertools.count()
+
+            def checkout(expect: int) -> dict[str, Any]:
+                n = next(counter)
+                who = {"sub": f"buyer-{n}", "email": f"buyer{n}@example.com", "name": f"Buyer {n}"}
+                status, answer, headers = buy("POST", "/api/tickets/stripe/checkout/", basket, claims=who,
+                                              headers={"idempotency-key": f"key-{n}"})
+                model.statuses[status] += 1
+                assert status == expect, (status, answer)
+                return answer
+
+            def phase(name: str, requests: int) -> None:
+                model.phases[name] = Phase(name, requests, rec.units(name, one_partition_over_time), rec.calls(name))
+
+            checkout(201)  # warm: settings, secrets, clients
+            with recording(rec):
+                # Admitted checkouts, one a second (the budget admits each).
+                start = clock.now()
+                paid: list[dict[str, Any]] = []
+                lapsing: list[dict[str, Any]] = []
+                with rec.phase("checkout"):
+                    for n in range(checkouts + lapses):
+                        clock.freeze(start + timedelta(seconds=n))
+                        (paid if n < checkouts else lapsing).append(checkout(201))
+                # Over budget: every token of one second is taken, then the rest are turned away.
+                clock.freeze(start + timedelta(seconds=checkouts + lapses + 5))
+                model.admitted_per_second = _admitted_per_second()
+                if model.admitted_per_second < CHECKOUTS_PER_SECOND:
+                    for _ in range(int(model.admitted_per_second)):
+                        checkout(201)
+                    with rec.phase("checkout_over_budget"):
+                        for _ in range(over_budget):
+                            checkout(503)
+                clock.freeze(None)
+                # Payments and their webhooks (receipts sent inline).
+                with rec.phase("webhook"):
+                    for n, order in enumerate(paid):
+                        intent = fake.pay(order["payment_intent_id"])
+                        body, signature = signed({
+                            "id": f"evt_{n:08d}", "object": "event", "type": "payment_intent.succeeded",
+                            "data": {"object": {k: v for k, v in intent.items() if not k.startswith("_")}},
+                        })
+                        status, answer, _ = webhook("POST", "/api/tickets/webhook", raw_body=body, headers={"stripe-signature": signature})
+                        assert status == 200 and answer["outcome"] == "paid", answer
+                # Lapsed holds, expired by the scheduled job.
+                clock.freeze(clock.now() + timedelta(minutes=config.settings().hold_minutes + 1))
+                with rec.phase("expiry"):
+                    expired = 0
+                    while expired < lapses:
+                        done = expire.lambda_handler({}, _Context())["expired"]
+                        assert done, f"only {expired} of {lapses} lapsed holds expired"
+                        expired += done
+                clock.freeze(None)
+                # Doors open: every paid ticket scanned once.
+                codes = [_code(t) for order in paid for t in order["tickets"]][:scans]
+                with rec.phase("scan"):
+                    for code in codes:
+                        status, answer, _ = gate("POST", "/api/tickets/checkin/", {"code": code, "gate": "North"},
+                                                 claims={"sub": "scanner-1", "cognito:groups": "[scanner]"})
+                        assert status == 200, answer
+            phase("checkout", checkouts + lapses)
+            if model.admitted_per_second < CHECKOUTS_PER_SECOND:
+                phase("checkout_over_budget", over_budget)
+            phase("webhook", len(paid))
+            phase("expiry", lapses)
+            phase("scan", len(codes))
+            model.stripe_requests = fake.requests
+    finally:
+        payments.client = original_client
+        clock.freeze(None)
+    return model
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def _code(ticket: dict[str, Any]) -> str:
+    from ticketing.table import TicketItem
+
+    return TicketItem.get(*TicketItem.key(ticket["id"])).qr_payload
+
+
+def _admitted_per_second() -> float:
+    try:
+        from ticketing import stripe_budget
+    except ImportError:  # before the budget existed: every checkout reached Stripe
+        return CHECKOUTS_PER_SECOND
+    return stripe_budget.allowance("payment_intents.create")
+
+
+def _rows(load: dict[tuple[str, str], Units]) -> list[tuple[str, str, float, float]]:
+    return [(target, key, wcu, rcu) for target, (key, wcu, rcu) in sorted(_hottest(load).items())]
+
+
+def table_total(load: dict[tuple[str, str], Units]) -> float:
+    """Write units a second on the table itself (indexes have their own throughput)."""
+    return sum(used.wcu for (target, _), used in load.items() if "/" not in target)
+
+
+def worst(load: dict[tuple[str, str], Units]) -> tuple[float, float]:
+    """The hottest key's write and read units a second, over every target."""
+    rows = _rows(load)
+    return max((r[2] for r in rows), default=0.0), max((r[3] for r in rows), default=0.0)
+
+
+def scenarios(model: Model) -> dict[str, dict[tuple[str, str], Units]]:
+    admitted = model.admitted_per_second
+    return {
+        f"on-sale: {CHECKOUTS_PER_SECOND}/s checkouts, {admitted:.0f}/s admitted by the Stripe budget":
+            model.load(model.on_sale(CHECKOUTS_PER_SECOND, admitted)),
+        f"on-sale with Stripe's limit raised: {CHECKOUTS_PER_SECOND}/s checkouts, {STRESS_ADMITTED}/s admitted":
+            model.load(model.on_sale(CHECKOUTS_PER_SECOND, STRESS_ADMITTED)),
+        f"doors open: {SCANS_PER_SECOND}/s check-ins": model.load(Model.doors_open(SCANS_PER_SECOND)),
+    }
+
+
+def report(model: Model) -> str:
+    lines = ["\nCapacity model (`python -m bench.capacity`): hottest partition key per table/index, units a second",
+             f"(limits per partition: {PARTITION_WCU} WCU/s, {PARTITION_RCU} RCU/s; table quota {TABLE_WCU_QUOTA} WCU/s)"]
+    for title, load in scenarios(model).items():
+        lines += [f"\n{title}", "| table/index | hottest key | WCU/s | RCU/s |", "|---|---|---|---|"]
+        for target, key, wcu, rcu in _rows(load):
+            flag = " OVER" if wcu > PARTITION_WCU or rcu > PARTITION_RCU else ""
+            lines.append(f"| {target} | `{key}` | {wcu:,.0f} | {rcu:,.0f}{flag} |")
+        lines.append(f"| table total | | {table_total(load):,.0f} of {TABLE_WCU_QUOTA:,} | |")
+    lines.append("\nDynamoDB calls per request (recorded)")
+    for phase in model.phases.values():
+        shown = ", ".join(f"{k.split('.')[1]} x{v / phase.requests:.2f}" for k, v in sorted(phase.calls.items()) if k.startswith("dynamodb."))
+        lines.append(f"- {phase.name}: {shown}")
+    return "\n".join(lines)
+
+
+def run() -> str:
+    return report(run_model())
+
+
+if __name__ == "__main__":
+    from bench.common import setup
+
+    setup()
+    print(run())
