@@ -37,11 +37,7 @@ def create_table_and_secrets() -> None:
 
     from local.template import load_template
 
-    props = load_template(ROOT / "template.yaml").resources["Table"]["Properties"]
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE, AttributeDefinitions=props["AttributeDefinitions"], KeySchema=props["KeySchema"],
-        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"], BillingMode="PAY_PER_REQUEST",
-    )
+    boto3.client("dynamodb").create_table(TableName=TABLE, **load_template(ROOT / "template.yaml").table_definition())
     boto3.client("secretsmanager").create_secret(
         Name=STRIPE_SECRET,
         SecretString=json.dumps({"publishable_key": "pk_test_b", "secret_key": "sk_test_bench", "webhook_secret": "whsec_b"}),

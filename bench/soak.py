@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=BUYERS_AT_ONCE, help="buyers at once")
     args = parser.parse_args(argv)
     stack = Stack(api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), quiet=True, seed_demo=False, state_dir=Path(".local/soak"),
-                  extra_env={"MAX_HELD_PER_CUSTOMER": "20"}).start()
+                  extra_env={"MAX_HELD_PER_CUSTOMER": "20", "STRIPE_RATE_TOTAL": "10000", "STRIPE_RATE_PER_ENDPOINT": "10000"}).start()
     began = time.monotonic()
     try:
         report = run(stack, args.buyers, args.seats, workers=args.workers)

@@ -150,6 +150,9 @@ class Stack:
             "CANCEL_QUEUE_URL": getattr(self, "queue_urls", {}).get("EventCancelQueue", ""),
             "MAX_HELD_PER_CUSTOMER": "20",
             "REFUND_CUTOFF_HOURS": "48",
+            # Stripe's test-mode rate (the stand-in plays a test-mode account)
+            "STRIPE_RATE_TOTAL": "25",
+            "STRIPE_RATE_PER_ENDPOINT": "25",
             **self.extra_env,
         }
 
@@ -267,7 +270,7 @@ class Stack:
         from local.template import load_template
 
         template = load_template(ROOT / "template.yaml")
-        self._create_table(template.resources["Table"]["Properties"])
+        self._create_table(template)
         s3 = self.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         sqs = self.client("sqs")
@@ -295,16 +298,10 @@ class Stack:
             check=True, capture_output=True, timeout=60,
         )
 
-    def _create_table(self, props: dict[str, Any]) -> None:
+    def _create_table(self, template: Any) -> None:
         ddb = self.client("dynamodb")
-        ddb.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-            GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
-            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-        )
-        ttl = props.get("TimeToLiveSpecification")
+        ddb.create_table(TableName=TABLE, **template.table_definition())
+        ttl = template.resources["Table"]["Properties"].get("TimeToLiveSpecification")
         if ttl:
             ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification=ttl)
 

@@ -232,6 +232,19 @@ class Template:
     def resources(self) -> dict[str, Any]:
         return self.data.get("Resources") or {}
 
+    def table_definition(self, logical_id: str = "Table") -> dict[str, Any]:
+        """CreateTable arguments of a table: its attributes, key schema and indexes as the
+        template declares them, without what only a deployment uses (warm throughput)."""
+        props = self.resources[logical_id]["Properties"]
+        indexes = [
+            {k: v for k, v in index.items() if k != "WarmThroughput"} for index in props.get("GlobalSecondaryIndexes") or []
+        ]
+        return {
+            "AttributeDefinitions": props["AttributeDefinitions"], "KeySchema": props["KeySchema"],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+
     @property
     def api(self) -> HttpApi | None:
         """The first HttpApi (the one most templates have)."""

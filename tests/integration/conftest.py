@@ -42,7 +42,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         # Small shards so small test capacities spread over several; a low hold cap to reach it;
         # secrets read afresh on every call, so a test that changes one (a key rotation) and
         # puts it back leaves no function holding the changed value for the tests after it.
-        extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12", "POWERTOOLS_PARAMETERS_MAX_AGE": "0"},
+        # A Stripe budget well above what any test asks for (test_stripe_budget has a stack of its own at 20/s).
+        extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12", "POWERTOOLS_PARAMETERS_MAX_AGE": "0",
+                   "STRIPE_RATE_TOTAL": "10000", "STRIPE_RATE_PER_ENDPOINT": "10000"},
     )
     try:
         instance.start()

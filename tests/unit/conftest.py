@@ -23,14 +23,7 @@ TEMPLATE = load_template(ROOT / "template.yaml")
 def aws():
     """In-process AWS with the table built from template.yaml's own key schema."""
     with mock_aws():
-        props = TEMPLATE.resources["Table"]["Properties"]
-        boto3.client("dynamodb").create_table(
-            TableName="ticketing-test",
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        boto3.client("dynamodb").create_table(TableName="ticketing-test", **TEMPLATE.table_definition())
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/stripe",
             SecretString=json.dumps(

@@ -183,9 +183,11 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
 
 
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+    # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
+    # counter writes a request (README, "On-sale runbook").
+    stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
-    stripe_budget.take("payment_intents.create")  # over Stripe's rate: 503 before any seat is held
     hold = _hold(event, fixture_id, chosen, who)
     order = hold.order
     try:

@@ -3,8 +3,10 @@
 Stripe answers 429 past its limits (100 requests a second per account in live mode, 25 in test
 mode, and about 25 a second on some endpoints such as PaymentIntent creation). Instances
 cannot see each other, so the budget lives in the table: one counter per second for each
-endpoint and one for each pool, each split into shards so that a rush of refused requests
-(each a failed conditional write) spreads its writes over several partitions.
+endpoint and one for each pool, each split into up to SHARDS items (`shard_caps`). A request
+reads SAMPLE of them (one eventually consistent BatchGetItem) and spends from the one with
+the most room with a conditional write, so a rush of refused requests costs reads spread over
+several partitions, and never a request past the limit.
 
 Two pools share the total: `foreground` (checkout, a customer's cancel) and `background`
 (expiry's cancels, refunds, the webhook's reads), which keeps
@@ -26,8 +28,8 @@ from ticketing.config import settings
 from ticketing.errors import DependencyUnavailable
 from ticketing.table import RateCounterItem
 
-SHARDS = 16  # at most; a counter with a smaller limit has one shard per request it allows
-TRIES = 2  # shards tried before refusing
+SHARDS = 8  # at most; a counter with a smaller limit has one shard per request it allows
+SAMPLE = 4  # shards read (eventually consistent, one BatchGetItem) before spending from one
 TTL_SECONDS = 60
 
 FOREGROUND = "foreground"
@@ -45,15 +47,25 @@ def allowance(endpoint: str, pool: str = FOREGROUND) -> int:
     return min(settings().stripe_rate_per_endpoint, pool_limit(pool))
 
 
-def _shard_caps(limit: int) -> list[int]:
+def shard_caps(limit: int) -> list[int]:
+    """How a counter's `limit` a second is split over its shards (adding up to it exactly)."""
     count = max(1, min(SHARDS, limit))
     base, extra = divmod(limit, count)
     return [base + (1 if k < extra else 0) for k in range(count)]
 
 
 def _spend(counter: str, limit: int, second: int) -> bool:
-    caps = _shard_caps(limit)
-    for shard in random.sample(range(len(caps)), min(TRIES, len(caps))):
+    """One request from a shard of `counter` that has room, or False when none of those read
+    has. A refused request only reads (half a unit per shard); a stale read costs at most a
+    failed conditional write, never a request past the limit."""
+    caps = shard_caps(limit)
+    sampled = random.sample(range(len(caps)), min(SAMPLE, len(caps)))
+    keys = {RateCounterItem.key(counter, second, k): k for k in sampled}
+    used = {keys[(item.PK, item.SK)]: int(item.used or 0) for item in RateCounterItem.batch_get(list(keys), consistent_read=False)}
+    room = sorted((caps[k] - used.get(k, 0), k) for k in sampled)
+    for free, shard in reversed(room[-2:]):
+        if free <= 0:
+            break
         try:
             RateCounterItem(*RateCounterItem.key(counter, second, shard)).update(
                 actions=[RateCounterItem.used.add(1), RateCounterItem.ttl.set(second + TTL_SECONDS)],

@@ -167,7 +167,7 @@ class InventoryShard(Model):
         return f"INV#{type_id}#{shard}", "INV"
 
 
-HOLD_PARTITIONS = 10
+HOLD_PARTITIONS = 16
 
 
 def hold_partition(order_id: str) -> str:
