@@ -272,6 +272,7 @@ def run_model(checkouts: int = 160, over_budget: int = 160, lapses: int = 80, sc
     finally:
         payments.client = original_client
         clock.freeze(None)
+        mail.reset_client()
     return model
 
 

@@ -30,16 +30,18 @@ def setup() -> None:
 
 
 def create_table_and_secrets() -> None:
-    """Inside `mock_aws`: the table from template.yaml's key schema and the Stripe secret."""
+    """Inside `mock_aws`: the table from template.yaml's key schema and the Stripe secret,
+    under the names the environment gives (`setup`'s, or the unit tests' under pytest)."""
     import json
 
     import boto3
 
     from local.template import load_template
 
-    boto3.client("dynamodb").create_table(TableName=TABLE, **load_template(ROOT / "template.yaml").table_definition())
+    table = os.environ.get("TABLE_NAME", TABLE)
+    boto3.client("dynamodb").create_table(TableName=table, **load_template(ROOT / "template.yaml").table_definition())
     boto3.client("secretsmanager").create_secret(
-        Name=STRIPE_SECRET,
+        Name=os.environ.get("STRIPE_SECRET_NAME", STRIPE_SECRET),
         SecretString=json.dumps({"publishable_key": "pk_test_b", "secret_key": "sk_test_bench", "webhook_secret": "whsec_b"}),
     )
 

@@ -185,12 +185,13 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
     # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
     # counter writes a request (README, "On-sale runbook").
-    stripe_budget.take("payment_intents.create")
+    spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     hold = _hold(event, fixture_id, chosen, who)
     order = hold.order
     try:
+        stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second
         intent = payments.create_intent(
             order_id=order.order_id,
             amount=int(order.total_cents),

@@ -83,12 +83,22 @@ def _now() -> int:
     return int(clock.now().timestamp())
 
 
-def take(endpoint: str, pool: str = FOREGROUND) -> None:
+def take(endpoint: str, pool: str = FOREGROUND) -> int:
     """Spend one Stripe request of this second on `endpoint` from `pool`, or raise
-    DependencyUnavailable (503, Retry-After: 1) when the budget is spent."""
+    DependencyUnavailable (503, Retry-After: 1) when the budget is spent. Returns the second
+    spent (for `still`)."""
     second = _now()
     if not (_spend(f"ep#{endpoint}", settings().stripe_rate_per_endpoint, second)
             and _spend(f"pool#{pool}", pool_limit(pool), second)):
         raise DependencyUnavailable(
             "Too many payments are being started right now; try again in a moment.", retry_after=1, code="stripe_budget",
         )
+    return second
+
+
+def still(second: int, endpoint: str, pool: str = FOREGROUND) -> None:
+    """Before calling Stripe with a request taken at `second`: if the clock has moved on to
+    another second, spend one of the new second too (or raise as `take` does), so every
+    second's calls stay within that second's budget."""
+    if _now() != second:
+        take(endpoint, pool)
