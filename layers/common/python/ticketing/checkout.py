@@ -7,7 +7,12 @@ money is asked for, and released if the PaymentIntent cannot be created.
 
 from __future__ import annotations
 
+import random
 import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Annotated
 
@@ -20,6 +25,7 @@ from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotF
 from ticketing.ids import new_id
 from ticketing.table import (
     EventItem,
+    ExpiryClaimItem,
     OrderItem,
     OrderLine,
     Payment,
@@ -252,18 +258,70 @@ def close(order: OrderItem, to_status: str, reason: str) -> bool:
     return orders.release(order, to_status, reason, payment={"status": status} if status else None)
 
 
-def expire_lapsed(event_id: str | None = None, limit: int = 100) -> int:
-    """Expire pending orders whose hold has lapsed. Safe to run concurrently: each release
-    is conditional on the order still being pending, so each order is expired once."""
-    done = 0
-    for order in orders.lapsed(limit, event_id):
+CLAIM_SECONDS = 30  # how long one expirer owns a lapsed order before another may try it
+MIN_SECONDS_LEFT = 5  # a scheduled run stops taking orders with less time than this left
+
+
+def _claim_expiry(order_id: str) -> bool:
+    """Own a lapsed order's expiry for CLAIM_SECONDS (a conditional put on an item of its
+    own, so the order and its indexes are not written): concurrent sold-out answers and
+    overlapping runs each cancel a different order's PaymentIntent, never the same one."""
+    from pynamodb.exceptions import PutError
+
+    now = clock.now()
+    claim = ExpiryClaimItem(
+        *ExpiryClaimItem.key(order_id), until=clock.iso(now + timedelta(seconds=CLAIM_SECONDS)),
+        ttl=int(now.timestamp()) + 3600,
+    )
+    try:
+        claim.save(condition=ExpiryClaimItem.PK.does_not_exist() | (ExpiryClaimItem.until < clock.iso(now)))
+        return True
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+
+
+def _spend_cancel(time_left: Callable[[], float] | None) -> None:
+    """One PaymentIntent cancel from the background budget. A scheduled run (`time_left`
+    given) waits for the next second while it has time; a checkout's inline reclaim does not."""
+    while True:
+        try:
+            stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
+            return
+        except DependencyUnavailable:
+            if time_left is None or time_left() < MIN_SECONDS_LEFT + 1:
+                raise
+            now = clock.now()
+            time.sleep(1 - now.microsecond / 1_000_000 + random.uniform(0, 0.05))
+
+
+def expire_lapsed(event_id: str | None = None, limit: int = 100, time_left: Callable[[], float] | None = None,
+                  workers: int = 1) -> int:
+    """Expire pending orders whose hold has lapsed, each claimed once (`_claim_expiry`), its
+    PaymentIntent's cancel paced by the Stripe budget. Safe to run concurrently: each release
+    is conditional on the order still being pending, so each order is expired once.
+    `time_left` (seconds, the Lambda context's): stop taking orders near the timeout;
+    `workers`: orders in flight at once (Stripe's latency, not the budget, bounds one)."""
+    found = orders.lapsed(limit, event_id)
+    stop = threading.Event()
+
+    def one(order: OrderItem) -> bool:
+        if stop.is_set() or (time_left is not None and time_left() < MIN_SECONDS_LEFT):
+            return False
+        if not _claim_expiry(order.order_id):
+            return False  # another run or checkout is on it
         try:
             if order.payment and order.payment.payment_intent_id:
-                stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
-            if close(order, "expired", "hold_lapsed"):
-                done += 1
+                _spend_cancel(time_left)
+            return close(order, "expired", "hold_lapsed")
         except DependencyUnavailable:
-            break  # Stripe's budget is spent or Stripe is throttling: the next run goes on
+            stop.set()  # Stripe's budget is spent or Stripe is throttling: the next run goes on
+            return False
         except PaymentProviderError:
-            continue  # Stripe is down: the next run tries again
-    return done
+            return False  # Stripe is down: the claim lapses and the next run tries again
+
+    if workers <= 1:
+        return sum(one(order) for order in found)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(one, found))

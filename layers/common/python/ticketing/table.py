@@ -15,6 +15,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
 | idempotency record | <Powertools' hashed key> | IDEMPOTENCY |                                     | TTL `ttl` (ticketing.idempotency) |
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
+| who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
@@ -522,3 +523,19 @@ class RateCounterItem(Model):
     @staticmethod
     def key(counter: str, second: int, shard: int) -> tuple[str, str]:
         return f"RATE#{counter}#{second}#{shard}", "RATE"
+
+
+class ExpiryClaimItem(Model):
+    """Who expires a lapsed order (`ticketing.checkout.expire_lapsed`): owned until `until`,
+    so concurrent expirers cancel each PaymentIntent once; gone through the TTL an hour later."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="CLAIM")
+    until = UnicodeAttribute()
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(order_id: str) -> tuple[str, str]:
+        return f"EXPIRY#{order_id}", "CLAIM"
