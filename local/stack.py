@@ -153,6 +153,7 @@ class Stack:
             # Stripe's test-mode rate (the stand-in plays a test-mode account)
             "STRIPE_RATE_TOTAL": "25",
             "STRIPE_RATE_PER_ENDPOINT": "25",
+            "STRIPE_RATE_BACKGROUND_PERCENT": "50",
             **self.extra_env,
         }
 

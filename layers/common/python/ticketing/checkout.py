@@ -316,7 +316,8 @@ def expire_lapsed(event_id: str | None = None, limit: int = 100, time_left: Call
                 _spend_cancel(time_left)
             return close(order, "expired", "hold_lapsed")
         except DependencyUnavailable:
-            ExpiryClaimItem(*ExpiryClaimItem.key(order.order_id)).delete()  # for the next run, at once
+            # Given back for the next run at once (an update: the job needs no DeleteItem).
+            ExpiryClaimItem(*ExpiryClaimItem.key(order.order_id)).update(actions=[ExpiryClaimItem.until.set("")])
             stop.set()  # Stripe's budget is spent or Stripe is throttling: the next run goes on
             return False
         except PaymentProviderError:

@@ -37,7 +37,7 @@ class Settings:
     # Stripe's rate as a budget (ticketing.stripe_budget): requests a second, every instance together
     stripe_rate_total: int = 100  # Stripe's live-mode account limit (25 in test mode)
     stripe_rate_per_endpoint: int = 25  # Stripe's per-endpoint limit (PaymentIntent creation, ...)
-    stripe_rate_background_percent: int = 20  # of the total, kept for cancels, refunds, webhook reads
+    stripe_rate_background_percent: int = 50  # of the total, kept for cancels, refunds, webhook reads
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -80,7 +80,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         ses_configuration_set=env.get("SES_CONFIGURATION_SET", "").strip(),
         stripe_rate_total=_int(env, "STRIPE_RATE_TOTAL", 100, 1, 100_000),
         stripe_rate_per_endpoint=_int(env, "STRIPE_RATE_PER_ENDPOINT", 25, 1, 100_000),
-        stripe_rate_background_percent=_int(env, "STRIPE_RATE_BACKGROUND_PERCENT", 20, 1, 99),
+        stripe_rate_background_percent=_int(env, "STRIPE_RATE_BACKGROUND_PERCENT", 50, 1, 99),
     )
 
 
