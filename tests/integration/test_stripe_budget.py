@@ -56,7 +56,9 @@ def test_200_checkouts_at_once_never_pass_20_payment_intents_a_second(budget_sta
     warm = at_once(WORKERS, lambda i: requests.get(f"{budget_stack.api_url}/api/orders/or_warm{i}/", timeout=60,
                                                    headers={"Authorization": f"Bearer {tokens[i]}"}))
     assert [a.status_code for a in warm] == [404] * WORKERS
-    body = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]}
+    # One seat each: the local AWS stand-in copies the table for every item of a transaction
+    # under one lock, so smaller holds keep the rush inside API Gateway's 30 s on a busy machine.
+    body = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 1}]}
     answers = at_once(CUSTOMERS, lambda i: requests.post(budget_stack.api_url + CHECKOUT, json=body, timeout=60,
                                                          headers={"Authorization": f"Bearer {tokens[i]}"}))
     broken = [a for a in answers if isinstance(a, Exception) or a.status_code not in (201, 503)]
@@ -70,7 +72,7 @@ def test_200_checkouts_at_once_never_pass_20_payment_intents_a_second(budget_sta
     # Nothing held for those turned away; the seats add up to what was admitted.
     assert all(holder_count(budget_stack, sub, event["id"]) == 0 for sub, _ in refused)
     remaining, held, sold, capacity = shards(budget_stack, ticket_type["id"])
-    assert (held, remaining + held + sold) == (2 * len(admitted), capacity)
+    assert (held, remaining + held + sold) == (len(admitted), capacity)
     # Stripe's own clock: at most RATE PaymentIntents created in any second.
     intents = list(stripe_client(budget_stack).v1.payment_intents.list(params={"limit": 100}).auto_paging_iter())
     assert sorted(i.id for i in intents) == sorted(order["payment_intent_id"] for order in admitted)

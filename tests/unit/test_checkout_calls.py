@@ -11,6 +11,7 @@ import stripe
 
 from bench.common import count_aws_calls
 from tests.unit.conftest import ADMIN, Invoker, load_function
+from ticketing import clock
 
 
 @pytest.fixture
@@ -39,9 +40,13 @@ def test_calls_per_checkout_and_per_replay(aws, catalogue, stripe_standin, strip
     claims = {"sub": "counter"}
     buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)  # warm the secret cache
 
-    with count_aws_calls() as calls:
-        stripe_calls.clear()
-        status, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)
+    clock.freeze(clock.now())  # one second: a checkout that crosses into the next spends its budget too
+    try:
+        with count_aws_calls() as calls:
+            stripe_calls.clear()
+            status, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)
+    finally:
+        clock.freeze(None)
     assert status == 201
     dynamodb = {k.split(".")[1]: v for k, v in calls.items() if k.startswith("dynamodb.")}
     assert dynamodb == {"Query": 1, "BatchGetItem": 3, "TransactWriteItems": 1, "UpdateItem": 3}
