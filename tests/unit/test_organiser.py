@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ticketing import inventory, organiser
 from ticketing.table import OrderItem, Payment, event_index_partitions, event_orders_index
+from ticketing.pages import BadCursor, encode_cursor
 from tests.conftest import load_function
 from tests.unit.conftest import ADMIN, CUSTOMER, Invoker
 
@@ -87,6 +88,22 @@ def test_the_scatter_gather_cursor_pages_every_partition_newest_first_without_re
     page, after = organiser._gather(OrderItem, partitions, 5, None)
     again, _ = organiser._gather(OrderItem, partitions, 5, after(2))
     assert again[0].order_id == page[2].order_id
+
+
+def test_a_forged_scatter_gather_cursor_is_refused(aws):
+    partitions = event_index_partitions("ev_1", "ORDERS")
+    good = {"p": {"3": "2031-01-01T00:00:00Z#or_1"}, "x": [0, 1]}
+    assert organiser._positions(encode_cursor(good), len(partitions)) == good
+    for forged in (
+        {"p": {"3": "x"}, "x": []},  # not a sort key
+        {"p": {"12": "2031-01-01T00:00:00Z#or_1"}, "x": []},  # no such partition
+        {"p": {}, "x": list(range(10))},  # all exhausted: no cursor is handed out for that
+        {"p": {"3": "2031-01-01T00:00:00Z#or_1"}, "x": [3]},
+        {"p": {}, "x": ["1"]}, {"p": {}, "x": [1, 1]}, {"p": {}}, {"p": [], "x": []},
+        {"PK": {"S": "EVENT#ev_1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "2031#ev_1"}},
+    ):
+        with pytest.raises(BadCursor):
+            organiser._gather(OrderItem, partitions, 5, encode_cursor(forged))
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -45,7 +46,7 @@ from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
 from ticketing.ids import new_id
 from ticketing.observability import logger, metrics
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_cursor, encode_cursor
 from ticketing.table import (
     CancelJobItem,
     CancelMarkerItem,
@@ -69,16 +70,30 @@ CHECKOUT_SETTLE_SECONDS = 15  # longer than a checkout runs: the second pass sta
 
 
 # ------------------------------------------------------------ scatter-gather
-def _positions(cursor: str | None) -> dict[str, Any]:
-    state = decode_cursor(cursor) or {}
+def _positions(cursor: str | None, partitions: int) -> dict[str, Any]:
+    state = decode_cursor(cursor, lambda value: _scatter_cursor(value, partitions)) or {}
     return {"p": dict(state.get("p") or {}), "x": list(state.get("x") or [])}
+
+
+def _scatter_cursor(value: dict[str, Any], partitions: int) -> bool:
+    """Is `value` a position `cursor_after` could have written: each partition's last sort
+    key (`<created>#<id>`) and the exhausted partitions, not all of them?"""
+    positions, exhausted = value.get("p"), value.get("x")
+    if set(value) != {"p", "x"} or not isinstance(positions, dict) or not isinstance(exhausted, list):
+        return False
+    names = {str(k) for k in range(partitions)}
+    if not set(positions) <= names or not all(isinstance(v, str) and re.fullmatch(STAMP + "#" + ID, v) for v in positions.values()):
+        return False
+    if not all(type(k) is int and 0 <= k < partitions and str(k) not in positions for k in exhausted):
+        return False
+    return len(set(exhausted)) == len(exhausted) < partitions
 
 
 def _gather(model: type, partitions: list[str], limit: int, cursor: str | None, condition: Any = None) -> tuple[list[Any], Callable[[int], str | None]]:
     """Up to `limit` items from `partitions` of GSI3, newest first across all of them,
     after `cursor`. Returns the items and `cursor_after(n)`: the cursor that resumes after
     the first n of them (n = all of them for the next page)."""
-    state = _positions(cursor)
+    state = _positions(cursor, len(partitions))
     fetched: dict[int, list[Any]] = {}
     more: dict[int, bool] = {}
     for k, partition in enumerate(partitions):
