@@ -123,3 +123,20 @@ def test_stripe_keys_never_show_secrets_in_repr():
 
     keys = StripeKeys(secret_key="sk_test_SECRET", webhook_secret="whsec_SECRET")
     assert "SECRET" not in repr(keys)
+
+
+def test_refund_reasons_by_role():
+    from ticketing.refunds import check_reason
+
+    customer, admin = caller_from_claims({"sub": "c"}), caller_from_claims({"sub": "a", "cognito:groups": "[admin]"})
+    check_reason("requested_by_customer", customer)
+    for reason in ("duplicate", "fraudulent", "other"):
+        check_reason(reason, admin)
+        with pytest.raises(Forbidden) as caught:
+            check_reason(reason, customer)
+        assert caught.value.fields["code"] == "reason_for_organisers"
+    for who in (customer, admin):
+        with pytest.raises(Forbidden) as caught:
+            check_reason("event_canceled", who)
+        assert caught.value.fields["code"] == "reason_event_canceled"
+    check_reason("event_canceled", admin, by_cancellation=True)
