@@ -74,8 +74,8 @@ def test_a_checkout_over_the_budget_is_503_with_retry_after_and_holds_nothing(bu
     _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 900, "capacity": 100}, claims=ADMIN)
     body = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]}
     with budget(total=100, per_endpoint=1):
-        first, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims={"sub": "in-time"})
-        status, answer, headers = buy("POST", "/api/tickets/stripe/checkout/", body, claims={"sub": "too-late"})
+        first, _, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims={"sub": "in-time", "email_verified": "true"})
+        status, answer, headers = buy("POST", "/api/tickets/stripe/checkout/", body, claims={"sub": "too-late", "email_verified": "true"})
     assert first == 201
     assert status == 503 and answer["code"] == "stripe_budget" and int(headers["Retry-After"]) >= 1
     shards = list(InventoryShard.scan(InventoryShard.PK.startswith(f"INV#{ticket_type['id']}#")))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, StrictInt, StringConstraints
 from ticketing import catalogue, clock, inventory, orders, payments, stripe_budget
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError
+from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
 from ticketing.table import (
     EventItem,
@@ -189,8 +189,10 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
 
 
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+    if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
+        raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
     # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
-    # counter writes a request (README, "On-sale runbook").
+    # reads of the budget a request (README, "On-sale runbook").
     spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
