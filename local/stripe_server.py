@@ -922,6 +922,20 @@ def patch_saved_cards():
 
     ls_res.PaymentIntent._on_success = on_success
 
+    # Stripe's charges show the card paid with (payment_method_details.card);
+    # localstripe's show only the PaymentMethod's id.
+    def payment_method_details(self):
+        pm = ls_res.store.get('payment_method:' + str(self.payment_method))
+        card = getattr(pm, 'card', None) if pm is not None else None
+        if not isinstance(card, dict):
+            return None
+        return {'type': 'card', 'card': {
+            name: card.get(name) for name in
+            ('brand', 'last4', 'exp_month', 'exp_year', 'country', 'funding',
+             'fingerprint')}}
+
+    ls_res.Charge.payment_method_details = property(payment_method_details)
+
     # A card attached through /attach counts as attached once (so a later
     # detach makes it unusable, as at Stripe).
     orig_attach = ls_res.PaymentMethod._api_attach.__func__

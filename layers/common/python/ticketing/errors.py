@@ -52,6 +52,10 @@ class TooLarge(DomainError):
 class TooManyRequests(DomainError):
     error = "Too many requests"
 
+    def __init__(self, detail: str, *, retry_after: int | None = None, **fields: Any) -> None:
+        super().__init__(detail, **fields)
+        self.retry_after = retry_after
+
 
 class PaymentProviderError(DomainError):
     error = "Payment processing error"

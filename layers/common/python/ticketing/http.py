@@ -87,7 +87,7 @@ def create_app() -> APIGatewayHttpResolver:
     def _domain(exc: errors.DomainError) -> Response:
         status = _status_of(exc)
         headers = None
-        if isinstance(exc, errors.DependencyUnavailable) and exc.retry_after:
+        if getattr(exc, "retry_after", None):  # DependencyUnavailable, TooManyRequests
             headers = {"Retry-After": str(exc.retry_after)}
         if status >= 500:
             logger.warning("dependency error", extra={"error": exc.error, "detail": exc.detail})
