@@ -113,16 +113,35 @@ def _card_details(data: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str]) -> Intent:
-    """One PaymentIntent per order: the idempotency key is derived from the order id."""
+def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str], customer_id: str | None = None,
+                  payment_method_id: str | None = None, save_card: bool = False, return_url: str | None = None) -> Intent:
+    """One PaymentIntent per order: the idempotency key is derived from the order id.
+
+    With `payment_method_id` (a saved card of `customer_id`) it is confirmed here, on the
+    server, on-session (the buyer is present: a card that needs authentication answers
+    `requires_action`, finished in the browser with the client_secret); automatic payment
+    methods need a `return_url` for that. A decline is not an error here: the PaymentIntent
+    comes back `requires_payment_method` with its error message. `save_card` keeps the card
+    for later on-session payments once the payment succeeds."""
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency,
         "metadata": metadata,
         "automatic_payment_methods": {"enabled": True},
     }
+    if customer_id:
+        params["customer"] = customer_id
+    if save_card and customer_id:
+        params["setup_future_usage"] = "on_session"
+    if payment_method_id:
+        params.update(payment_method=payment_method_id, confirm=True, return_url=return_url)
     try:
         intent = client().v1.payment_intents.create(params=params, options={"idempotency_key": f"order-{order_id}-intent"})
+    except stripe.CardError as exc:
+        declined = getattr(exc.error, "payment_intent", None) if exc.error is not None else None
+        if declined is not None:
+            return as_intent(declined)
+        raise _translate(exc, "creating the payment") from exc
     except stripe.StripeError as exc:
         raise _translate(exc, "creating the payment") from exc
     return as_intent(intent)
