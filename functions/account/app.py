@@ -1,17 +1,18 @@
 """Account function: the caller's saved cards, payment history and notification inbox
 (`/api/me/...`, issue 17).
 
-Only the card routes talk to Stripe, so `ticketing.cards` (and with it the Stripe SDK) is
-imported on their first request, not at cold start: the history and the inbox never load it.
+Only the card routes talk to Stripe: `ticketing.cards` imports the Stripe SDK (through
+`ticketing.payments`) on their first call, not at cold start, so the history and the inbox
+never load it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from ticketing import history, idempotency, inbox
+from ticketing import cards, history, idempotency, inbox
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller
 
@@ -32,12 +33,6 @@ STRIPE_DOWN = {
 NOT_YOURS = {404: {"description": "No saved card of yours has this id (another customer's, detached or unknown)", "content": ERROR}}
 
 
-def _cards() -> Any:
-    from ticketing import cards  # imports stripe: only the card routes need it
-
-    return cards
-
-
 @app.post(
     "/api/me/payment-methods/setup",
     summary="Start saving a card: a SetupIntent's client_secret to confirm with the publishable key",
@@ -47,29 +42,29 @@ def _cards() -> Any:
     responses={201: {"description": "The SetupIntent"},
                429: {"description": "Too many cards set up lately; see Retry-After", "content": ERROR}, **STRIPE_DOWN},
 )
-def setup_card(idempotency_key: idempotency.KeyHeader = None) -> tuple[dict[str, Any], int]:
+def setup_card(idempotency_key: idempotency.KeyHeader = None) -> tuple[cards.SetupOut, int]:
     who = require_caller(app)
-    cards = _cards()
     answer = idempotency.once("card-setup", who.sub, idempotency_key, {},
                               lambda: cards.setup(who).model_dump(mode="json"), app.lambda_context)
-    return cards.SetupOut(**answer).model_dump(mode="json"), 201
+    return cards.SetupOut(**answer), 201
 
 
-@app.get("/api/me/payment-methods", summary="My saved cards", tags=["saved cards"], responses=STRIPE_DOWN)
-def list_cards() -> dict[str, Any]:
-    return _cards().list_cards(require_caller(app)).model_dump(mode="json")
+@app.get("/api/me/payment-methods", summary="My saved cards", tags=["saved cards"],
+         responses={200: {"description": "The caller's cards; empty before any is saved"}, **STRIPE_DOWN})
+def list_cards() -> cards.CardList:
+    return cards.list_cards(require_caller(app))
 
 
 @app.delete("/api/me/payment-methods/<pm_id>", summary="Remove a saved card (detached at Stripe)",
-            tags=["saved cards"], responses={**NOT_YOURS, **STRIPE_DOWN})
-def remove_card(pm_id: str) -> dict[str, Any]:
-    return _cards().remove(require_caller(app), pm_id).model_dump(mode="json")
+            tags=["saved cards"], responses={200: {"description": "The card, detached"}, **NOT_YOURS, **STRIPE_DOWN})
+def remove_card(pm_id: str) -> cards.CardOut:
+    return cards.remove(require_caller(app), pm_id)
 
 
 @app.post("/api/me/payment-methods/<pm_id>/default", summary="Make a saved card the default",
-          tags=["saved cards"], responses={**NOT_YOURS, **STRIPE_DOWN})
-def default_card(pm_id: str) -> dict[str, Any]:
-    return _cards().make_default(require_caller(app), pm_id).model_dump(mode="json")
+          tags=["saved cards"], responses={200: {"description": "The card, is_default true"}, **NOT_YOURS, **STRIPE_DOWN})
+def default_card(pm_id: str) -> cards.CardOut:
+    return cards.make_default(require_caller(app), pm_id)
 
 
 @app.get("/api/me/payments", summary="My payments, newest first, with their refunds and the card paid with",
@@ -96,7 +91,8 @@ def read_all() -> inbox.UnreadOut:
 
 @app.post("/api/me/notifications/<notification_id>/read", summary="Mark one of my notifications read",
           tags=["notifications"],
-          responses={404: {"description": "No notification of yours has this id", "content": ERROR}})
+          responses={200: {"description": "The notification, read_at set"},
+                     404: {"description": "No notification of yours has this id", "content": ERROR}})
 def read_one(notification_id: str) -> inbox.NotificationOut:
     return inbox.mark_read(require_caller(app), notification_id)
 

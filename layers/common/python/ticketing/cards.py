@@ -14,7 +14,9 @@ SetupIntents are limited per account (card testing: trying stolen numbers one Se
 at a time) to SETUP_LIMIT per SETUP_WINDOW_SECONDS, counted in a fixed window on the
 account item by conditional writes; over it: 429 with Retry-After.
 
-Every Stripe call goes through `ticketing.payments`, the one adapter.
+Every Stripe call goes through `ticketing.payments`, the one adapter, imported on first
+use: the account function's other routes (history, inbox) and the OpenAPI build load these
+models without the Stripe SDK.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ import hashlib
 import re
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pynamodb.exceptions import UpdateError
 
-from ticketing import clock, payments
+from ticketing import clock
 from ticketing.auth import Caller
 from ticketing.errors import DependencyUnavailable, NotFound, TooManyRequests
 from ticketing.table import AccountItem
+
+if TYPE_CHECKING:
+    from ticketing.payments import Card
 
 CLAIM_SECONDS = 20  # a claimant's lease on creating the Customer (Stripe's timeout x2 fits)
 WAIT_SECONDS = 3.0  # how long a request that lost the claim waits for the winner's id
@@ -57,12 +63,18 @@ class SetupOut(BaseModel):
     client_secret: str
 
 
+def _payments() -> Any:
+    from ticketing import payments  # imports stripe
+
+    return payments
+
+
 def account_key(sub: str) -> str:
     """A stable, opaque name of the account for Stripe (idempotency keys, metadata)."""
     return hashlib.sha256(sub.encode()).hexdigest()[:32]
 
 
-def _out(card: payments.Card, default_id: str | None) -> CardOut:
+def _out(card: Card, default_id: str | None) -> CardOut:
     return CardOut(id=card.id, brand=card.brand, last4=card.last4, exp_month=card.exp_month,
                    exp_year=card.exp_year, is_default=card.id == default_id)
 
@@ -123,7 +135,7 @@ def ensure_customer(who: Caller) -> str:
     while True:
         if _claim(who.sub):
             try:
-                made = payments.create_customer(
+                made = _payments().create_customer(
                     idempotency_key=f"customer-{account_key(who.sub)}", email=who.email, name=who.name,
                     metadata={"account": account_key(who.sub)},
                 )
@@ -185,7 +197,7 @@ def setup(who: Caller) -> SetupOut:
     customer_id = ensure_customer(who)
     number = _take_setup_slot(who.sub)
     window = _window(clock.now().timestamp())
-    intent_id, secret = payments.create_setup_intent(
+    intent_id, secret = _payments().create_setup_intent(
         customer_id=customer_id, metadata={"account": account_key(who.sub)},
         idempotency_key=f"setup-{account_key(who.sub)}-{window}-{number}",
     )
@@ -196,11 +208,11 @@ def list_cards(who: Caller) -> CardList:
     customer_id = customer_of(who.sub)
     if not customer_id:
         return CardList(payment_methods=[])  # no Customer is created just to list nothing
-    found, default_id = payments.cards_of(customer_id)
+    found, default_id = _payments().cards_of(customer_id)
     return CardList(payment_methods=[_out(card, default_id) for card in found])
 
 
-def own_card(who: Caller, payment_method_id: str) -> tuple[str, payments.Card]:
+def own_card(who: Caller, payment_method_id: str) -> tuple[str, Card]:
     """(customer id, card) if the card is attached to the caller's Customer; else NotFound."""
     missing = NotFound("No saved card of yours has this id.", code="unknown_payment_method")
     if not _PM_ID.fullmatch(payment_method_id or ""):
@@ -208,7 +220,7 @@ def own_card(who: Caller, payment_method_id: str) -> tuple[str, payments.Card]:
     customer_id = customer_of(who.sub)
     if not customer_id:
         raise missing
-    found = payments.card(payment_method_id)
+    found = _payments().card(payment_method_id)
     if found is None or found.customer != customer_id:
         raise missing
     return customer_id, found
@@ -216,11 +228,11 @@ def own_card(who: Caller, payment_method_id: str) -> tuple[str, payments.Card]:
 
 def remove(who: Caller, payment_method_id: str) -> CardOut:
     _customer_id, found = own_card(who, payment_method_id)
-    detached = payments.detach_card(found.id)
+    detached = _payments().detach_card(found.id)
     return _out(detached, None)
 
 
 def make_default(who: Caller, payment_method_id: str) -> CardOut:
     customer_id, found = own_card(who, payment_method_id)
-    payments.set_default_card(customer_id, found.id)
+    _payments().set_default_card(customer_id, found.id)
     return _out(found, found.id)
