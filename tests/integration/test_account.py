@@ -185,3 +185,28 @@ def test_cors_preflight_allows_delete(api, stack):
     answer = requests.options(f"{stack.api_url}{CARDS}pm_x/", timeout=10, headers={
         "Origin": "http://localhost:5173", "Access-Control-Request-Method": "DELETE"})
     assert "DELETE" in answer.headers.get("Access-Control-Allow-Methods", ""), answer.headers
+
+
+def test_a_receipt_ses_refuses_for_good_is_told_in_the_inbox(api, stack, make_event, aws_faults):
+    event_id, types = make_event({"GA": (1500, 5)})
+    _, token = customer(api)
+    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
+    aws_faults(service="ses", status=400, code="MessageRejected", count=-1)
+    pay(stack, order)
+    notes = wait_for(lambda: api.get("/api/me/notifications/", token=token).json()["notifications"])
+    aws_faults.clear()
+    assert [(n["kind"], n["order_id"]) for n in notes] == [("receipt_undeliverable", order["order_id"])]
+
+
+def test_an_event_cancellation_is_filed_as_event_canceled(api, stack, make_event):
+    event_id, types = make_event({"GA": (1500, 5)})
+    _, token = customer(api)
+    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
+    pay(stack, order)
+    assert wait_for(lambda: api.get("/api/me/notifications/", token=token).json()["unread"] == 1)  # the receipt
+    assert api.post(f"/api/events/{event_id}/cancel/", token=api.token(["admin"]), json={}).status_code == 202
+
+    def kinds():
+        return sorted(n["kind"] for n in api.get("/api/me/notifications/", token=token).json()["notifications"])
+
+    assert wait_for(lambda: kinds() == ["event_canceled", "receipt"], timeout=90), kinds()

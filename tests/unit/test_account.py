@@ -180,3 +180,23 @@ def test_built_customer_mail_says_what_it_is():
         settings.cache_clear()
     assert notice["X-Ticketing-Kind"] == "refund"
     assert email.message_from_bytes(notice.as_bytes(), policy=email.policy.default)["X-Ticketing-Kind"] == "refund"
+
+
+def test_a_cancellation_refund_is_filed_as_event_canceled(aws, notice_mail, monkeypatch):
+    from ticketing import refunds
+
+    sent: list = []
+    monkeypatch.setattr(mail, "send", lambda message: sent.append(message) or "ses-1")
+    order = OrderItem(order_id="o1", customer_email="a@example.com", customer_name=None, currency="usd")
+    refunds.notify(order, 100, "event_canceled", event_name="Gig")
+    refunds.notify(order, 100, "requested_by_customer", event_name="Gig")
+    assert [m["X-Ticketing-Kind"] for m in sent] == ["event_canceled", "refund"]
+
+
+def test_an_undeliverable_receipt_is_filed_once(aws):
+    _order("ord_2", "jo")
+    order = OrderItem.get(*OrderItem.key("ord_2"))
+    inbox.receipt_undeliverable(order)
+    inbox.receipt_undeliverable(order)
+    [entry] = inbox.my_notifications(Caller(sub="jo")).notifications
+    assert (entry.kind, entry.order_id) == ("receipt_undeliverable", "ord_2")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from ticketing import clock, inventory, mail, orders, payments, qr
+from ticketing import clock, inbox, inventory, mail, orders, payments, qr
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, MalformedRequest, NotFound
 from ticketing.observability import logger, metrics
@@ -351,6 +351,7 @@ def deliver_receipt(order: OrderItem) -> bool:
             _queue_receipt(order.order_id)
         else:
             logger.error("receipt rejected by SES", extra={"order_id": order.order_id})
+            inbox.receipt_undeliverable(order)
         return False
     _record_receipt(order.order_id, message_id)
     return True

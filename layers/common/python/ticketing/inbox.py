@@ -108,6 +108,18 @@ def record_mail(message: EmailMessage, message_id: str) -> str | None:
                   dedupe=dedupe, order_id=order_id, event_id=order.event_id)
 
 
+def receipt_undeliverable(order: OrderItem) -> None:
+    """SES refused the receipt for good: tell the customer in the inbox, once per order
+    (the email cannot). A failure here is logged, never raised: the order is paid."""
+    try:
+        record(order.customer_sub, "receipt_undeliverable", f"We could not email your tickets (order {order.order_id})",
+               "The email address on your order refused our receipt. Your order is paid and your tickets are "
+               "valid: find them under My tickets, or check the address and ask for the receipt again.",
+               dedupe=f"receipt_undeliverable\n{order.order_id}", order_id=order.order_id, event_id=order.event_id)
+    except Exception:  # noqa: BLE001 - see above
+        logger.warning("undeliverable receipt not filed in the inbox", extra={"order_id": order.order_id})
+
+
 # ------------------------------------------------------------------ routes
 def _out(item: NotificationItem) -> NotificationOut:
     return NotificationOut(id=item.notification_id, kind=item.kind, title=item.title, body=item.body,

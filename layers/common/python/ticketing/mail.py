@@ -107,6 +107,7 @@ class RefundNotice:
     amount_cents: int
     reason: str  # a human sentence, e.g. "The event was canceled."
     ticket_serials: tuple[str, ...] = ()
+    kind: str = "refund"  # what the inbox files it as: "refund", or "event_canceled" (ticketing.inbox)
 
 
 class MailError(Exception):
@@ -174,7 +175,7 @@ def build_receipt(receipt: Receipt, render_png: Callable[[str, int], bytes]) -> 
 
 def build_refund_notice(notice: RefundNotice) -> EmailMessage:
     """The refund notice: plain text and HTML, no images."""
-    message = _skeleton(f"Refund for order {notice.order_id}", notice.to_email, notice.to_name, notice.order_id, kind="refund")
+    message = _skeleton(f"Refund for order {notice.order_id}", notice.to_email, notice.to_name, notice.order_id, kind=notice.kind)
     message.set_content(_refund_text(notice), subtype="plain", cte="quoted-printable")
     message.add_alternative(_refund_html(notice), subtype="html", cte="quoted-printable")
     return message
