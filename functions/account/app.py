@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from pydantic import BaseModel, ConfigDict
 
 from ticketing import cards, history, idempotency, inbox
 from ticketing.config import settings
@@ -30,6 +31,16 @@ STRIPE_DOWN = {
     502: {"description": "Stripe failed; nothing was changed", "content": ERROR},
     503: {"description": "Stripe is busy, or the account is being set up by a concurrent request; see Retry-After", "content": ERROR},
 }
+
+
+class NoBody(BaseModel):
+    """These POSTs take no body: none, or `{}`. Anything else is refused (422) rather than
+    ignored, so a client that meant another route learns it before anything changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Empty = Annotated[NoBody | None, Body(description="none, or {}")]
 NOT_YOURS = {404: {"description": "No saved card of yours has this id (another customer's, detached or unknown)", "content": ERROR}}
 
 
@@ -42,7 +53,7 @@ NOT_YOURS = {404: {"description": "No saved card of yours has this id (another c
     responses={201: {"description": "The SetupIntent"},
                429: {"description": "Too many cards set up lately; see Retry-After", "content": ERROR}, **STRIPE_DOWN},
 )
-def setup_card(idempotency_key: idempotency.KeyHeader = None) -> tuple[cards.SetupOut, int]:
+def setup_card(body: Empty = None, idempotency_key: idempotency.KeyHeader = None) -> tuple[cards.SetupOut, int]:
     who = require_caller(app)
     answer = idempotency.once("card-setup", who.sub, idempotency_key, {},
                               lambda: cards.setup(who).model_dump(mode="json"), app.lambda_context)
@@ -63,7 +74,7 @@ def remove_card(pm_id: str) -> cards.CardOut:
 
 @app.post("/api/me/payment-methods/<pm_id>/default", summary="Make a saved card the default",
           tags=["saved cards"], responses={200: {"description": "The card, is_default true"}, **NOT_YOURS, **STRIPE_DOWN})
-def default_card(pm_id: str) -> cards.CardOut:
+def default_card(pm_id: str, body: Empty = None) -> cards.CardOut:
     return cards.make_default(require_caller(app), pm_id)
 
 
@@ -85,7 +96,7 @@ def my_notifications(
 
 
 @app.post("/api/me/notifications/read-all", summary="Mark all my notifications read", tags=["notifications"])
-def read_all() -> inbox.UnreadOut:
+def read_all(body: Empty = None) -> inbox.UnreadOut:
     return inbox.mark_all_read(require_caller(app))
 
 
@@ -93,7 +104,7 @@ def read_all() -> inbox.UnreadOut:
           tags=["notifications"],
           responses={200: {"description": "The notification, read_at set"},
                      404: {"description": "No notification of yours has this id", "content": ERROR}})
-def read_one(notification_id: str) -> inbox.NotificationOut:
+def read_one(notification_id: str, body: Empty = None) -> inbox.NotificationOut:
     return inbox.mark_read(require_caller(app), notification_id)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import requests
 
 from local import stack as stack_module
-from tests.integration.support import wait_for
+from tests.integration.support import stripe_events, wait_for
 from tests.integration.test_account import CARDS, customer, save_card
 from tests.integration.test_checkout import CHECKOUT, available, stripe_client
 from tests.integration.test_webhook import pay
@@ -36,6 +36,7 @@ def test_a_saved_card_pays_with_no_browser_step(api, stack, make_event):
     assert (intent.payment_method, intent.amount) == (pm_id, 5000)
     payments = api.get("/api/me/payments/", token=token).json()["payments"]
     assert payments[0]["order_id"] == body["order_id"] and payments[0]["card"] == {"brand": "visa", "last4": "4242"}
+    assert wait_for(lambda: api.get("/api/me/notifications/", token=token).json()["unread"] == 1)  # the receipt went out
 
 
 def test_the_authentication_card_answers_requires_action_with_the_client_secret(api, stack, make_event):
@@ -66,6 +67,12 @@ def test_a_declined_saved_card_leaves_the_order_pending_with_the_error_and_seats
     order = order_of(api, token, answer.json()["order_id"])
     assert order["status"] == "pending" and order["payment"]["error_message"]
     assert available(api, event_id, types["GA"]) == 7
+    # Stripe's payment_failed webhook changes nothing of that
+    intent = answer.json()["payment_intent_id"]
+    assert wait_for(lambda: any(e["state"] == "processed" for e in stripe_events(stack, intent)))
+    order = order_of(api, token, answer.json()["order_id"])
+    assert order["status"] == "pending" and order["payment"]["error_message"]
+    assert order["payment"]["status"] == "requires_payment_method"
 
 
 def test_anything_but_the_callers_card_is_422_with_nothing_held(api, stack, make_event):
@@ -106,3 +113,4 @@ def test_save_card_keeps_the_card_paid_with(api, stack, make_event):
     assert [c["last4"] for c in cards] == ["4242"]
     again = checkout(api, token, event_id, types["GA"], payment_method_id=cards[0]["id"])
     assert again.status_code == 201 and again.json()["status"] == "succeeded", again.text
+    assert wait_for(lambda: api.get("/api/me/notifications/", token=token).json()["unread"] == 2)  # both receipts went out
