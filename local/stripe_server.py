@@ -253,14 +253,21 @@ def confirm_payment_intent(id=None, payment_method=None, client_secret=None,
     if pi.status != 'requires_confirmation':
         raise _unexpected_state(pi)
 
+    _declines_with_intent(
+        pi, lambda: pi._confirm(on_failure_now=pi._report_failure))
+    return pi
+
+
+def _declines_with_intent(pi, attempt):
+    """Run a charge attempt; a card decline (402) carries the PaymentIntent, as
+    Stripe's does."""
     try:
-        pi._confirm(on_failure_now=pi._report_failure)
+        attempt()
     except UserError as e:
         if e.code == 402:
             e.body['error'].setdefault('decline_code', 'generic_decline')
             e.body['error']['payment_intent'] = pi._export()
         raise
-    return pi
 
 
 def patch_confirm_payment_method():
@@ -858,27 +865,13 @@ def _pi_create(cls, confirm=None, off_session=None, return_url=None,
                           code='authentication_required',
                           decline_code='authentication_required',
                           payment_intent=obj._export())
-    if off_session and pm._requires_authentication():
-        obj._create_charge_with_failure()  # set up before: no challenge
+    if off_session and pm._requires_authentication():  # set up before: no challenge
+        _declines_with_intent(
+            obj, lambda: obj._create_charge(on_failure_now=obj._report_failure))
     else:
-        try:
-            obj._confirm(on_failure_now=obj._report_failure)
-        except UserError as e:
-            if e.code == 402:
-                e.body['error'].setdefault('decline_code', 'generic_decline')
-                e.body['error']['payment_intent'] = obj._export()
-            raise
+        _declines_with_intent(
+            obj, lambda: obj._confirm(on_failure_now=obj._report_failure))
     return obj
-
-
-def _pi_create_charge_with_failure(self):
-    try:
-        self._create_charge(on_failure_now=self._report_failure)
-    except UserError as e:
-        if e.code == 402:
-            e.body['error'].setdefault('decline_code', 'generic_decline')
-            e.body['error']['payment_intent'] = self._export()
-        raise
 
 
 def patch_saved_cards():
@@ -894,8 +887,6 @@ def patch_saved_cards():
     _original_customer_update = ls_res.Customer._api_update
     ls_res.Customer._api_update = classmethod(_customer_update)
     ls_res.PaymentIntent._api_create = classmethod(_pi_create)
-    ls_res.PaymentIntent._create_charge_with_failure = \
-        _pi_create_charge_with_failure
 
     # SetupIntents show last_setup_error, as Stripe's do.
     orig_si_init = ls_res.SetupIntent.__init__

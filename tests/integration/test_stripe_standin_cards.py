@@ -198,3 +198,15 @@ def test_setup_future_usage_saves_the_card_on_success(standin, client):
         'automatic_payment_methods': {'enabled': True}})
     assert pi.status == 'succeeded'
     assert _cards(client, customer) == [pm_id]
+
+
+def test_a_card_set_up_with_authentication_pays_off_session_without_it(standin, client):
+    customer = _customer(client)
+    si = _setup(client, customer)
+    pm_id = _browser_pm(standin, '4000002500003155')
+    assert _browser_confirm(standin, si, pm_id).json()['status'] == 'requires_action'
+    requests.post(standin['base'] + '/v1/setup_intents/%s/_authenticate' % si.id,
+                  data={'client_secret': si.client_secret, 'success': 'true'},
+                  headers={'Authorization': 'Bearer sk_test_standin'}).raise_for_status()
+    assert _confirm_now(client, customer, pm_id, off_session=True).status == 'succeeded'
+    assert _confirm_now(client, customer, pm_id, return_url='http://x/').status == 'requires_action'
