@@ -253,6 +253,8 @@ def scenario(api, stack):
     ok(api.get(f"/api/events/{event_id}/attendees/", token=admin))
     attendees = ok(api.get(f"/api/events/{event_id}/attendees/?format=csv", token=admin))
     assert len(list(csv.reader(io.StringIO(attendees.text)))) > 1
+    link = ok(api.get(f"/api/events/{event_id}/attendees/?format=csv&delivery=link", token=admin))  # as a large export
+    assert requests.get(link["export_url"], timeout=10).text == attendees.text
     ok(api.get(f"/api/events/{event_id}/stats/", token=admin))
     # Stripe refuses the first refunds: the job undoes their reservations and resumes later
     with stripe_failing(stack, "/v1/refunds", count=4):

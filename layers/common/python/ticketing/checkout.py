@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 from ticketing import cards, catalogue, clock, inventory, orders, payments
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError
+from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
 from ticketing.table import (
     EventItem,
@@ -185,6 +185,8 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
 
 
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+    if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
+        raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held

@@ -63,6 +63,7 @@ _RETRYABLE_CODES = frozenset(
         "ServiceUnavailableException", "InternalFailure", "InternalServerError",
     }
 )
+INVALID_ADDRESS = "InvalidAddress"  # MailError.code when the recipient's address is refused before SES
 _ADDRESS_IN_TEXT = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
 
 
@@ -185,7 +186,10 @@ def _skeleton(subject: str, to_email: str, to_name: str | None, order_id: str, k
     message = EmailMessage(policy=_POLICY)
     message["Subject"] = _one_line(subject)
     message["From"] = _sender()
-    message["To"] = _address(to_email, to_name)
+    try:
+        message["To"] = _address(to_email, to_name)
+    except ValueError:  # the customer's address, not our fault: permanent, recorded on the order
+        raise MailError("the recipient's address cannot receive mail from us", retryable=False, code=INVALID_ADDRESS) from None
     message["Date"] = formatdate(usegmt=True)
     message["X-Ticketing-Order"] = order_id
     if kind:  # what the customer's inbox files it as (ticketing.inbox)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -45,7 +46,7 @@ from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
 from ticketing.ids import new_id
 from ticketing.observability import logger, metrics
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_cursor, encode_cursor
 from ticketing.table import (
     CancelJobItem,
     CancelMarkerItem,
@@ -69,16 +70,30 @@ CHECKOUT_SETTLE_SECONDS = 15  # longer than a checkout runs: the second pass sta
 
 
 # ------------------------------------------------------------ scatter-gather
-def _positions(cursor: str | None) -> dict[str, Any]:
-    state = decode_cursor(cursor) or {}
+def _positions(cursor: str | None, partitions: int) -> dict[str, Any]:
+    state = decode_cursor(cursor, lambda value: _scatter_cursor(value, partitions)) or {}
     return {"p": dict(state.get("p") or {}), "x": list(state.get("x") or [])}
+
+
+def _scatter_cursor(value: dict[str, Any], partitions: int) -> bool:
+    """Is `value` a position `cursor_after` could have written: each partition's last sort
+    key (`<created>#<id>`) and the exhausted partitions, not all of them?"""
+    positions, exhausted = value.get("p"), value.get("x")
+    if set(value) != {"p", "x"} or not isinstance(positions, dict) or not isinstance(exhausted, list):
+        return False
+    names = {str(k) for k in range(partitions)}
+    if not set(positions) <= names or not all(isinstance(v, str) and re.fullmatch(STAMP + "#" + ID, v) for v in positions.values()):
+        return False
+    if not all(type(k) is int and 0 <= k < partitions and str(k) not in positions for k in exhausted):
+        return False
+    return len(set(exhausted)) == len(exhausted) < partitions
 
 
 def _gather(model: type, partitions: list[str], limit: int, cursor: str | None, condition: Any = None) -> tuple[list[Any], Callable[[int], str | None]]:
     """Up to `limit` items from `partitions` of GSI3, newest first across all of them,
     after `cursor`. Returns the items and `cursor_after(n)`: the cursor that resumes after
     the first n of them (n = all of them for the next page)."""
-    state = _positions(cursor)
+    state = _positions(cursor, len(partitions))
     fetched: dict[int, list[Any]] = {}
     more: dict[int, bool] = {}
     for k, partition in enumerate(partitions):
@@ -229,23 +244,24 @@ def csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
+_CSV_ATTRIBUTES = ["GSI3SK", "ticket_id", "serial", "type_name", "status", "holder_name", "holder_email", "order_id", "used_at", "gate"]
+
+
 def attendees_csv(event_id: str, status: str | None) -> str:
-    """Every attendee as RFC 4180 CSV (CRLF, quotes doubled, a header row)."""
+    """Every attendee as RFC 4180 CSV (CRLF, quotes doubled, a header row), newest first.
+    Each partition is read once, page by page, with only the columns' attributes (the
+    scatter-gather pages of the JSON listing would read each partition once per page)."""
     _event(event_id)
+    rows = sorted(
+        ((t.GSI3SK, (t.ticket_id, t.serial, t.type_name, t.status, t.holder_name, t.holder_email, t.order_id, t.used_at, t.gate))
+         for t in _every(TicketItem, event_index_partitions(event_id, "TICKETS"), _ticket_condition(status), _CSV_ATTRIBUTES)),
+        key=lambda row: row[0], reverse=True,
+    )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(CSV_COLUMNS)
-    cursor: str | None = None
-    while True:
-        found, cursor_after = _gather(TicketItem, event_index_partitions(event_id, "TICKETS"), CSV_PAGE, cursor, _ticket_condition(status))
-        for t in found:
-            a = _attendee(t)
-            writer.writerow([csv_cell(v) for v in (
-                a.ticket_id, a.serial, a.ticket_type_name, a.status, a.holder_name, a.holder_email, a.order_id, a.checked_in_at, a.gate,
-            )])
-        cursor = cursor_after(len(found))
-        if cursor is None or not found:
-            return out.getvalue()
+    writer.writerows([csv_cell(v) for v in values] for _, values in rows)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------- stats
@@ -453,7 +469,7 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
     status = order.status
     if status in refunds.REFUNDABLE:
         try:
-            made = refunds.refund(order.order_id, refunds.RefundIn(reason="event_canceled"), _system(job))
+            made = refunds.refund(order.order_id, refunds.RefundIn(reason="event_canceled"), _system(job), by_cancellation=True)
         except (PaymentProviderError, DependencyUnavailable) as exc:
             raise RetryLater(f"refund failed: {exc.detail}") from exc
         except Conflict as exc:

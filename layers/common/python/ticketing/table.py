@@ -252,6 +252,10 @@ class OrderItem(Model):
     receipt_claimed_until = UnicodeAttribute(null=True)  # a sender's lease, so one email goes out
     receipt_sent_at = UnicodeAttribute(null=True)
     receipt_message_id = UnicodeAttribute(null=True)
+    receipt_undeliverable_at = UnicodeAttribute(null=True)  # the address was refused for good (mail code or SES)
+    receipt_problem = UnicodeAttribute(null=True)  # why, in words the customer sees on the order
+    resend_hour = UnicodeAttribute(null=True)  # the UTC hour ("2026-12-02T10") resend_count counts
+    resend_count = NumberAttribute(null=True)  # receipts resent in resend_hour (limited, ticketing.fulfilment)
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
