@@ -140,7 +140,8 @@ def test_payment_history_and_inbox_show_what_happened(api, stack, make_event):
     assert rest["payments"][0]["order_id"] == first["order_id"]
     _, other = customer(api)
     assert api.get("/api/me/payments/", token=other).json()["payments"] == []
-    assert api.get(f"/api/me/payments/?cursor={one['next_cursor']}", token=other).status_code == 422
+    foreign = api.get(f"/api/me/payments/?cursor={one['next_cursor']}", token=other)
+    assert foreign.status_code == 400 and foreign.json()["code"] == "bad_cursor"
 
     # receipts (one per order) and the refund notice, all unread
     def inbox(query=""):
@@ -165,6 +166,9 @@ def test_payment_history_and_inbox_show_what_happened(api, stack, make_event):
     first_page = inbox("?limit=2")
     assert len(first_page["notifications"]) == 2 and first_page["next_cursor"]
     assert len(inbox(f"?limit=2&cursor={first_page['next_cursor']}")["notifications"]) == 1
+    stolen = api.get(f"/api/me/notifications/?cursor={first_page['next_cursor']}", token=other)
+    assert stolen.status_code == 400 and stolen.json()["code"] == "bad_cursor"
+    assert api.get(f"/api/me/notifications/?unread=true&cursor={first_page['next_cursor']}", token=token).status_code == 400
     assert api.post("/api/me/notifications/read-all/", token=token).json() == {"unread": 0}
     assert inbox()["unread"] == 0 and all(n["read_at"] for n in inbox()["notifications"])
     assert inbox("?unread=true")["notifications"] == []

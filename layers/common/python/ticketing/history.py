@@ -10,14 +10,14 @@ the others). The card's brand and last four digits are those recorded with the p
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
 
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import InvalidInput
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, OrderItem, RefundItem, customer_partition
 
 DEFAULT_PAGE = 50
@@ -61,14 +61,9 @@ class PaymentPage(BaseModel):
 
 
 def _start(cursor: str | None, partition: str) -> dict[str, Any] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    text = {name: value.get("S") if isinstance(value := key.get(name), dict) else None for name in KEY_NAMES}
-    if text["GSI1PK"] != partition or not all(isinstance(v, str) for v in text.values()) \
-            or not text["GSI1SK"].startswith("ORDER#"):
-        raise InvalidInput("cursor", "The cursor is not one this listing handed out; start again without it.")
-    return {name: {"S": value} for name, value in text.items()}
+    """The cursor's key, if this listing handed it to this caller (else 400 bad_cursor)."""
+    return decode_key(cursor, {"PK": "ORDER#" + ID, "SK": "META", "GSI1PK": re.escape(partition),
+                               "GSI1SK": "ORDER#" + STAMP + "#" + ID})
 
 
 def my_payments(who: Caller, *, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> PaymentPage:

@@ -18,6 +18,7 @@ attributes are removed on read), so the unread count and `?unread=true` read onl
 from __future__ import annotations
 
 import hashlib
+import re
 from email.message import EmailMessage
 from typing import Any, Literal
 
@@ -26,9 +27,9 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from ticketing import clock
 from ticketing.auth import Caller
-from ticketing.errors import InvalidInput, NotFound
+from ticketing.errors import NotFound
 from ticketing.observability import logger
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import NotificationItem, OrderItem
 
 Kind = Literal["receipt", "refund", "event_changed", "event_canceled", "receipt_undeliverable"]
@@ -127,15 +128,11 @@ def _out(item: NotificationItem) -> NotificationOut:
                            read_at=item.read_at)
 
 
-def _start(cursor: str | None, index: str, partition: str) -> dict[str, Any] | None:
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    names = ("PK", "SK", f"{index}PK", f"{index}SK")
-    text = {name: value.get("S") if isinstance(value := key.get(name), dict) else None for name in names}
-    if text[f"{index}PK"] != partition or not all(isinstance(v, str) for v in text.values()):
-        raise InvalidInput("cursor", "The cursor is not one this listing handed out; start again without it.")
-    return {name: {"S": value} for name, value in text.items()}
+def _start(cursor: str | None, index: str, partition: str, sub: str) -> dict[str, Any] | None:
+    """The cursor's key, if this listing handed it to this caller (else 400 bad_cursor)."""
+    inbox_key = re.escape(NotificationItem.inbox(sub))
+    return decode_key(cursor, {"PK": inbox_key, "SK": "NOTE#" + ID, f"{index}PK": re.escape(partition),
+                               f"{index}SK": STAMP + "#" + ID})
 
 
 def unread_count(sub: str) -> int:
@@ -156,7 +153,7 @@ def my_notifications(who: Caller, *, unread: bool = False, limit: int = DEFAULT_
     partition = NotificationItem.unread(who.sub) if unread else NotificationItem.inbox(who.sub)
     answer = NotificationItem._get_connection().query(
         partition, index_name=index, scan_index_forward=False, limit=max(1, min(limit, 100)),
-        exclusive_start_key=_start(cursor, index, partition),
+        exclusive_start_key=_start(cursor, index, partition, who.sub),
     )
     found = [_out(NotificationItem.from_raw_data(raw)) for raw in answer.get("Items", [])]
     return NotificationPage(notifications=found, unread=unread_count(who.sub), count=len(found),
