@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from ticketing import clock, inventory, mail, orders, payments, qr, stripe_budget
+from ticketing import clock, inbox, inventory, mail, orders, payments, qr, stripe_budget
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, MalformedRequest, NotFound, TooManyRequests, Unprocessable
 from ticketing.observability import logger, metrics
@@ -190,6 +190,7 @@ def _payment_fields(intent: payments.Intent) -> dict[str, Any]:
     return {
         "payment_intent_id": intent.id, "status": intent.status, "charge_id": intent.charge_id,
         "payment_method": intent.payment_method_type or "card",
+        "card_brand": intent.card_brand, "card_last4": intent.card_last4,  # the payment history's card (issue 17)
     }
 
 
@@ -346,7 +347,8 @@ def _record_undeliverable(order_id: str, error: mail.MailError) -> None:
     """A permanent refusal of the customer's address is the customer's data, not our outage:
     kept on the order (shown on GET /api/orders/{id}/), counted (alarmed), and the Stripe
     event that paid the order still succeeds."""
-    OrderItem(*OrderItem.key(order_id)).update(
+    order = OrderItem(*OrderItem.key(order_id))
+    order.update(
         actions=[
             OrderItem.receipt_undeliverable_at.set(clock.iso(clock.now())),
             OrderItem.receipt_problem.set(undeliverable_problem(error)),
@@ -355,6 +357,7 @@ def _record_undeliverable(order_id: str, error: mail.MailError) -> None:
     )
     metrics.add_metric(name="ReceiptsUndeliverable", unit="Count", value=1)
     logger.warning("receipt undeliverable", extra={"order_id": order_id, "mail_error": error.code})
+    inbox.receipt_undeliverable(order)  # `update` read the order back: the customer learns it in the app
 
 
 def deliver_receipt(order: OrderItem) -> bool:
