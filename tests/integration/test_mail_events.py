@@ -45,6 +45,8 @@ def test_a_permanent_bounce_of_the_receipt_shows_on_the_order(api, stack, make_e
     assert "bounced" in shown["receipt"]["problem"] and address not in shown["receipt"]["problem"]
     assert invoke(stack, bounce, bounce) == ["already_recorded", "already_recorded"]
     assert order_of(api, token, order_id) == shown
+    notices = api.get("/api/me/notifications/", token=token).json()
+    assert [n["kind"] for n in notices["notifications"]].count("receipt_undeliverable") == 1, notices
 
     # the customer resends it and it goes out: cleared; the first bounce again changes nothing
     assert api.post(f"/api/orders/{order_id}/resend-receipt/", token=token).status_code == 200

@@ -11,7 +11,7 @@ import pytest
 
 from tests.ses_events import ADDRESS, notification, sns_event
 from tests.unit.conftest import _Context, load_function
-from ticketing import bounces, fulfilment, orders
+from ticketing import bounces, fulfilment, inbox, orders
 from ticketing.observability import metrics
 from ticketing.table import OrderItem
 
@@ -88,12 +88,14 @@ def test_a_permanent_bounce_of_the_receipt_is_recorded_once_however_often_it_arr
     first = orders.get(order).receipt_undeliverable_at
     assert bounces.handle(message) == "already_recorded"  # SNS delivered it twice
     assert orders.get(order).receipt_undeliverable_at == first and counted("ReceiptsUndeliverable") == 1
+    assert inbox.unread_count("c-1") == 1  # the customer's inbox says so, once
 
 
 @pytest.mark.parametrize("bounce_type", ["Transient", "Undetermined"])
 def test_a_bounce_that_is_not_permanent_changes_nothing(order, counted, bounce_type):
     assert bounces.handle(notification(order_id=order, bounce_type=bounce_type, sub_type="MailboxFull")) == "ignored"
     assert receipt(order).status == "sent" and counted("ReceiptsUndeliverable") == 0
+    assert inbox.unread_count("c-1") == 0
 
 
 def test_a_complaint_is_counted_and_logged_without_the_address(order, counted, caplog):

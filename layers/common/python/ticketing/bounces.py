@@ -59,7 +59,8 @@ class MailEvent:
 def record_undeliverable(order_id: str, problem: str, cause: str, *, message_id: str | None = None,
                          sent_at: str | None = None) -> bool:
     """Record on the order that its receipt cannot be delivered (`problem` is shown to the
-    customer) and count ReceiptsUndeliverable; the one place that does. Conditional: the
+    customer), count ReceiptsUndeliverable and file it in the customer's inbox; the one
+    place that does. Conditional: the
     order exists and is not recorded already. For a bounce (`message_id`), also: the email
     bounced is the order's receipt, or no receipt was recorded, or it was sent after the
     last recorded one (a refund notice, a resend); an older receipt's bounce is not.
@@ -70,8 +71,9 @@ def record_undeliverable(order_id: str, problem: str, cause: str, *, message_id:
         if sent_at:
             current = current | (OrderItem.receipt_sent_at < sent_at)
         condition = condition & current
+    order = OrderItem(*OrderItem.key(order_id))
     try:
-        OrderItem(*OrderItem.key(order_id)).update(
+        order.update(
             actions=[
                 OrderItem.receipt_undeliverable_at.set(clock.iso(clock.now())),
                 OrderItem.receipt_problem.set(problem),
@@ -86,6 +88,9 @@ def record_undeliverable(order_id: str, problem: str, cause: str, *, message_id:
         return False
     metrics.add_metric(name="ReceiptsUndeliverable", unit="Count", value=1)
     logger.warning("receipt undeliverable", extra={"order_id": order_id, "mail_error": cause})
+    from ticketing import inbox  # pydantic, needed only now
+
+    inbox.receipt_undeliverable(order)  # `update` read the order back: the customer learns it in the app
     return True
 
 

@@ -189,6 +189,7 @@ def _payment_fields(intent: payments.Intent) -> dict[str, Any]:
     return {
         "payment_intent_id": intent.id, "status": intent.status, "charge_id": intent.charge_id,
         "payment_method": intent.payment_method_type or "card",
+        "card_brand": intent.card_brand, "card_last4": intent.card_last4,  # the payment history's card (issue 17)
     }
 
 
@@ -344,7 +345,8 @@ def undeliverable_problem(error: mail.MailError) -> str:
 def _record_undeliverable(order_id: str, error: mail.MailError) -> None:
     """A permanent refusal of the customer's address is the customer's data, not our outage:
     kept on the order (shown on GET /api/orders/{id}/), counted (alarmed), and the Stripe
-    event that paid the order still succeeds. Bounces after sending: ticketing.bounces."""
+    event that paid the order still succeeds; the customer's inbox says so too. Bounces
+    after sending: ticketing.bounces, whose writer this is."""
     bounces.record_undeliverable(order_id, undeliverable_problem(error), error.code)
 
 

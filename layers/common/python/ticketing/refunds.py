@@ -259,6 +259,7 @@ def notify(order: OrderItem, amount_cents: int, reason: str, tickets: list[Ticke
                     event_name=event_name or "your event", currency=order.currency, amount_cents=int(amount_cents),
                     reason=NOTICE_REASONS.get(reason, "Your order has been refunded."),
                     ticket_serials=tuple(t.serial for t in tickets),
+                    kind="event_canceled" if reason == "event_canceled" else "refund",
                 )
             )
         )
