@@ -64,7 +64,7 @@ def set_ticket(stack, ticket_id: str, expression: str, values: dict[str, str], n
 
 
 def void(stack, ticket_id: str, event_id: str) -> str:
-    """What orders.void_actions writes: void, and onto the event's voided list (GSI2)."""
+    """What lifecycle.orders.void_actions writes: void, and onto the event's voided list (GSI2)."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     set_ticket(stack, ticket_id, "SET #s = :v, voided_at = :t, GSI2PK = :pk, GSI2SK = :sk",
                {":v": "void", ":t": now, ":pk": f"VOIDED#{event_id}", ":sk": f"{now}#{ticket_id}"}, {"#s": "status"})

@@ -12,6 +12,7 @@ import stripe
 from local.stack import _new_qr_keys
 from tests.unit.conftest import ADMIN, Invoker, load_function
 from ticketing import config, fulfilment, mail, orders, payments, qr
+from ticketing.lifecycle import orders as lifecycle
 from ticketing.table import InventoryShard, OrderItem
 
 SENDER = "tickets@unit.example"
@@ -48,7 +49,7 @@ def _order(shop, sub, qty=2):
 
 def _lapse_without_cancelling_the_payment(order_id):
     """What a hold's lapse looks like when the payment could not be cancelled in time."""
-    assert orders.release(orders.get(order_id), "expired", "hold_lapsed")
+    assert lifecycle.release(orders.get(order_id), "expired", "hold_lapsed")
 
 
 def _pay_at_stripe(intent_id):
@@ -193,7 +194,7 @@ def test_a_partially_refunded_order_still_gets_its_receipt_from_a_late_delivery(
     _pay_at_stripe(order["payment_intent_id"])
     intent = payments.retrieve_intent(order["payment_intent_id"])
     payloads = {t: qr.sign(t, shop["event"]["id"]) for t in orders.get(order["order_id"]).ticket_ids}
-    assert orders.mark_paid(orders.get(order["order_id"]), payloads, {"payment_intent_id": intent.id, "status": "succeeded"})
+    assert lifecycle.mark_paid(orders.get(order["order_id"]), payloads, {"payment_intent_id": intent.id, "status": "succeeded"})
     OrderItem(*OrderItem.key(order["order_id"])).update(actions=[OrderItem.status.set("partially_refunded")])
     assert fulfilment.settle(intent)[0] == "paid"
     assert len(_sent("Your tickets")) == 1

@@ -5,7 +5,7 @@ Stripe delivers events more than once, concurrently and out of order. So:
   crashed attempt be retried; a finished one is answered as a duplicate);
 - the PaymentIntent's *current* state is fetched from Stripe and acted on, whatever the
   event said, so late and reordered events converge on the same state;
-- every state change is itself conditional (`ticketing.orders`), so even two concurrent
+- every state change is itself conditional (`ticketing.lifecycle`), so even two concurrent
   attempts at the same payment issue one set of tickets;
 - the receipt is claimed with a lease before it is sent, so it goes out once; if SES
   fails the payment stays recorded and the receipt goes to a queue to be retried.
@@ -22,6 +22,8 @@ from typing import Any, Literal
 from pynamodb.exceptions import PutError, UpdateError
 
 from ticketing import clock, inventory, mail, orders, payments, qr
+from ticketing.lifecycle import LATE, OrderStatus, TicketStatus
+from ticketing.lifecycle import orders as lifecycle
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, MalformedRequest, NotFound
 from ticketing.observability import logger, metrics
@@ -31,7 +33,7 @@ from ticketing.table import EventItem, OrderItem, StripeEventItem
 TOLERANCE_SECONDS = 300
 LEASE_SECONDS = 60
 # Orders whose customer holds valid tickets, so a receipt is owed.
-RECEIPTED = (orders.PAID, "partially_refunded")
+RECEIPTED = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
 EVENT_LOG_DAYS = 400
 PAYMENT_EVENTS = frozenset(
     {
@@ -140,6 +142,10 @@ def _finish(event_id: str, state: str, outcome: str, order_id: str | None) -> No
 
 
 REFUND_EVENTS = frozenset({"charge.refunded", "refund.created", "refund.updated", "charge.refund.updated"})
+DISPUTE_EVENTS = frozenset({
+    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+})
 
 
 def _dispatch(kind: str, obj: dict[str, Any]) -> tuple[str, str | None]:
@@ -152,10 +158,10 @@ def _dispatch(kind: str, obj: dict[str, Any]) -> tuple[str, str | None]:
         charge = obj.get("id") if obj.get("object") == "charge" else obj.get("charge")
         intent = obj.get("payment_intent")
         return refunds.mirror(charge if isinstance(charge, str) else None, intent if isinstance(intent, str) else None)
-    if kind == "charge.dispute.created":
-        return refunds.dispute_opened(obj)
-    if kind == "charge.dispute.closed":
-        return refunds.dispute_closed(obj)
+    if kind in DISPUTE_EVENTS:
+        from ticketing import disputes
+
+        return disputes.converge(obj)
     return "ignored", None
 
 
@@ -173,11 +179,13 @@ def settle(intent: payments.Intent) -> tuple[str, str | None]:
     if intent.status == "succeeded":
         return _succeeded(order, intent), order_id
     if intent.status == "canceled":
-        if order.status == orders.PENDING and orders.release(order, "canceled", "payment_canceled", payment={"status": "canceled"}):
+        if order.status == OrderStatus.PENDING and lifecycle.release(
+            order, "canceled", "payment_canceled", payment={"status": "canceled"}, by="stripe",
+        ):
             return "canceled", order_id
         return "already_closed", order_id
     # requires_payment_method (after a failure), requires_action, processing, ...
-    orders.record_payment(
+    lifecycle.record_payment(
         order.order_id, status=intent.status, error_message=intent.error_message,
         payment_method=intent.payment_method_type,
     )
@@ -191,7 +199,7 @@ def _payment_fields(intent: payments.Intent) -> dict[str, Any]:
     }
 
 
-def _succeeded(order: OrderItem, intent: payments.Intent) -> str:
+def _succeeded(order: OrderItem, intent: payments.Intent, *, again: bool = True) -> str:
     mismatch = _mismatch(order, intent)
     if mismatch:
         # Not ours to fulfil, and not ours to refund blindly either (someone changed the
@@ -199,16 +207,18 @@ def _succeeded(order: OrderItem, intent: payments.Intent) -> str:
         logger.error("payment does not match its order; not fulfilled", extra={"order_id": order.order_id, "problem": mismatch})
         metrics.add_metric(name="PaymentMismatch", unit="Count", value=1)
         return "rejected_mismatch"
-    if order.status == orders.PENDING:
+    # The order is read once per Stripe event (`settle`); each transition below updates
+    # the copy in hand, so nothing here reads it again.
+    if order.status == OrderStatus.PENDING:
         payloads = {ticket_id: qr.sign(ticket_id, order.event_id) for ticket_id in order.ticket_ids}
-        if orders.mark_paid(order, payloads, _payment_fields(intent)):
+        if lifecycle.mark_paid(order, payloads, _payment_fields(intent)):
             metrics.add_metric(name="OrdersPaid", unit="Count", value=1)
-        order = orders.get(order.order_id) or order
-    elif order.status in orders.LATE_STATES:
+        else:  # left pending meanwhile (canceled, expired, or another delivery paid it)
+            return _succeeded(orders.get(order.order_id) or order, intent, again=False) if again else f"already_{order.status}"
+    elif order.status in LATE:
         outcome = _late(order, intent)
         if outcome != "paid_late":
             return outcome
-        order = orders.get(order.order_id) or order
     if order.status in RECEIPTED:  # a refund may have come before a delivery that died
         deliver_receipt(order)
         return "paid"
@@ -233,17 +243,17 @@ def _late(order: OrderItem, intent: payments.Intent) -> str:
         remaining = inventory.read_shards({line.type_id: _shard_count(order, line.type_id) for line in order.lines})
         try:
             takes = {line.type_id: inventory.plan(remaining[line.type_id], int(line.qty)) for line in order.lines}
-            orders.pay_late(order, takes, payloads, _payment_fields(intent))
+            lifecycle.pay_late(order, takes, payloads, _payment_fields(intent))
             metrics.add_metric(name="LatePaymentsFulfilled", unit="Count", value=1)
             return "paid_late"
-        except orders.ShardRace:
+        except lifecycle.ShardRace:
             continue
         except inventory.SoldOut:
             break
         except Conflict:
             return "already_" + ((orders.get(order.order_id) or order).status)
     metrics.add_metric(name="LatePaymentsRefunded", unit="Count", value=1)
-    return _refund_whole(order, intent, "late_payment_sold_out", from_states=orders.LATE_STATES)
+    return _refund_whole(order, intent, "late_payment_sold_out")
 
 
 def _shard_count(order: OrderItem, type_id: str) -> int:
@@ -252,12 +262,13 @@ def _shard_count(order: OrderItem, type_id: str) -> int:
     return int(TicketTypeItem.get(*TicketTypeItem.key(order.event_id, type_id)).shards)
 
 
-def _refund_whole(order: OrderItem, intent: payments.Intent, reason: str, from_states: tuple[str, ...]) -> str:
-    refund = payments.refund(
-        payment_intent_id=intent.id, amount=intent.amount, reason="other",
-        metadata={"order_id": order.order_id, "why": reason}, idempotency_key=f"order-{order.order_id}-auto-refund",
-    )
-    if orders.refunded_in_full(order, refund, reason, _payment_fields(intent), from_states):
+def _refund_whole(order: OrderItem, intent: payments.Intent, reason: str) -> str:
+    """Refund a late payment in full through the refunds module's Stripe call, and close
+    the order as refunded (conditional on it still being expired or canceled)."""
+    from ticketing import refunds
+
+    refund = refunds.refund_whole_payment(order, intent.id, intent.amount, reason)
+    if lifecycle.refunded_in_full(order, refund, reason, _payment_fields(intent)):
         from ticketing import refunds
 
         event = _event(order.event_id)
@@ -284,7 +295,7 @@ def receipt_for(order: OrderItem) -> mail.Receipt:
         lines=tuple(mail.ReceiptLine(name=line.name, qty=int(line.qty), price_cents=int(line.price_cents)) for line in order.lines),
         tickets=tuple(
             mail.ReceiptTicket(ticket_id=t.ticket_id, serial=t.serial, type_name=t.type_name, price_cents=int(t.price_cents), qr_payload=t.qr_payload or "")
-            for t in tickets if t.status in ("valid", "used")
+            for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED)
         ),
         order_url=f"{front}/orders/{order.order_id}" if front else None,
     )

@@ -44,6 +44,8 @@ from ticketing.auth import ADMIN, Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
 from ticketing.ids import new_id
+from ticketing.lifecycle import EVER_PAID, REFUNDABLE, ISSUED, OrderStatus
+from ticketing.lifecycle import tickets as ticket_lifecycle
 from ticketing.observability import logger, metrics
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import (
@@ -58,8 +60,7 @@ from ticketing.table import (
 
 OrderStatus = Literal["pending", "paid", "canceled", "expired", "partially_refunded", "refunded", "disputed"]
 TicketStatus = Literal["pending", "valid", "used", "void", "all"]
-ATTENDING = ("valid", "used")  # what the attendee list shows unless asked for a status
-EVER_PAID = ("paid", "partially_refunded", "refunded", "disputed")
+ATTENDING = ISSUED  # what the attendee list shows unless asked for a status
 CSV_PAGE = 1000
 MAX_ATTEMPTS = 5  # per order, before it is marked failed
 MAX_BATCH = 100
@@ -433,32 +434,20 @@ def _void_left(order_id: str) -> None:
     order = orders.get(order_id)
     if order is None:
         return
-    now = clock.iso(clock.now())
-    for ticket in orders.tickets_of(order):
-        if ticket.status in ("valid", "used"):
-            actions, condition = orders.void_actions(ticket, now), TicketItem.status.is_in("valid", "used")
-        elif ticket.status == orders.PENDING and order.status != orders.PENDING:
-            actions, condition = [TicketItem.status.set("void")], TicketItem.status == orders.PENDING
-        else:
-            continue
-        try:
-            TicketItem(*TicketItem.key(ticket.ticket_id)).update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+    ticket_lifecycle.void_left(order, orders.tickets_of(order))
 
 
 def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[str, str, int]:
     """(state, outcome, refunded cents) for one order, or RetryLater."""
     status = order.status
-    if status in refunds.REFUNDABLE:
+    if status in REFUNDABLE:
         try:
             made = refunds.refund(order.order_id, refunds.RefundIn(reason="event_canceled"), _system(job))
         except (PaymentProviderError, DependencyUnavailable) as exc:
             raise RetryLater(f"refund failed: {exc.detail}") from exc
         except Conflict as exc:
             fresh = orders.get(order.order_id) or order
-            if fresh.status == "refunded":  # by a concurrent delivery of this batch, or before the event was canceled
+            if fresh.status == OrderStatus.REFUNDED:  # by a concurrent delivery of this batch, or before the event was canceled
                 ours = sum(r["amount_cents"] for r in orders.refunds_of(order.order_id)
                            if r["reason"] == "event_canceled" and r["status"] != "pending")
                 return "done", "refunded", ours
@@ -468,7 +457,7 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
                 return _settle(fresh, job, again=False)
             raise RetryLater(f"refund not possible yet: {exc.detail}") from exc
         return "done", "refunded", int(made.amount_cents)
-    if status == orders.PENDING:
+    if status == OrderStatus.PENDING:
         try:
             closed = checkout.close(order, "canceled", "event_canceled")
         except (PaymentProviderError, DependencyUnavailable) as exc:
@@ -476,10 +465,10 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
         if closed:
             return "done", "canceled", 0
         fresh = orders.get(order.order_id) or order
-        if fresh.status == orders.PENDING or not again:
+        if fresh.status == OrderStatus.PENDING or not again:
             raise RetryLater("the payment went through while canceling; refunding once it is recorded")
         return _settle(fresh, job, again=False)
-    if status == "disputed":
+    if status == OrderStatus.DISPUTED:
         return "failed", "disputed: the customer disputed the payment; settle it in Stripe (its tickets are void)", 0
     return "done", "skipped", 0  # canceled, expired, refunded: nothing was kept
 

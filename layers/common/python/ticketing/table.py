@@ -13,6 +13,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS / <received_at>#<id>     |                                 |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd> | <scanned_at>#<random> |            | TTL `ttl` (400 days)            |
+| order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
@@ -300,6 +301,7 @@ class TicketItem(Model):
     scanner = UnicodeAttribute(null=True)  # who checked it in (the scanner's sub)
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
+    admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -476,3 +478,28 @@ class CancelMarkerItem(Model):
     @staticmethod
     def key(event_id: str, order_id: str) -> tuple[str, str]:
         return f"CANCEL#{event_id}", f"ORDER#{order_id}"
+
+
+class TransitionLogItem(Model):
+    """One transition of an order, its tickets or its refunds (see `ticketing.lifecycle`):
+    who, when, from, to and why, written in the transition's own transaction and kept in
+    the order's partition (`ORDER#<order_id>` / `LOG#<at>#<random>`), as pretix's order log."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    entity = UnicodeAttribute()  # order, ticket, refund
+    transition = UnicodeAttribute()  # a name declared in ticketing.lifecycle.states
+    from_status = UnicodeAttribute(null=True)
+    to_status = UnicodeAttribute(null=True)
+    by = UnicodeAttribute()  # the caller's sub, stripe, system, event-cancel:<sub>
+    why = UnicodeAttribute()
+    ids = ListAttribute(of=UnicodeAttribute, default=list)  # the tickets or refund it moved
+    at = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
