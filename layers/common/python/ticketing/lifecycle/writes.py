@@ -44,7 +44,7 @@ def error_code(exc: BaseException) -> str | None:
 def reason_codes(exc: BaseException) -> list[str | None]:
     """The transaction's CancellationReasons codes, one per item in request order."""
     reasons = getattr(exc, "cancellation_reasons", None)
-    if reasons is not None:
+    if reasons:
         return [reason.code if reason else None for reason in reasons]
     return [reason.get("Code") for reason in _response(exc).get("CancellationReasons") or []]
 
