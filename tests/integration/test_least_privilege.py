@@ -228,7 +228,7 @@ def scenario(api, stack):
     charge = api.get(f"/api/orders/{disputed['order_id']}/", token=disputer).json()["payment"]["charge_id"]
     dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
     for status, kind in (("needs_response", "charge.dispute.created"), ("won", "charge.dispute.closed")):
-        payload = event_for(intent, kind=kind, obj=_dispute(charge, intent, status, dispute_id))
+        payload = event_for(intent, kind=kind, obj=_dispute(stack, charge, intent, status, dispute_id))
         ok(deliver(api, payload, signed(payload)))
 
     # organiser reports, then cancel the event: paid orders refunded, pending canceled

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ticketing.lifecycle.writes import checkpoint
 from ticketing.table import InventoryShard
 
 
@@ -161,6 +162,7 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
         remaining = read_shards({type_id: count})[type_id]
         deltas = resize_plan(remaining, current, target, shard_size, max_shards)
         grown = max([count, *[index + 1 for index in deltas]])
+        checkpoint("commit", kinds=("resize",))
         try:
             with TransactWrite(connection=connection()) as transaction:
                 transaction.update(

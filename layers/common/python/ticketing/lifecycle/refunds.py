@@ -58,7 +58,8 @@ def reserve(order: OrderItem, record: RefundItem, tickets: list[TicketItem], *, 
             now = _fresh_tickets([t.ticket_id for t in tickets])
             if not organiser and any(t.status == S.TicketStatus.USED for t in now):
                 raise ticket_used() from refused
-        raise Conflict("This refund, or one of its tickets, is already being refunded.", code="refund_in_progress") from refused
+        raise Conflict("This refund, or one of its tickets, is already being refunded.", code="refund_in_progress",
+                       failed=sorted(refused.failed)) from refused
 
 
 def ticket_used() -> Conflict:

@@ -102,23 +102,29 @@ class Refused(Exception):
 
 
 class Tx:
-    """A TransactWrite whose items carry a kind, so a refusal says which part failed."""
+    """A TransactWrite whose items carry a kind, so a refusal says which part failed.
+    PynamoDB sends deletes, then puts, then updates (whatever order they were added in),
+    and DynamoDB's CancellationReasons follow the request: `kinds` follows it too."""
 
     def __init__(self, transaction: Any) -> None:
         self.transaction = transaction
-        self.kinds: list[str] = []
+        self._kinds: dict[str, list[str]] = {"delete": [], "put": [], "update": []}
+
+    @property
+    def kinds(self) -> list[str]:
+        return self._kinds["delete"] + self._kinds["put"] + self._kinds["update"]
 
     def save(self, kind: str, model: Any, condition: Any = None) -> None:
         self.transaction.save(model, condition=condition)
-        self.kinds.append(kind)
+        self._kinds["put"].append(kind)
 
     def update(self, kind: str, model: Any, actions: list, condition: Any = None) -> None:
         self.transaction.update(model, actions=actions, condition=condition)
-        self.kinds.append(kind)
+        self._kinds["update"].append(kind)
 
     def delete(self, kind: str, model: Any, condition: Any = None) -> None:
         self.transaction.delete(model, condition=condition)
-        self.kinds.append(kind)
+        self._kinds["delete"].append(kind)
 
     def log(self, order_id: str, transition: Any, *, by: str, why: str, from_status: str | None = None,
             ids: Iterable[str] = (), to_status: str | None = None) -> None:
