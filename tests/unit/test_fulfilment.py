@@ -198,3 +198,25 @@ def test_a_partially_refunded_order_still_gets_its_receipt_from_a_late_delivery(
     OrderItem(*OrderItem.key(order["order_id"])).update(actions=[OrderItem.status.set("partially_refunded")])
     assert fulfilment.settle(intent)[0] == "paid"
     assert len(_sent("Your tickets")) == 1
+
+
+def test_the_webhook_reads_the_order_once_per_stripe_event(shop):
+    """payment_intent.succeeded for a two-ticket order: its DynamoDB calls, counted (also
+    printed by `make bench`). The order is read once; every transition updates the copy
+    in hand instead of reading it again."""
+    from bench.common import count_aws_calls
+
+    order = _order(shop, "counted", qty=2)
+    _pay_at_stripe(order["payment_intent_id"])
+    event = {"id": "evt_counted_1", "type": "payment_intent.succeeded", "data": {"object": {"id": order["payment_intent_id"]}}}
+    with count_aws_calls() as calls:
+        outcome = fulfilment.handle(event)
+    assert outcome.outcome == "paid"
+    assert {name: n for name, n in calls.items() if name.startswith("dynamodb.")} == {
+        "dynamodb.PutItem": 1,  # the Stripe event's claim
+        "dynamodb.GetItem": 2,  # the order (once) and its event (for the receipt)
+        "dynamodb.TransactWriteItems": 1,  # pending -> paid: order, tickets, seats, holder count, log record
+        "dynamodb.BatchGetItem": 1,  # the tickets, for the receipt
+        "dynamodb.UpdateItem": 3,  # the receipt's claim and its record, the event's finish
+    }
+    assert len(_sent("Your tickets")) == 1
