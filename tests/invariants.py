@@ -106,16 +106,23 @@ def admission_problems(tickets: Iterable[dict[str, Any]], refunds: Iterable[dict
 
 
 def problems(client: Any, table: str, kept_at_stripe: Callable[[str], int] | None = None,
-             orders: Iterable[str] | None = None) -> list[str]:
+             orders: Iterable[str] | None = None, types: Iterable[str] | None = None, only: bool = False) -> list[str]:
     """Everything wrong with the table now (empty when every invariant holds). `orders`:
-    ask Stripe about these orders only (the rest are checked without Stripe)."""
+    ask Stripe about these orders only (the rest are checked without Stripe). `only`: judge
+    nothing but these orders (their tickets and refunds) and the shards of `types` (a
+    shared table, where other tests leave deliberately odd items)."""
     snap = snapshot(client, table)
     wanted = set(orders) if orders is not None else None
     asked = [o for o in snap["orders"] if wanted is None or o["order_id"] in wanted]
-    unasked = [o for o in snap["orders"] if wanted is not None and o["order_id"] not in wanted]
-    return (seat_problems(snap["shards"]) + money_problems(asked, snap["refunds"], kept_at_stripe)
-            + money_problems(unasked, snap["refunds"], None)
-            + admission_problems(snap["tickets"], snap["refunds"]))
+    unasked = [] if only else [o for o in snap["orders"] if wanted is not None and o["order_id"] not in wanted]
+    shards, tickets, records = snap["shards"], snap["tickets"], snap["refunds"]
+    if only:
+        kinds = set(types or ())
+        shards = [s for s in shards if s.get("type_id") in kinds]
+        tickets = [t for t in tickets if t.get("order_id") in (wanted or set())]
+        records = [r for r in records if r.get("order_id") in (wanted or set())]
+    return (seat_problems(shards) + money_problems(asked, records, kept_at_stripe) + money_problems(unasked, records, None)
+            + admission_problems(tickets, records))
 
 
 def stripe_kept(stripe_client: Any) -> Callable[[str], int]:

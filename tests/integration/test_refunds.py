@@ -267,3 +267,16 @@ def test_a_lost_dispute_leaves_the_tickets_void(api, stack, paid):
     state = order_state(api, ctx)
     assert state["status"] == "disputed" and {t["status"] for t in state["tickets"]} == {"void"}
     assert wait_for(lambda: len(receipts_for(stack, ctx["order"]["order_id"])) == 1)  # the receipt, nothing re-sent
+
+
+def test_a_won_dispute_delivered_before_its_opening_leaves_the_order_paid(api, stack, paid):
+    ctx = paid()
+    order = order_state(api, ctx)
+    charge_id, intent_id = order["payment"]["charge_id"], ctx["order"]["payment_intent_id"]
+    dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
+    opened = event_for(intent_id, kind="charge.dispute.created", obj=_dispute(stack, charge_id, intent_id, "needs_response", dispute_id))
+    closed = event_for(intent_id, kind="charge.dispute.closed", obj=_dispute(stack, charge_id, intent_id, "won", dispute_id))
+    assert deliver(api, closed, signed(closed)).json()["outcome"] == "dispute_won"  # Stripe's order of delivery is not ours
+    assert deliver(api, opened, signed(opened)).json()["outcome"] == "dispute_won"  # the dispute is fetched: it is won
+    state = order_state(api, ctx)
+    assert state["status"] == "paid" and {t["status"] for t in state["tickets"]} == {"valid"}

@@ -356,3 +356,56 @@ def test_a_transaction_conflict_is_retried_then_answered_503_and_the_expiry_run_
     finally:
         clock.freeze(None)
     assert _problems() == []
+
+
+# ------------------------------------------------------------- event edit x gate
+def test_a_postponed_event_admits_its_tickets_after_the_old_end_and_the_keys_document_agrees(shop):
+    from ticketing import catalogue as catalogue_module
+    from ticketing.offline import verify_offline
+
+    start = clock.now().replace(microsecond=0)
+    clock.freeze(start)
+    try:
+        status, event, _ = shop["catalogue"]("POST", "/api/events/", {
+            "name": "Ends soon", "venue": "Hall", "currency": "usd", "starts_at": clock.iso(start - timedelta(hours=2)),
+            "ends_at": clock.iso(start + timedelta(minutes=1))}, claims=ADMIN)
+        assert status == 201, event
+        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
+                                       {"name": "GA", "price_cents": 1000, "capacity": 5}, claims=ADMIN)
+        who = _customer()
+        _, order, _ = shop["buy"]("POST", "/api/tickets/stripe/checkout/",
+                                  {"event_id": event["id"], "items": [{"ticket_type_id": kind["id"], "qty": 1}]},
+                                  claims={"sub": who.sub, "email": who.email, "name": who.name})
+        _pay_at_stripe(order["payment_intent_id"])
+        assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
+        ticket = _ticket(order["tickets"][0]["id"])
+        assert gate.verify(ticket.qr_payload, SCANNER).reason == "ok"  # the gate has read (and cached) the event
+
+        later = start + timedelta(days=1)
+        catalogue_module.update_event(event["id"], catalogue_module.EventPatch(ends_at=later))
+        clock.freeze(start + timedelta(minutes=2))  # after the old end
+        assert gate.verify(ticket.qr_payload, SCANNER).reason == "ok"
+        keys = gate.keys_document(event["id"])
+        assert keys.event_ends_at == clock.iso(later)
+        assert verify_offline(keys.model_dump(mode="json"), ticket.qr_payload)["reason"] == "ok"
+        assert gate.check_in(ticket.ticket_id, SCANNER, "North").reason == "ok"
+
+        # And an event that really is over refuses, on verify and check-in alike.
+        clock.freeze(later + timedelta(minutes=1))
+        other = _ticket(order["tickets"][0]["id"])
+        assert gate.verify(other.qr_payload, SCANNER).reason == "already_used"
+    finally:
+        clock.freeze(None)
+
+
+def test_a_won_dispute_delivered_before_its_opening_leaves_the_order_paid(shop):
+    _, order = _paid(shop, qty=2)
+    paid = orders.get(order["order_id"])
+    base = payments.os.environ["STRIPE_API_BASE"]
+    opened = requests.post(f"{base}/_config/disputes", json={
+        "charge": paid.payment.charge_id, "payment_intent": paid.payment.payment_intent_id, "status": "needs_response"}).json()
+    requests.post(f"{base}/_config/disputes", json={"id": opened["id"], "status": "won"})
+    assert disputes.converge({"id": opened["id"], "status": "won"})[0] == "dispute_won"  # closed, delivered first
+    assert disputes.converge({"id": opened["id"], "status": "needs_response"})[0] == "dispute_won"  # created, delivered late
+    after = orders.get(order["order_id"])
+    assert after.status == "paid" and {t.status for t in orders.tickets_of(after)} == {"valid"}

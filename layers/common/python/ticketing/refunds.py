@@ -222,8 +222,9 @@ def mirror(charge_id: str | None, payment_intent_id: str | None) -> tuple[str, s
         order = orders.get(intent.metadata.get("order_id", "")) if intent.metadata.get("order_id") else None
     if order is None:
         return "unknown_order", None
-    known = {r["stripe_refund_id"]: r for r in orders.refunds_of(order.order_id)}
-    pending = {r["id"]: r for r in known.values() if r["status"] == RefundStatus.PENDING}
+    records = orders.refunds_of(order.order_id)
+    known = {r["stripe_refund_id"]: r for r in records if r["stripe_refund_id"]}
+    pending = {r["id"]: r for r in records if r["status"] == RefundStatus.PENDING}
     done = 0
     for stripe_refund in payments.refunds_of(order.payment.payment_intent_id):
         if stripe_refund.status not in ("succeeded", "pending"):
