@@ -22,10 +22,11 @@ from typing import Any, Literal
 from pynamodb.exceptions import PutError, UpdateError
 
 from ticketing import clock, inventory, mail, orders, payments, qr
-from ticketing.lifecycle import LATE, OrderStatus, TicketStatus
-from ticketing.lifecycle import orders as lifecycle
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, MalformedRequest, NotFound
+from ticketing.lifecycle import LATE, OrderStatus, TicketStatus
+from ticketing.lifecycle import orders as lifecycle
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.observability import logger, metrics
 from ticketing.secrets import stripe_keys
 from ticketing.table import EventItem, OrderItem, StripeEventItem
@@ -106,7 +107,7 @@ def _claim(event_id: str, kind: str, object_id: str | None) -> bool:
         record.save(condition=StripeEventItem.PK.does_not_exist())
         return True
     except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
     # Seen before: take it over only if the last attempt failed or its lease ran out.
     try:
@@ -121,7 +122,7 @@ def _claim(event_id: str, kind: str, object_id: str | None) -> bool:
         )
         return True
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
     current = StripeEventItem.get(*StripeEventItem.key(event_id), consistent_read=True)
     if current.state == "processed":
@@ -321,7 +322,7 @@ def _claim_receipt(order_id: str) -> Literal["claimed", "sent", "busy"]:
             & (OrderItem.receipt_claimed_until.does_not_exist() | (OrderItem.receipt_claimed_until < clock.iso(now))),
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             current = orders.get(order_id)
             return "sent" if current is None or current.receipt_sent_at else "busy"
         raise

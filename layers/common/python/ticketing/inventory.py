@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ticketing.lifecycle.writes import checkpoint
+from ticketing.lifecycle.writes import checkpoint, condition_failed
 from ticketing.table import InventoryShard
 
 
@@ -190,7 +190,7 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
                         )
             return
         except TransactWriteError as exc:
-            if not any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+            if not condition_failed(exc):
                 raise
             time.sleep(random.uniform(0.005, 0.03))  # a checkout won: nothing changed, read again
     raise CapacityContention()

@@ -44,8 +44,9 @@ from ticketing.auth import ADMIN, Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
 from ticketing.ids import new_id
-from ticketing.lifecycle import EVER_PAID, REFUNDABLE, ISSUED, OrderStatus
+from ticketing.lifecycle import EVER_PAID, ISSUED, REFUNDABLE, OrderStatus
 from ticketing.lifecycle import tickets as ticket_lifecycle
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.observability import logger, metrics
 from ticketing.pages import decode_cursor, encode_cursor
 from ticketing.table import (
@@ -396,7 +397,7 @@ def start_cancel(event_id: str, data: CancelIn, who: Caller) -> tuple[CancelJobO
                 transaction.save(job, condition=CancelJobItem.PK.does_not_exist())
                 transaction.update(event, actions=[EventItem.status.set("canceled")], condition=EventItem.status == "on_sale")
         except TransactWriteError as exc:
-            if not any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+            if not condition_failed(exc):
                 raise
             existing = _job(event_id)  # a concurrent cancel won: answer its job
             if existing is None:
@@ -492,7 +493,7 @@ def _record(job: CancelJobItem, order_id: str, state: str, outcome: str, cents: 
                                condition=CancelMarkerItem.state.does_not_exist() | (CancelMarkerItem.state == "retrying"))
             transaction.update(CancelJobItem(*CancelJobItem.key(job.event_id)), actions=counters)
     except TransactWriteError as exc:
-        if any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+        if condition_failed(exc):
             return False
         raise
     return True
@@ -510,7 +511,7 @@ def _attempt(job: CancelJobItem, order_id: str, why: str) -> int:
         )
         return int(marker.attempts)
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
         return 0  # settled meanwhile by another delivery
 
@@ -562,7 +563,7 @@ def run_cancel_batch(event_id: str, time_left_ms: Callable[[], int] = lambda: 10
     try:
         CancelJobItem(*CancelJobItem.key(event_id)).update(actions=actions, condition=same_place)
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
         return {"event_id": event_id, "state": "superseded"}  # another delivery moved the job on
     if retry is not None:
