@@ -24,7 +24,7 @@ def run() -> str:
     sender = "tickets@bench.example"
     with stripe_standin() as stripe_url, mock_aws():
         os.environ.update({"STRIPE_API_BASE": stripe_url, "QR_SIGNING_SECRET_NAME": "bench/qr", "SENDER_EMAIL": sender})
-        from ticketing import config, fulfilment, mail
+        from ticketing import config, mail, webhooks
 
         config.settings.cache_clear()
         mail.reset_client()
@@ -48,8 +48,8 @@ def run() -> str:
             return order["payment_intent_id"]
 
         def deliver(intent_id: str, n: int) -> str:
-            event_ = {"id": f"evt_bench_{n}", "type": "payment_intent.succeeded", "data": {"object": {"id": intent_id}}}
-            return fulfilment.handle(event_).outcome
+            stripe_event = {"id": f"evt_bench_{n}", "type": "payment_intent.succeeded", "data": {"object": {"id": intent_id}}}
+            return webhooks.handle(stripe_event).outcome
 
         deliver(paid_order(0), 0)  # warm: secrets, clients
         intent = paid_order(1)

@@ -4,7 +4,6 @@ writes a status, the two recognisers (failed condition, conflict) and the log re
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketing import inventory, organiser
+from ticketing import inventory, pages, reports
 from ticketing.table import OrderItem, Payment, event_index_partitions, event_orders_index
 from tests.conftest import load_function
 from tests.unit.conftest import ADMIN, CUSTOMER, Invoker
@@ -47,9 +47,9 @@ def test_a_resize_plan_keeps_the_books_and_never_takes_committed_seats(remaining
     ("O'Brien, \"Jo\"", "O'Brien, \"Jo\""), (None, ""), ("a-b", "a-b"),
 ])
 def test_csv_cells_defuse_formulas_and_nothing_else(value, cell):
-    assert organiser.csv_cell(value) == cell
+    assert reports.csv_cell(value) == cell
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow([organiser.csv_cell(value)])
+    csv.writer(out, lineterminator="\r\n").writerow([reports.csv_cell(value)])
     assert next(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [cell]
 
 
@@ -76,7 +76,7 @@ def test_the_scatter_gather_cursor_pages_every_partition_newest_first_without_re
     ):
         seen, cursor = [], None
         while True:
-            page, after = organiser._gather(OrderItem, partitions, limit, cursor, condition)
+            page, after = pages.gather(OrderItem, partitions, limit, cursor, condition)
             assert len(page) <= limit
             seen += [o.order_id for o in page]
             cursor = after(len(page))
@@ -84,8 +84,8 @@ def test_the_scatter_gather_cursor_pages_every_partition_newest_first_without_re
                 break
         assert seen == [o.order_id for o in sorted(expected, key=lambda o: o.GSI3SK, reverse=True)]
     # A prefix: resuming after the first 2 of a page of 5 hands out the 3rd next.
-    page, after = organiser._gather(OrderItem, partitions, 5, None)
-    again, _ = organiser._gather(OrderItem, partitions, 5, after(2))
+    page, after = pages.gather(OrderItem, partitions, 5, None)
+    again, _ = pages.gather(OrderItem, partitions, 5, after(2))
     assert again[0].order_id == page[2].order_id
 
 

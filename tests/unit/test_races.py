@@ -21,7 +21,6 @@ from tests.unit.conftest import ADMIN, Invoker, load_function
 from ticketing import checkout, clock, config, disputes, fulfilment, gate, inventory, mail, orders, payments, qr, refunds
 from ticketing.auth import Caller
 from ticketing.errors import Conflict
-from ticketing.lifecycle import tickets as ticket_lifecycle
 from ticketing.table import TicketItem
 
 SENDER = "tickets@unit.example"
@@ -191,6 +190,22 @@ def test_two_partial_refunds_of_one_order_never_refund_more_than_was_paid(shop):
         assert _problems() == [], plan
 
 
+# ------------------------------------------- a refund x the webhook of an earlier one
+def test_a_refund_in_flight_is_never_counted_again_by_the_webhook_of_an_earlier_one(shop):
+    def make():
+        _, order = _paid(shop, qty=2)
+        refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=1000), ORGANISER)  # its charge.refunded is on the way
+        charge = orders.get(order["order_id"]).payment.charge_id
+        return {
+            "refund": lambda: refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=1500), ORGANISER),
+            "webhook": lambda: refunds.mirror(charge, order["payment_intent_id"]),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["refund"].ok and out["webhook"].ok, (plan, out)
+        assert _problems() == [], plan  # refunded 2500 here and at Stripe, never 4000
+
+
 # --------------------------------------------------------- cancel x payment success
 def test_a_customers_cancel_and_the_payment_succeeding_end_paid_or_refunded_never_canceled_with_money(shop):
     def make():
@@ -290,7 +305,7 @@ def test_an_offline_upload_never_rewrites_an_online_admission(shop):
 
 # --------------------------------------------------- event cancellation x check-in
 def test_event_cancellation_and_a_check_in(shop):
-    from ticketing import organiser
+    from ticketing import event_cancel
 
     def make():
         _, order = _paid(shop)
@@ -299,7 +314,7 @@ def test_event_cancellation_and_a_check_in(shop):
 
         def cancel():
             made = refunds.refund(order["order_id"], refunds.RefundIn(reason="event_canceled"), system)
-            organiser._void_left(order["order_id"])
+            event_cancel._void_left(order["order_id"])
             return made
 
         return {"cancel": cancel, "checkin": lambda: gate.check_in(ticket_id, SCANNER, "North")}

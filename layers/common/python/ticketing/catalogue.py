@@ -375,3 +375,11 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         sales_start=item.sales_start, sales_end=item.sales_end,
         on_sale=item.sales_start <= now < item.sales_end and available > 0,
     )
+
+
+def find_event(event_id: str) -> EventItem | None:
+    """The event item, or None (a reader that can do without it: a receipt, a notice)."""
+    try:
+        return EventItem.get(*EventItem.key(event_id))
+    except EventItem.DoesNotExist:
+        return None

@@ -34,6 +34,7 @@ from ticketing.errors import Conflict, DependencyUnavailable, Forbidden, Invalid
 from ticketing.ids import new_id
 from ticketing.lifecycle import REFUNDABLE, OrderStatus, RefundStatus, TicketStatus
 from ticketing.lifecycle import refunds as lifecycle
+from ticketing.lifecycle.writes import checkpoint
 from ticketing.observability import logger, metrics
 from ticketing.table import EventItem, OrderItem, RefundItem, TicketItem
 
@@ -223,21 +224,32 @@ def mirror(charge_id: str | None, payment_intent_id: str | None) -> tuple[str, s
     if order is None:
         return "unknown_order", None
     records = orders.refunds_of(order.order_id)
-    known = {r["stripe_refund_id"]: r for r in records if r["stripe_refund_id"]}
-    pending = {r["id"]: r for r in records if r["status"] == RefundStatus.PENDING}
+    known = {r["stripe_refund_id"] for r in records if r["stripe_refund_id"]}
+    checkpoint("mirror_read", order_id=order.order_id)
     done = 0
     for stripe_refund in payments.refunds_of(order.payment.payment_intent_id):
-        if stripe_refund.status not in ("succeeded", "pending"):
+        if stripe_refund.status not in ("succeeded", "pending") or stripe_refund.id in known:
             continue
         ours = stripe_refund.metadata.get("refund_id")
-        if ours in pending:
-            record = RefundItem.get(*RefundItem.key(order.order_id, ours), consistent_read=True)
-            tickets = [t for t in orders.tickets_of(order) if t.ticket_id in set(record.ticket_ids or [])]
-            done += lifecycle.complete(order.order_id, record, stripe_refund.status, stripe_refund.id,
-                                       _event_starts(order, tickets), by="stripe")
-        elif stripe_refund.id not in known:  # the dashboard's, or ours whose answer was lost
+        record = _our_record(order.order_id, ours) if ours else None
+        if record is not None:
+            # Ours: completed here if still pending. Read now, not with the list above: a
+            # refund reserved after that read (and sent to Stripe since) is ours too, not
+            # one to count again as the dashboard's.
+            if record.status == RefundStatus.PENDING:
+                tickets = [t for t in orders.tickets_of(order) if t.ticket_id in set(record.ticket_ids or [])]
+                done += lifecycle.complete(order.order_id, record, stripe_refund.status, stripe_refund.id,
+                                           _event_starts(order, tickets), by="stripe")
+        else:  # the dashboard's, or ours released before Stripe's answer came
             done += _record_external(order, stripe_refund)
     return ("mirrored" if done else "in_sync"), order.order_id
+
+
+def _our_record(order_id: str, refund_id: str) -> RefundItem | None:
+    try:
+        return RefundItem.get(*RefundItem.key(order_id, refund_id), consistent_read=True)
+    except RefundItem.DoesNotExist:
+        return None
 
 
 def _record_external(order: OrderItem, stripe_refund: payments.RefundResult) -> bool:
