@@ -124,8 +124,6 @@ def test_two_partial_refunds_of_one_order_at_once_20_times_never_refund_more_tha
             answers[(answer.status_code, answer.json().get("code"))] += 1
             assert answer.status_code in (201, 409, 503), answer.text
     state = order_of(api, token, order["order_id"])
-    shown = [(r["id"], r["amount_cents"], r["status"], r["stripe_refund_id"], r["reason"]) for r in state["refunds"]]
-    print("DEBUG", answers, shown)
     assert state["refunded_cents"] == 400 * answers[(201, None)] <= 15000, (answers, state["refunds"])
     assert wait_for(lambda: _settled(api, token, order["order_id"]))
     assert _problems(stack, [order["order_id"]], [types["GA"]]) == []
