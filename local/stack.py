@@ -329,8 +329,9 @@ class Stack:
         return path
 
     # ---------------------------------------------------------------- seed
-    def token(self, sub: str, groups: list[str] | None = None, email: str | None = None, name: str | None = None, ttl_seconds: int = 3600) -> str:
-        body = {"sub": sub, "groups": groups or [], "ttl_seconds": ttl_seconds}
+    def token(self, sub: str, groups: list[str] | None = None, email: str | None = None, name: str | None = None,
+              ttl_seconds: int = 3600, email_verified: bool = True) -> str:
+        body = {"sub": sub, "groups": groups or [], "ttl_seconds": ttl_seconds, "email_verified": email_verified}
         body["email"] = email or f"{sub}@example.com"
         body["name"] = name or sub.replace("-", " ").title()
         return self._call("POST", "/_local/token", body)["token"]

@@ -140,6 +140,20 @@ async def _check_client_secret(request, pi_id):
         raise _client_secret_mismatch()
 
 
+async def _check_setup_client_secret(request, si_id):
+    data = await ls_server.get_post_data(request, remove_auth=False)
+    secret = data.get('client_secret') if isinstance(data, dict) else None
+    si = _setup_intent_or_404(si_id)
+    if not isinstance(secret, str) or not secret:
+        raise _invalid(400, 'Missing required param: client_secret.',
+                       code='parameter_missing', param='client_secret')
+    if secret != si.client_secret:
+        raise _invalid(
+            400, 'The client_secret provided does not match the '
+            'client_secret associated with the SetupIntent.',
+            code='setup_intent_invalid_parameter', param='client_secret')
+
+
 def _client_secret_mismatch():
     return _invalid(
         400, 'The client_secret provided does not match the client_secret '
@@ -162,6 +176,10 @@ def make_auth_middleware(original_auth):
             m = _PK_CONFIRM_RE.match(request.path)
             if m:
                 await _check_client_secret(request, m.group(1))
+                return await handler(request)
+            m = _PK_SETUP_CONFIRM_RE.match(request.path)
+            if m:  # saving a card, as Stripe.js does (issue 17)
+                await _check_setup_client_secret(request, m.group(1))
                 return await handler(request)
         return await original_auth(request, handler)
     return auth_middleware
@@ -235,14 +253,21 @@ def confirm_payment_intent(id=None, payment_method=None, client_secret=None,
     if pi.status != 'requires_confirmation':
         raise _unexpected_state(pi)
 
+    _declines_with_intent(
+        pi, lambda: pi._confirm(on_failure_now=pi._report_failure))
+    return pi
+
+
+def _declines_with_intent(pi, attempt):
+    """Run a charge attempt; a card decline (402) carries the PaymentIntent, as
+    Stripe's does."""
     try:
-        pi._confirm(on_failure_now=pi._report_failure)
+        attempt()
     except UserError as e:
         if e.code == 402:
             e.body['error'].setdefault('decline_code', 'generic_decline')
             e.body['error']['payment_intent'] = pi._export()
         raise
-    return pi
 
 
 def patch_confirm_payment_method():
@@ -669,6 +694,316 @@ def patch_disputes():
     ls_server.app.router.add_get('/v1/disputes/{id}', get_dispute)
 
 
+# --------------------------------------------------------------------------
+# Saved cards (issue 17).  localstripe has Customers, PaymentMethods
+# (attach, detach, list by customer) and SetupIntents, but:
+# - a SetupIntent's confirm refuses the publishable key, Stripe.js's extra
+#   fields and `return_url`; it never attaches the card to the intent's
+#   customer and sends no setup_intent.succeeded (Stripe does both); a
+#   declined card leaves it `canceled` (Stripe: requires_payment_method with
+#   last_setup_error); a card that needs authentication cannot finish it;
+# - detaching a card that is not attached succeeds (Stripe: 400), and does not
+#   clear the customer's default card;
+# - a customer's default card may be any id (Stripe: only one of its cards);
+# - a PaymentIntent created with `confirm=true` refuses `return_url` and
+#   `setup_future_usage`, accepts a card that belongs to another customer (or
+#   was detached), does not ask for `return_url` with automatic payment
+#   methods on, answers a decline without the PaymentIntent, and off-session
+#   asks for authentication even for a card saved with a SetupIntent.
+# Authentication test cards as Stripe documents them: 4000 0027 6000 3184
+# needs authentication on every payment, on- or off-session (off-session: a
+# 402 `authentication_required`); 4000 0025 0000 3155 needs it on-session
+# only once set up with a SetupIntent.
+# --------------------------------------------------------------------------
+ALWAYS_AUTHENTICATE = frozenset({'4000002760003184'})
+_PK_SETUP_CONFIRM_RE = re.compile(r'^/v1/setup_intents/([^/]+)/confirm$')
+
+
+def _card_error(message, **fields):
+    error = UserError(402, message, dict(fields))
+    error.body['error']['type'] = 'card_error'
+    return error
+
+
+def _setup_intent_or_404(si_id):
+    si = ls_res.store.get('setup_intent:' + str(si_id))
+    if si is None:
+        raise _invalid(404, "No such setupintent: '%s'" % si_id,
+                       code='resource_missing', param='intent')
+    return si
+
+
+def _attach_to_customer(pm, customer):
+    """Attach as Stripe does: a card attached elsewhere cannot move."""
+    if pm.customer not in (None, customer):
+        raise _invalid(
+            400, 'The payment method you provided has already been attached '
+            'to a customer.', code='payment_method_unexpected_state',
+            param='payment_method')
+    pm.customer = customer
+    pm._was_attached = True
+
+
+def confirm_setup_intent(id=None, payment_method=None, client_secret=None,
+                         return_url=None, use_stripe_sdk=None,
+                         mandate_data=None, **kwargs):
+    _drop_stripe_js_fields(kwargs)
+    if kwargs:
+        raise UserError(400, 'Unexpected ' + ', '.join(kwargs.keys()))
+    si = _setup_intent_or_404(id)
+    if client_secret is not None and client_secret != si.client_secret:
+        raise _invalid(
+            400, 'The client_secret provided does not match the '
+            'client_secret associated with the SetupIntent.',
+            code='setup_intent_invalid_parameter', param='client_secret')
+    if si.status not in ('requires_payment_method', 'requires_confirmation'):
+        raise _invalid(
+            400, 'You cannot confirm this SetupIntent because it has a '
+            'status of %s.' % si.status,
+            code='setup_intent_unexpected_state')
+    if payment_method is None and si.payment_method is None:
+        raise _invalid(400, 'Missing required param: payment_method.',
+                       code='parameter_missing', param='payment_method')
+    pm = ls_res.PaymentMethod._api_retrieve(payment_method or
+                                            si.payment_method)  # 404
+    si.payment_method = pm.id
+    si.last_setup_error = None
+    if pm._attaching_is_declined():
+        si.status = 'requires_payment_method'
+        si.last_setup_error = {'code': 'card_declined',
+                               'decline_code': 'generic_decline',
+                               'message': 'Your card was declined.'}
+        raise _card_error('Your card was declined.', code='card_declined',
+                          decline_code='generic_decline',
+                          setup_intent=si._export())
+    if pm._requires_authentication():
+        si.status = 'requires_action'
+        si.next_action = {'type': 'use_stripe_sdk',
+                          'use_stripe_sdk': {
+                              'type': 'three_d_secure_redirect',
+                              'stripe_js': ''}}
+        return si
+    _setup_succeeded(si, pm)
+    return si
+
+
+def _setup_succeeded(si, pm):
+    if si.customer:
+        _attach_to_customer(pm, si.customer)
+    pm._set_up = True
+    si.status = 'succeeded'
+    si.next_action = None
+    ls_res.schedule_webhook(ls_res.Event('setup_intent.succeeded', si))
+
+
+def authenticate_setup_intent(id=None, client_secret=None, success=False,
+                              **kwargs):
+    """Stand-in for the 3-D Secure page (as localstripe's PaymentIntent
+    `_authenticate`): finish or fail a SetupIntent in requires_action."""
+    if kwargs:
+        raise UserError(400, 'Unexpected ' + ', '.join(kwargs.keys()))
+    si = _setup_intent_or_404(id)
+    if client_secret != si.client_secret:
+        raise UserError(401, 'Unauthorized')
+    if si.status != 'requires_action':
+        raise _invalid(400, 'This SetupIntent is not awaiting '
+                       'authentication.', code='setup_intent_unexpected_state')
+    pm = ls_res.PaymentMethod._api_retrieve(si.payment_method)
+    if ls_res.try_convert_to_bool(success) is True:
+        _setup_succeeded(si, pm)
+    else:
+        si.status = 'requires_payment_method'
+        si.next_action = None
+        si.last_setup_error = {
+            'code': 'setup_intent_authentication_failure',
+            'message': 'The provided PaymentMethod has failed '
+                       'authentication.'}
+    return si
+
+
+def detach_payment_method(id=None, **kwargs):
+    _drop_stripe_js_fields(kwargs)
+    if kwargs:
+        raise UserError(400, 'Unexpected ' + ', '.join(kwargs.keys()))
+    pm = ls_res.PaymentMethod._api_retrieve(id)
+    if pm.customer is None:
+        raise _invalid(
+            400, 'The payment method you provided is not attached to a '
+            'customer so detachment is impossible.',
+            code='payment_method_unexpected_state', param='payment_method')
+    customer = ls_res.store.get('customer:' + pm.customer)
+    if customer is not None and (customer.invoice_settings or {}).get(
+            'default_payment_method') == pm.id:
+        customer.invoice_settings['default_payment_method'] = None
+    pm.customer = None
+    return pm
+
+
+def _customer_update(cls, id, **data):
+    settings = data.get('invoice_settings')
+    if isinstance(settings, dict) and settings.get('default_payment_method'):
+        wanted = settings['default_payment_method']
+        pm = ls_res.store.get('payment_method:' + str(wanted))
+        if pm is None or pm.customer != id:
+            raise _invalid(
+                400, "No such PaymentMethod: '%s'; It's possible this "
+                'PaymentMethod exists on one of your connected accounts' %
+                wanted, code='resource_missing',
+                param='invoice_settings[default_payment_method]')
+        current = ls_res.Customer._api_retrieve(id)
+        data['invoice_settings'] = dict(current.invoice_settings or {},
+                                        **settings)
+    return _original_customer_update(id, **data)
+
+
+_original_customer_update = None
+
+
+def _card_number(pm):
+    return getattr(pm, '_card_number', None)
+
+
+def _pi_create(cls, confirm=None, off_session=None, return_url=None,
+               setup_future_usage=None, **data):
+    confirm = ls_res.try_convert_to_bool(confirm)
+    off_session = ls_res.try_convert_to_bool(off_session)
+    if setup_future_usage not in (None, '', 'on_session', 'off_session'):
+        raise _invalid(400, 'Invalid setup_future_usage.',
+                       param='setup_future_usage')
+    if setup_future_usage and not data.get('customer'):
+        raise _invalid(400, 'A customer is required to save a payment '
+                       'method for future usage.', param='customer')
+    customer = data.get('customer')
+    pm_id = data.get('payment_method')
+    if isinstance(pm_id, str) and pm_id.startswith('pm_') and \
+            not pm_id.startswith(('pm_card_',)):
+        pm = ls_res.store.get('payment_method:' + pm_id)
+        if pm is not None and pm.customer is None and \
+                getattr(pm, '_was_attached', False):
+            raise _invalid(
+                400, 'The provided PaymentMethod was previously used with a '
+                'PaymentIntent without Customer attachment, shared with a '
+                'connected account without Customer attachment, or was '
+                'detached from a Customer. It may not be used again.',
+                code='payment_method_unexpected_state',
+                param='payment_method')
+        if pm is not None and pm.customer is not None and \
+                pm.customer != customer:
+            raise _invalid(
+                400, 'The provided PaymentMethod belongs to a different '
+                'Customer (or none was given).',
+                code='payment_method_invalid_parameter',
+                param='payment_method')
+    apm = data.get('automatic_payment_methods')
+    if confirm and not off_session and not return_url and \
+            isinstance(apm, dict) and \
+            ls_res.try_convert_to_bool(apm.get('enabled')) is True and \
+            apm.get('allow_redirects') != 'never':
+        raise _invalid(
+            400, 'This PaymentIntent is configured to accept payment methods '
+            'enabled in your Dashboard, some of which may require a full '
+            'page redirect to succeed. To confirm it, provide a return_url '
+            'or set automatic_payment_methods[allow_redirects] to never.',
+            code='payment_intent_invalid_parameter', param='return_url')
+    obj = ls_res.StripeObject._api_create.__func__(cls, **data)
+    obj.setup_future_usage = setup_future_usage or None
+    obj.off_session = bool(off_session) if confirm else None
+    if not confirm:
+        return obj
+    pm = ls_res.PaymentMethod._api_retrieve(obj.payment_method) \
+        if obj.payment_method else None
+    if pm is None:
+        raise _invalid(400, 'You cannot confirm this PaymentIntent because '
+                       "it's missing a payment method.",
+                       code='payment_intent_unexpected_state')
+    if off_session and pm._requires_authentication() and (
+            _card_number(pm) in ALWAYS_AUTHENTICATE or
+            not getattr(pm, '_set_up', False)):
+        # Stripe: off-session, nobody can authenticate; the payment fails.
+        obj._authentication_failed = True
+        obj.payment_method = None
+        ls_res.schedule_webhook(ls_res.Event('payment_intent.payment_failed',
+                                             obj))
+        raise _card_error('Your card was declined. This transaction '
+                          'requires authentication.',
+                          code='authentication_required',
+                          decline_code='authentication_required',
+                          payment_intent=obj._export())
+    if off_session and pm._requires_authentication():  # set up before: no challenge
+        _declines_with_intent(
+            obj, lambda: obj._create_charge(on_failure_now=obj._report_failure))
+    else:
+        _declines_with_intent(
+            obj, lambda: obj._confirm(on_failure_now=obj._report_failure))
+    return obj
+
+
+def patch_saved_cards():
+    global _original_customer_update
+    for url, func in (
+            ('/v1/setup_intents/{id}/confirm', confirm_setup_intent),
+            ('/v1/payment_methods/{id}/detach', detach_payment_method)):
+        _ROUTE_OVERRIDES[('POST', url)] = ls_server.api_extra(func, url)
+    ls_server.app.router.add_post(
+        '/v1/setup_intents/{id}/_authenticate',
+        ls_server.api_extra(authenticate_setup_intent,
+                            '/v1/setup_intents/{id}/_authenticate'))
+    _original_customer_update = ls_res.Customer._api_update
+    ls_res.Customer._api_update = classmethod(_customer_update)
+    ls_res.PaymentIntent._api_create = classmethod(_pi_create)
+
+    # SetupIntents show last_setup_error, as Stripe's do.
+    orig_si_init = ls_res.SetupIntent.__init__
+
+    def si_init(self, *args, automatic_payment_methods=None, **kwargs):
+        orig_si_init(self, *args, **kwargs)
+        self.last_setup_error = None
+
+    ls_res.SetupIntent.__init__ = si_init
+
+    # A successful payment with setup_future_usage saves the card to the
+    # PaymentIntent's customer, as Stripe does.
+    orig_on_success = ls_res.PaymentIntent._on_success
+
+    def on_success(self):
+        if getattr(self, 'setup_future_usage', None) and self.customer and \
+                self.payment_method:
+            pm = ls_res.store.get('payment_method:' + self.payment_method)
+            if pm is not None and pm.customer in (None, self.customer):
+                pm.customer = self.customer
+                pm._was_attached = True
+                pm._set_up = True
+        return orig_on_success(self)
+
+    ls_res.PaymentIntent._on_success = on_success
+
+    # Stripe's charges show the card paid with (payment_method_details.card);
+    # localstripe's show only the PaymentMethod's id.
+    def payment_method_details(self):
+        pm = ls_res.store.get('payment_method:' + str(self.payment_method))
+        card = getattr(pm, 'card', None) if pm is not None else None
+        if not isinstance(card, dict):
+            return None
+        return {'type': 'card', 'card': {
+            name: card.get(name) for name in
+            ('brand', 'last4', 'exp_month', 'exp_year', 'country', 'funding',
+             'fingerprint')}}
+
+    ls_res.Charge.payment_method_details = property(payment_method_details)
+
+    # A card attached through /attach counts as attached once (so a later
+    # detach makes it unusable, as at Stripe).
+    orig_attach = ls_res.PaymentMethod._api_attach.__func__
+
+    def attach(cls, id, **kwargs):
+        pm = orig_attach(cls, id, **kwargs)
+        pm._was_attached = True
+        return pm
+    _ROUTE_OVERRIDES[('POST', '/v1/payment_methods/{id}/attach')] = \
+        ls_server.api_extra(lambda **kw: attach(ls_res.PaymentMethod, **kw),
+                            '/v1/payment_methods/{id}/attach')
+
+
 _patched = False
 
 
@@ -683,6 +1018,7 @@ def apply_patches():
     patch_confirm_payment_method()
     patch_automatic_payment_methods()
     patch_refund_limits()
+    patch_saved_cards()
     patch_cancel_and_refund_webhooks()
     patch_webhook_retries()
     patch_disputes()

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from ticketing import event_cancel, reports
+from ticketing import event_cancel, exports, reports
 from ticketing.auth import ADMIN
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller, route
@@ -19,6 +19,7 @@ app = create_app()
 ORGANISERS = "Only organisers may see or change an event's sales."
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=4000)]
+CSV = "text/csv; charset=utf-8"
 
 
 @route(app, "GET", "/api/events/<event_id>/orders", roles=(ADMIN,), denied=ORGANISERS,
@@ -30,15 +31,23 @@ def list_orders(event_id: str, status: Annotated[reports.OrderStatus | None, Que
 
 @route(app, "GET", "/api/events/<event_id>/attendees", roles=(ADMIN,), denied=ORGANISERS,
        summary="The event's tickets with holder and check-in (admin); ?format=csv for a spreadsheet", tags=["organiser"],
-       responses={200: {"description": "AttendeePage as JSON, or text/csv with a header row",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AttendeePage"}},
+       description=f"format=csv answers the whole list as text/csv up to {exports.INLINE_MAX_BYTES:,} bytes; past that "
+       "(or with delivery=link) it is written to storage and answered as JSON {export_url, expires_at}: a presigned "
+       f"GET URL that needs no token, valid {exports.URL_SECONDS // 60} minutes.",
+       responses={200: {"description": "AttendeePage as JSON; text/csv with a header row; or, for a large CSV, ExportOut",
+                        "content": {"application/json": {"schema": {"oneOf": [
+                                        {"$ref": "#/components/schemas/AttendeePage"}, {"$ref": "#/components/schemas/ExportOut"}]}},
                                     "text/csv": {"schema": {"type": "string"}}}}})
 def attendees(event_id: str, status: Annotated[reports.TicketStatus | None, Query()] = None,
               format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the API's name
+              delivery: Annotated[Literal["auto", "link"], Query(description="csv only: link always answers ExportOut")] = "auto",
               limit: Limit = 100, cursor: Cursor = None):
     if format == "csv":
-        return Response(200, "text/csv; charset=utf-8", reports.attendees_csv(event_id, status),
-                        headers={"Content-Disposition": f'attachment; filename="attendees-{event_id}.csv"'})
+        filename = f"attendees-{event_id}.csv"
+        body = reports.attendees_csv(event_id, status).encode()
+        if delivery == "link" or not exports.fits_inline(body):
+            return exports.store(body, filename, CSV).model_dump(mode="json")
+        return Response(200, CSV, body, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     return reports.attendees(event_id, status, limit, cursor).model_dump(mode="json")
 
 

@@ -19,7 +19,9 @@ app = create_app()
     tags=["refunds"],
     responses={
         201: {"description": "Refunded at Stripe and recorded"},
-        403: {"description": "Not allowed: an amount or used tickets (admins only), or after the refund cut-off"},
+        403: {"description": "Not allowed: an amount or used tickets (admins only), after the refund cut-off, or a reason "
+                           "not the caller's (customers: requested_by_customer only, code reason_for_organisers; "
+                           "event_canceled: the event's cancellation only, code reason_event_canceled)"},
         409: {"description": "More than is left to refund, or the order cannot be refunded"},
         502: {"description": "Stripe failed; nothing was refunded or recorded"},
     },

@@ -60,9 +60,11 @@ def check_in_code(body: gate.CodeCheckinIn, idempotency_key: idempotency.KeyHead
 
 
 @route(app, "GET", "/api/scanner/keys", roles=STAFF, denied=DENIED, tags=["gate"],
-       summary="Public keys and voided tickets for offline scanners; generated_at is the next since")
+       summary="Public keys and voided tickets for offline scanners; generated_at is the next since",
+       description="event_id narrows the document to one event and lists its voided tickets; without it the "
+       "answer holds the keys alone, with event_id, event_name and event_ends_at null and voided, restored empty.")
 def scanner_keys(
-    event_id: Annotated[str, Query(min_length=1, max_length=64)],
+    event_id: EventId = None,
     since: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> gate.KeysOut:

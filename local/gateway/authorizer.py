@@ -51,13 +51,14 @@ def make_token(
     ttl_seconds: int = 3600,
     extra_claims: Mapping[str, Any] | None = None,
     now: int | None = None,
+    email_verified: bool = True,
 ) -> str:
     """An RS256 Cognito-ID-token-shaped JWT. ``extra_claims`` override/add claims (e.g. ``aud``)."""
     now = int(time.time()) if now is None else now
     claims: dict[str, Any] = {"sub": sub}
     if email:
         claims["email"] = email
-    claims["email_verified"] = True
+    claims["email_verified"] = bool(email_verified)
     if name:
         claims["name"] = name
     groups = [str(g) for g in (groups or [])]

@@ -197,6 +197,7 @@ class Gateway:
         groups: Iterable[str] | None = None,
         ttl_seconds: int = 3600,
         extra_claims: Mapping[str, Any] | None = None,
+        email_verified: bool = True,
     ) -> str:
         """A token this gateway accepts (``extra_claims`` can break it on purpose, e.g. ``{"aud": "x"}``)."""
         if self.private_key is None:
@@ -210,6 +211,7 @@ class Gateway:
             groups=groups,
             ttl_seconds=ttl_seconds,
             extra_claims=extra_claims,
+            email_verified=email_verified,
         )
 
     def authorize(self, route: Route, headers: Mapping[str, str]) -> dict[str, Any] | None:

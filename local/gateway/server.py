@@ -287,9 +287,17 @@ class RequestHandler(BaseHTTPRequestHandler):
                 name=data.get("name"),
                 groups=data.get("groups") or [],
                 ttl_seconds=int(data.get("ttl_seconds", 3600)),
+                email_verified=_flag(data.get("email_verified", True)),
             )
         except (TypeError, ValueError) as exc:
             return self._send_json((400, {"message": str(exc)}), origin, request_id)
         return self._send_json((200, {"token": token}), origin, request_id)
 
 
+def _flag(value: Any) -> bool:
+    """`email_verified` as JSON true/false (or "true"/"false"); anything else is a 400."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("email_verified must be true or false")

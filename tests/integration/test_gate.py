@@ -236,8 +236,12 @@ def test_keys_document_verifies_real_codes_offline_and_lists_voided_tickets(api,
     document = api.get("/api/scanner/keys/", token=scanner, params={"event_id": event_id, "since": before["generated_at"]}).json()
     assert [v["ticket_id"] for v in document["voided"]] == [gone]
     assert document["event_id"] == event_id and document["format"] == "TKT1" and document["keys"]
-    missing = api.get("/api/scanner/keys/", token=scanner)
-    assert missing.status_code == 422 and missing.json()["field"] == "event_id"
+    keys_only = api.get("/api/scanner/keys/", token=scanner)  # no event_id: the keys alone
+    assert keys_only.status_code == 200, keys_only.text
+    assert keys_only.json()["keys"] == document["keys"] and keys_only.json()["event_id"] is None
+    assert keys_only.json()["voided"] == [] and keys_only.json()["restored"] == []
+    forged = api.get("/api/scanner/keys/", token=scanner, params={"event_id": event_id, "cursor": "zz"})
+    assert forged.status_code == 400 and forged.json()["code"] == "bad_cursor"
 
     assert verify_offline(document, ok_code)["reason"] == "ok"
     assert verify_offline(document, gone_code)["reason"] == "void"

@@ -1,7 +1,7 @@
 """A hostile corpus through the local gateway, for every route and every role: bodies in
 unsupported and missing content types, undecodable bytes, deep nesting, numbers of
 thousands of digits, oversized bodies (ours and API Gateway's limit), very long and
-unicode ids in paths, queries and bodies.
+unicode ids in paths, queries and bodies, forged and foreign cursors.
 
 Not one answer may be a 5xx; every other answer is in the API's error format (or API
 Gateway's own `{"message"}` where the gateway answers), and nothing changes: the table
@@ -11,6 +11,7 @@ mail sent are the same after the corpus as before it.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import requests
 
 from local import stack as stack_module
 from local.template import load_template
+from ticketing.pages import encode_cursor
 from tests.conftest import ROOT
 from tests.integration.test_checkout import buy
 from tests.integration.test_webhook import pay, table_item, wait_for
@@ -47,6 +49,16 @@ LONG_IDS = {"event_id": "e" * 3_000, "ticket_ids": ["t" * 3_000], "code": "c" * 
             "items": [{"ticket_type_id": "y" * 3_000, "qty": 1}], "fixture_id": "f" * 3_000}
 PATH_IDS = {"long": "e" * 3_000, "unicode": "évènement-ñ", "emoji": "🎫" * 30, "percent": "%FF%FE", "65-chars": "a" * 65}
 UNKNOWN_ID = "zz_" + "0" * 20
+# Cursors no listing handed out: objects of the wrong shape, another listing's or another
+# customer's key, positions in partitions that do not exist, deep nesting, not UTF-8.
+FORGED_CURSORS = {name: encode_cursor(value) for name, value in {
+    "any-object": {"a": 1},
+    "events-key-elsewhere": {"PK": {"S": "EVENT#ev_1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "2031-01-01#ev_1"}},
+    "another-customer": {"PK": {"S": "TICKET#t_1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "CUSTOMER#someone-else"}, "GSI1SK": {"S": "TICKET#2031-01-01#t_1"}},
+    "long-key": {"PK": {"S": "EVENT#" + "e" * 3_000}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "x#e"}},
+    "number-key": {"PK": {"N": "1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "x#e"}},
+    "scatter-partitions": {"p": {"99": "2031-01-01#or_1"}, "x": [-1]},
+}.items()} | {"deep": base64.urlsafe_b64encode(b"[" * 1_400).decode(), "not-utf8": "_w", "not-base64": "%%%"}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +119,8 @@ def corpus(world) -> list[tuple[str, str, str, str | None, bytes, dict]]:
             if method == "GET":
                 query = "&".join(f"{key}={'q' * 3_000}" for key in ("event_id", "code", "cursor", "since", "status", "format"))
                 cases.append(("long query values", method, fill(template, ids, UNKNOWN_ID) + "?" + query, role, b"", {}))
+                for name, cursor in FORGED_CURSORS.items():
+                    cases.append((f"{name} cursor", method, fill(template, ids) + f"?cursor={cursor}", role, b"", {}))
                 cases.append(("unicode query values", method, fill(template, ids, UNKNOWN_ID) + "?event_id=%C3%A9%FF&limit=%F0%9F%8E%AB",
                               role, b"", {}))
         cases.append(("over API Gateway's 10 MB", method, fill(template, ids), "anonymous", b"x" * (10 * 1024 * 1024 + 1),

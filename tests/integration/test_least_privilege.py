@@ -231,12 +231,30 @@ def scenario(api, stack):
         payload = event_for(intent, kind=kind, obj=_dispute(stack, charge, intent, status, dispute_id))
         ok(deliver(api, payload, signed(payload)))
 
+    # the account: a saved card (Stripe down first: the retry key is forgotten), the payment
+    # history with its refunds, the inbox the receipts and refund notices went to
+    from tests.integration.test_account import save_card
+
+    with stripe_failing(stack, "/v1/customers"):
+        ok(api.post("/api/me/payment-methods/setup/", token=refunder, headers={"Idempotency-Key": uuid.uuid4().hex}), 502)
+    card = save_card(api, stack, refunder)
+    ok(api.get("/api/me/payment-methods/", token=refunder))
+    ok(api.post(f"/api/me/payment-methods/{card}/default/", token=refunder))
+    ok(api.request("DELETE", f"/api/me/payment-methods/{card}/", token=refunder))
+    assert ok(api.get("/api/me/payments/", token=refunder))["payments"][0]["refunds"]
+    assert wait_for(lambda: ok(api.get("/api/me/notifications/?unread=true", token=refunder))["notifications"])
+    note = ok(api.get("/api/me/notifications/?unread=true", token=refunder))["notifications"][0]
+    ok(api.post(f"/api/me/notifications/{note['id']}/read/", token=refunder))
+    ok(api.post("/api/me/notifications/read-all/", token=refunder))
+
     # organiser reports, then cancel the event: paid orders refunded, pending canceled
     pending = ok(buy(api, customer(api, "pending"), event_id, [(ga, 1)]), 201)
     ok(api.get(f"/api/events/{event_id}/orders/", token=admin))
     ok(api.get(f"/api/events/{event_id}/attendees/", token=admin))
     attendees = ok(api.get(f"/api/events/{event_id}/attendees/?format=csv", token=admin))
     assert len(list(csv.reader(io.StringIO(attendees.text)))) > 1
+    link = ok(api.get(f"/api/events/{event_id}/attendees/?format=csv&delivery=link", token=admin))  # as a large export
+    assert requests.get(link["export_url"], timeout=10).text == attendees.text
     ok(api.get(f"/api/events/{event_id}/stats/", token=admin))
     # Stripe refuses the first refunds: the job undoes their reservations and resumes later
     with stripe_failing(stack, "/v1/refunds", count=4):

@@ -11,6 +11,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import requests
 
 from local import stack as stack_module
 from tests.integration.test_checkout import buy, shards, stripe_client
@@ -183,7 +184,7 @@ def test_orders_listing_filters_by_status_and_pages_across_the_shards(api, stack
     assert sorted(o["order_id"] for o in only_paid) == sorted(paid)
     assert {o["status"] for o in only_paid} == {"paid"} and only_paid[0]["total_cents"] == 1000
     assert api.get(f"/api/events/{event_id}/orders/", token=api.token([])).status_code == 403
-    assert api.get(f"/api/events/{event_id}/orders/", token=admin, params={"cursor": "garbage!"}).status_code == 422
+    assert api.get(f"/api/events/{event_id}/orders/", token=admin, params={"cursor": "garbage!"}).status_code == 400
 
 
 def test_attendee_csv_round_trips_names_with_commas_quotes_newlines_and_formulas(api, stack, make_event):
@@ -212,6 +213,11 @@ def test_attendee_csv_round_trips_names_with_commas_quotes_newlines_and_formulas
     as_json = api.get(f"/api/events/{event_id}/attendees/", token=admin).json()
     assert {a["holder_name"] for a in as_json["attendees"]} == set(names)  # JSON carries the raw value
     assert api.get(f"/api/events/{event_id}/attendees/", token=api.token(["scanner"]), params={"format": "csv"}).status_code == 403
+    link = api.get(f"/api/events/{event_id}/attendees/", token=admin, params={"format": "csv", "delivery": "link"})
+    assert link.status_code == 200 and set(link.json()) == {"export_url", "expires_at"}
+    download = requests.get(link.json()["export_url"], timeout=10)  # no token: the link is the permission
+    assert download.status_code == 200 and download.headers["Content-Type"].startswith("text/csv")
+    assert list(csv.reader(io.StringIO(download.text, newline=""))) == rows
 
 
 def test_stats_match_a_mix_of_paid_pending_refunded_and_checked_in_orders(api, stack, make_event):

@@ -80,7 +80,7 @@ def test_a_full_refund_voids_every_ticket_returns_the_seats_and_emails_the_custo
 
 def test_a_partial_refund_by_an_admin_keeps_the_tickets(api, stack, paid):
     ctx = paid()
-    answer = refund(api, ctx, {"amount_cents": 1500, "reason": "other"}, token=api.token(["admin"]))
+    answer = refund(api, ctx, {"amount_cents": 1500, "reason": "other"}, token=api.token(["admin"]))  # organisers choose
     assert answer.status_code == 201, answer.text
     state = order_state(api, ctx)
     assert state["status"] == "partially_refunded" and state["refunded_cents"] == 1500
@@ -149,15 +149,21 @@ def test_ten_concurrent_partial_refunds_never_exceed_what_was_paid(api, stack, p
         ("customer", {"ticket_ids": ["tk_not_in_this_order"]}, 422, None),
         ("customer", {"amount_cents": 100, "ticket_ids": ["x"]}, 422, None),
         ("customer", {"reason": "because"}, 422, None),
+        ("customer", {"reason": "fraudulent"}, 403, "reason_for_organisers"),
+        ("customer", {"reason": "duplicate"}, 403, "reason_for_organisers"),
+        ("customer", {"reason": "event_canceled"}, 403, "reason_event_canceled"),
+        ("admin", {"reason": "event_canceled"}, 403, "reason_event_canceled"),
         ("customer", {"amount_cents": -5}, 422, None),
     ],
 )
 def test_refusals_change_nothing(api, stack, paid, who, body, status, code):
     ctx = paid()
-    token = {"customer": ctx["token"], "stranger": api.token([])}[who]
+    token = {"customer": ctx["token"], "stranger": api.token([]), "admin": api.token(["admin"])}[who]
     answer = refund(api, ctx, body, token=token)
     assert answer.status_code == status, answer.text
     assert set(answer.json()) >= {"error", "detail"}
+    if code:
+        assert answer.json()["code"] == code
     _unchanged(api, stack, ctx)
 
 

@@ -141,10 +141,13 @@ def test_a_pending_ticket_has_no_payload_and_another_customer_gets_404(api, cust
 @pytest.fixture
 def qr_keys_put_back(stack):
     """A rotation changes the stack's QR signing secret for every test after it: put it back."""
-    secrets = stack.client("secretsmanager")
+    secrets, ssm = stack.client("secretsmanager"), stack.client("ssm")
     saved = secrets.get_secret_value(SecretId=stack_module.QR_SECRET)["SecretString"]
+    published = ssm.get_parameter(Name=stack_module.QR_PUBLIC_KEYS)["Parameter"]["Value"]
     yield
     secrets.put_secret_value(SecretId=stack_module.QR_SECRET, SecretString=saved)
+    # and the public keys it published, which test_stack compares with the secret
+    ssm.put_parameter(Name=stack_module.QR_PUBLIC_KEYS, Value=published, Type="String", Overwrite=True)
 
 
 def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, customer, qr_keys_put_back):

@@ -73,6 +73,9 @@ def test_mail_refusals_and_bounces_are_alarmed():
     assert 'add_metric(name="MessageRejected"' in mail_code
     metrics = {(a.get("Namespace"), a.get("MetricName")) for a in ALARMS.values()}
     assert ("Ticketing", "MessageRejected") in metrics
+    fulfilment_code = (ROOT / "layers/common/python/ticketing/fulfilment.py").read_text()
+    assert 'add_metric(name="ReceiptsUndeliverable"' in fulfilment_code
+    assert ("Ticketing", "ReceiptsUndeliverable") in metrics
     assert ("AWS/SES", "Reputation.BounceRate") in metrics and ("AWS/SES", "Reputation.ComplaintRate") in metrics
 
 

@@ -100,8 +100,8 @@ class _Context:
         return 10_000
 
 
-ADMIN = {"sub": "admin-1", "email": "admin@example.com", "name": "Admin", "cognito:groups": "[admin]"}
-CUSTOMER = {"sub": "cust-1", "email": "c@example.com", "name": "Customer"}
+ADMIN = {"sub": "admin-1", "email": "admin@example.com", "name": "Admin", "cognito:groups": "[admin]", "email_verified": "true"}
+CUSTOMER = {"sub": "cust-1", "email": "c@example.com", "name": "Customer", "email_verified": "true"}
 
 
 @pytest.fixture

@@ -155,8 +155,8 @@ def test_listing_pages_with_an_opaque_cursor(catalogue):
     assert set(seen) == ids and len(seen) == 5
 
 
-def test_bad_cursor_and_limit_are_422(catalogue):
-    assert catalogue("GET", "/api/events/", query={"cursor": "%%%"})[0] == 422
+def test_bad_cursor_is_400_and_bad_limit_422(catalogue):
+    assert catalogue("GET", "/api/events/", query={"cursor": "%%%"})[0] == 400
     assert catalogue("GET", "/api/events/", query={"limit": 0})[0] == 422
     assert catalogue("GET", "/api/events/", query={"limit": "many"})[0] == 422
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +12,7 @@ from ticketing import config, ids, money
 from ticketing.auth import caller_from_claims, parse_groups
 from ticketing.errors import ConfigurationError, Forbidden, InvalidInput
 from ticketing.inventory import shard_capacities
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, BadCursor, decode_cursor, decode_key, encode_cursor
 
 
 @given(
@@ -65,11 +67,32 @@ def test_cursors_round_trip(key):
     assert decode_cursor(encode_cursor(key)) == key
 
 
-@pytest.mark.parametrize("bad", ["%%%", "bm90IGpzb24", "WzFd"])  # not base64, not JSON, a list
-def test_foreign_cursors_are_invalid_input(bad):
-    with pytest.raises(InvalidInput) as caught:
+DEEP = base64.urlsafe_b64encode(b"[" * 1_400).decode()
+EVENTS_KEY = {"PK": "EVENT#" + ID, "SK": "META", "GSI1PK": "EVENTS", "GSI1SK": STAMP + "#" + ID}
+
+
+@pytest.mark.parametrize("bad", ["%%%", "bm90IGpzb24", "WzFd", DEEP, "_w"])  # not base64, not JSON, a list, nesting, not UTF-8
+def test_forged_cursors_are_bad_requests(bad):
+    with pytest.raises(BadCursor) as caught:
         decode_cursor(bad)
-    assert caught.value.fields["field"] == "cursor"
+    assert caught.value.fields == {"field": "cursor", "code": "bad_cursor"}
+
+
+def test_a_key_cursor_must_be_this_listings_key():
+    good = {"PK": {"S": "EVENT#ev_1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "2031-01-01T00:00:00Z#ev_1"}}
+    assert decode_key(encode_cursor(good), EVENTS_KEY) == good
+    foreign = [
+        {**good, "GSI1PK": {"S": "CUSTOMER#someone"}},  # another listing's partition
+        {**good, "PK": {"S": "ORDER#o_1"}},
+        {**good, "PK": {"S": "EVENT#" + "e" * 3_000}},  # a key DynamoDB would refuse
+        {**good, "SK": {"N": "1"}},
+        {**good, "extra": {"S": "x"}},
+        {k: v for k, v in good.items() if k != "SK"},
+        {**good, "GSI1SK": "2031#ev_1"},
+    ]
+    for key in foreign:
+        with pytest.raises(BadCursor):
+            decode_key(encode_cursor(key), EVENTS_KEY)
 
 
 def test_settings_fail_loudly_at_cold_start():
@@ -100,3 +123,20 @@ def test_stripe_keys_never_show_secrets_in_repr():
 
     keys = StripeKeys(secret_key="sk_test_SECRET", webhook_secret="whsec_SECRET")
     assert "SECRET" not in repr(keys)
+
+
+def test_refund_reasons_by_role():
+    from ticketing.refunds import check_reason
+
+    customer, admin = caller_from_claims({"sub": "c"}), caller_from_claims({"sub": "a", "cognito:groups": "[admin]"})
+    check_reason("requested_by_customer", customer)
+    for reason in ("duplicate", "fraudulent", "other"):
+        check_reason(reason, admin)
+        with pytest.raises(Forbidden) as caught:
+            check_reason(reason, customer)
+        assert caught.value.fields["code"] == "reason_for_organisers"
+    for who in (customer, admin):
+        with pytest.raises(Forbidden) as caught:
+            check_reason("event_canceled", who)
+        assert caught.value.fields["code"] == "reason_event_canceled"
+    check_reason("event_canceled", admin, by_cancellation=True)

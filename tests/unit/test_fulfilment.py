@@ -41,7 +41,7 @@ def _order(shop, sub, qty=2):
     status, answer, _ = shop["buy"](
         "POST", "/api/tickets/stripe/checkout/",
         {"event_id": shop["event"]["id"], "items": [{"ticket_type_id": shop["type"]["id"], "qty": qty}]},
-        claims={"sub": sub, "email": f"{sub}@example.com", "name": sub},
+        claims={"sub": sub, "email": f"{sub}@example.com", "name": sub, "email_verified": "true"},
     )
     assert status == 201, answer
     return answer
@@ -213,8 +213,10 @@ def test_the_webhook_reads_the_order_once_per_stripe_event(shop):
         outcome = webhooks.handle(stripe_event)
     assert outcome.outcome == "paid"
     assert {name: n for name, n in calls.items() if name.startswith("dynamodb.")} == {
-        "dynamodb.PutItem": 1,  # the Stripe event's claim
-        "dynamodb.GetItem": 2,  # the order (once) and its event (for the receipt)
+        "dynamodb.PutItem": 2,  # the Stripe event's claim; the receipt filed in the customer's inbox (mail hook)
+        # the order (once, by the webhook), its event (for the receipt), and the inbox's mail
+        # hook reading the order's customer and event (issue 17's, projected): still to fold away
+        "dynamodb.GetItem": 3,
         "dynamodb.TransactWriteItems": 1,  # pending -> paid: order, tickets, seats, holder count, log record
         "dynamodb.BatchGetItem": 1,  # the tickets, for the receipt
         "dynamodb.UpdateItem": 3,  # the receipt's claim and its record, the event's finish

@@ -68,7 +68,7 @@ def test_any_sequence_of_holds_and_releases_keeps_the_books(aws, catalogue, ops)
     placed: list[orders.OrderItem] = []
     for op, who, qty_a, qty_b in ops:
         if op == "hold":
-            buyer = Caller(sub=f"buyer-{who}")
+            buyer = Caller(sub=f"buyer-{who}", email_verified=True)
             chosen = [(by_id[types[0][0]], qty_a), (by_id[types[1][0]], qty_b)]
             try:
                 hold = checkout._hold(event_item, None, chosen, buyer)

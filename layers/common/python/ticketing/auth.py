@@ -18,6 +18,7 @@ class Caller:
     email: str | None = None
     name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    email_verified: bool = False  # the `email_verified` claim is "true": the pool checked the address
 
     @property
     def is_admin(self) -> bool:
@@ -47,4 +48,5 @@ def caller_from_claims(claims: dict[str, Any] | None) -> Caller | None:
         email=claims.get("email") or None,
         name=claims.get("name") or None,
         groups=parse_groups(claims.get("cognito:groups")),
+        email_verified=str(claims.get("email_verified", "")).strip().lower() == "true",
     )

@@ -15,7 +15,7 @@ from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
 from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -197,7 +197,7 @@ def list_events(limit: int, cursor: str | None) -> EventPage:
         "EVENTS",
         filter_condition=(EventItem.ends_at > now) & (EventItem.status == "on_sale"),
         limit=limit,
-        last_evaluated_key=decode_cursor(cursor),
+        last_evaluated_key=decode_key(cursor, {"PK": "EVENT#" + ID, "SK": "META", "GSI1PK": "EVENTS", "GSI1SK": STAMP + "#" + ID}),
         page_size=limit,
     )
     events = [_event_out(item, None) for item in results]

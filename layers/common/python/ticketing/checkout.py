@@ -11,12 +11,12 @@ import secrets
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import catalogue, clock, inventory, orders, payments
+from ticketing import cards, catalogue, clock, inventory, orders, payments
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError
+from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
 from ticketing.lifecycle import OrderStatus, TicketStatus
 from ticketing.lifecycle import orders as lifecycle
@@ -51,6 +51,8 @@ class CheckoutIn(BaseModel):
     event_id: Id
     fixture_id: Id | None = None
     items: list[CheckoutLine] = Field(min_length=1, max_length=MAX_LINES)
+    payment_method_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    save_card: StrictBool = False
 
 
 class CheckoutOut(BaseModel):
@@ -185,8 +187,11 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
 
 
 def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+    if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
+        raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
+    customer_id = _saved_card_customer(data, who)  # before any seat is held
     hold = _hold(event, fixture_id, chosen, who)
     order = hold.order
     try:
@@ -195,12 +200,15 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
             amount=int(order.total_cents),
             currency=order.currency,
             metadata={"order_id": order.order_id, "event_id": order.event_id, "customer_id": who.sub},
+            customer_id=customer_id, payment_method_id=data.payment_method_id, save_card=data.save_card,
+            return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
     except (PaymentProviderError, DependencyUnavailable):
         lifecycle.release(order, "canceled", "payment_setup_failed")
         raise
     lifecycle.record_payment(
-        order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status
+        order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,
+        error_message=intent.error_message,  # a saved card declined: the order stays pending until its hold lapses
     )
     return CheckoutOut(
         order_id=order.order_id,
@@ -212,6 +220,21 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
         expires_at=order.expires_at,
         tickets=[orders.CheckoutTicketOut.of(t) for t in hold.tickets],
     )
+
+
+def _saved_card_customer(data: CheckoutIn, who: Caller) -> str | None:
+    """The caller's Stripe Customer when paying with a saved card (which must be theirs:
+    anything else is 422 naming payment_method_id) or saving the card; else None."""
+    if not data.payment_method_id and not data.save_card:
+        return None
+    if data.payment_method_id:
+        try:
+            customer_id, _card = cards.own_card(who, data.payment_method_id)
+        except NotFound:
+            raise InvalidInput("payment_method_id", "This is not one of your saved cards; list them at "
+                               "/api/me/payment-methods/.") from None
+        return customer_id
+    return cards.ensure_customer(who)
 
 
 def get_order(order_id: str, who: Caller) -> orders.OrderOut:

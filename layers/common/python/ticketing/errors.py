@@ -25,6 +25,12 @@ class InvalidInput(DomainError):
         super().__init__(detail, field=field, code="invalid")
 
 
+class Unprocessable(DomainError):
+    """Well-formed, but refused as it stands (its `code` says why), e.g. an unverified email."""
+
+    error = "Cannot be processed"
+
+
 class MalformedRequest(DomainError):
     error = "Malformed request"
 
@@ -51,6 +57,10 @@ class TooLarge(DomainError):
 
 class TooManyRequests(DomainError):
     error = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None, **fields: Any) -> None:
+        super().__init__(detail, **fields)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
 class PaymentProviderError(DomainError):

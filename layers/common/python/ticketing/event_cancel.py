@@ -180,7 +180,7 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
     status = order.status
     if status in REFUNDABLE:
         try:
-            made = refunds.refund(order.order_id, refunds.RefundIn(reason="event_canceled"), _system(job))
+            made = refunds.refund(order.order_id, refunds.RefundIn(reason="event_canceled"), _system(job), by_cancellation=True)
         except (PaymentProviderError, DependencyUnavailable) as exc:
             raise RetryLater(f"refund failed: {exc.detail}") from exc
         except Conflict as exc:

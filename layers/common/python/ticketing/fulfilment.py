@@ -51,6 +51,7 @@ def _payment_fields(intent: payments.Intent) -> dict[str, Any]:
     return {
         "payment_intent_id": intent.id, "status": intent.status, "charge_id": intent.charge_id,
         "payment_method": intent.payment_method_type or "card",
+        "card_brand": intent.card_brand, "card_last4": intent.card_last4,  # the payment history's card (issue 17)
     }
 
 

@@ -30,6 +30,7 @@ record of every scan.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import Counter
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from ticketing.errors import Conflict, DependencyUnavailable, DomainError, Inval
 from ticketing.lifecycle import TicketStatus
 from ticketing.lifecycle import tickets as lifecycle
 from ticketing.observability import logger
+from ticketing.pages import ID, STAMP, BadCursor
 from ticketing.table import EventItem, ScanItem, TicketItem
 
 OK = "ok"
@@ -157,9 +159,9 @@ class VoidedOut(BaseModel):
 class KeysOut(BaseModel):
     format: str = qr.VERSION_TAG
     algorithm: str = "Ed25519"
-    event_id: str
-    event_name: str
-    event_ends_at: str
+    event_id: str | None  # null: the keys alone (no event named, so no voided tickets)
+    event_name: str | None
+    event_ends_at: str | None
     keys: dict[str, str]
     voided: list[VoidedOut]
     restored: list[VoidedOut] = []  # voided once, valid again since (a dispute won): drop them from the void list
@@ -438,11 +440,17 @@ def _admit(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans:
 
 
 # ---------------------------------------------------------- keys document
-def keys_document(event_id: str, since: str | None = None, cursor: str | None = None) -> KeysOut:
+def keys_document(event_id: str | None, since: str | None = None, cursor: str | None = None) -> KeysOut:
     """The public keys and the event's tickets voided since `since` (all when None): what an
     offline scanner needs. `generated_at` is the next call's `since`; the list overlaps the
-    previous one by `VOIDED_OVERLAP` (merge by ticket_id)."""
+    previous one by `VOIDED_OVERLAP` (merge by ticket_id). Without `event_id`: the keys,
+    `event_id` null and no voided tickets."""
     generated_at = clock.iso(clock.now())
+    if cursor and not re.fullmatch(STAMP + "#" + ID, cursor):
+        raise BadCursor()  # only a position in this event's void list: `<voided_at>#<ticket_id>`
+    if event_id is None:
+        return KeysOut(event_id=None, event_name=None, event_ends_at=None, keys=qr.public_keys(), voided=[],
+                       restored=[], since=since, generated_at=generated_at)
     lower = ""
     if since is not None:
         try:

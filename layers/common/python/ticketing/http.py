@@ -34,6 +34,7 @@ from ticketing.observability import logger, metrics
 STATUS: dict[type[errors.DomainError], int] = {
     errors.MalformedRequest: 400,
     errors.InvalidInput: 422,
+    errors.Unprocessable: 422,
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
@@ -87,8 +88,8 @@ def create_app() -> APIGatewayHttpResolver:
     def _domain(exc: errors.DomainError) -> Response:
         status = _status_of(exc)
         headers = None
-        if isinstance(exc, errors.DependencyUnavailable) and exc.retry_after:
-            headers = {"Retry-After": str(exc.retry_after)}
+        if retry_after := getattr(exc, "retry_after", None):  # DependencyUnavailable, TooManyRequests
+            headers = {"Retry-After": str(retry_after)}
         if status >= 500:
             logger.warning("dependency error", extra={"error": exc.error, "detail": exc.detail})
         return error_response(status, exc.error, exc.detail, headers, **exc.fields)

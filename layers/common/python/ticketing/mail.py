@@ -63,6 +63,7 @@ _RETRYABLE_CODES = frozenset(
         "ServiceUnavailableException", "InternalFailure", "InternalServerError",
     }
 )
+INVALID_ADDRESS = "InvalidAddress"  # MailError.code when the recipient's address is refused before SES
 _ADDRESS_IN_TEXT = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
 
 
@@ -107,6 +108,7 @@ class RefundNotice:
     amount_cents: int
     reason: str  # a human sentence, e.g. "The event was canceled."
     ticket_serials: tuple[str, ...] = ()
+    kind: str = "refund"  # what the inbox files it as: "refund", or "event_canceled" (ticketing.inbox)
 
 
 class MailError(Exception):
@@ -153,7 +155,7 @@ def build_receipt(receipt: Receipt, render_png: Callable[[str, int], bytes]) -> 
 
     message = _skeleton(
         f"Your tickets for {receipt.event_name} (order {receipt.order_id})",
-        receipt.to_email, receipt.to_name, receipt.order_id,
+        receipt.to_email, receipt.to_name, receipt.order_id, kind="receipt",
     )
     message.set_content(_receipt_text(receipt), subtype="plain", cte="quoted-printable")
     message.add_alternative(_receipt_html(receipt), subtype="html", cte="quoted-printable")
@@ -174,19 +176,24 @@ def build_receipt(receipt: Receipt, render_png: Callable[[str, int], bytes]) -> 
 
 def build_refund_notice(notice: RefundNotice) -> EmailMessage:
     """The refund notice: plain text and HTML, no images."""
-    message = _skeleton(f"Refund for order {notice.order_id}", notice.to_email, notice.to_name, notice.order_id)
+    message = _skeleton(f"Refund for order {notice.order_id}", notice.to_email, notice.to_name, notice.order_id, kind=notice.kind)
     message.set_content(_refund_text(notice), subtype="plain", cte="quoted-printable")
     message.add_alternative(_refund_html(notice), subtype="html", cte="quoted-printable")
     return message
 
 
-def _skeleton(subject: str, to_email: str, to_name: str | None, order_id: str) -> EmailMessage:
+def _skeleton(subject: str, to_email: str, to_name: str | None, order_id: str, kind: str = "") -> EmailMessage:
     message = EmailMessage(policy=_POLICY)
     message["Subject"] = _one_line(subject)
     message["From"] = _sender()
-    message["To"] = _address(to_email, to_name)
+    try:
+        message["To"] = _address(to_email, to_name)
+    except ValueError:  # the customer's address, not our fault: permanent, recorded on the order
+        raise MailError("the recipient's address cannot receive mail from us", retryable=False, code=INVALID_ADDRESS) from None
     message["Date"] = formatdate(usegmt=True)
     message["X-Ticketing-Order"] = order_id
+    if kind:  # what the customer's inbox files it as (ticketing.inbox)
+        message["X-Ticketing-Kind"] = kind
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
     return message
 
@@ -388,7 +395,23 @@ def send(message: EmailMessage) -> str:
     except (BotoConnectionError, HTTPClientError) as exc:  # refused, timed out, reset
         name = type(exc).__name__
         raise MailError(f"SES could not be reached ({name})", retryable=True, code=name) from exc
+    _file_in_inbox(message, answer["MessageId"])
     return answer["MessageId"]
+
+
+def _file_in_inbox(message: EmailMessage, message_id: str) -> None:
+    """The one hook that makes every customer email a notification too (ticketing.inbox).
+    The email has gone: a failure here is logged, never raised, so no caller sends twice."""
+    if not message.get("X-Ticketing-Kind"):
+        return
+    try:
+        from ticketing import inbox
+
+        inbox.record_mail(message, message_id)
+    except Exception:  # noqa: BLE001 - see above
+        from ticketing.observability import logger
+
+        logger.warning("sent email not filed in the inbox", extra={"order_id": str(message.get("X-Ticketing-Order"))})
 
 
 def _addr_specs(message: EmailMessage, name: str) -> list[str]:

@@ -4,7 +4,7 @@ an order is answered. Their state changes are `ticketing.lifecycle`'s."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -48,6 +48,15 @@ class PaymentOut(BaseModel):
     error_message: str | None = None
 
 
+class ReceiptOut(BaseModel):
+    """The receipt email: `sent`, `pending` (paid, not out yet) or `undeliverable` (the
+    address was refused for good; `problem` says so, the tickets are in the account)."""
+
+    status: Literal["sent", "pending", "undeliverable"]
+    sent_at: str | None = None
+    problem: str | None = None
+
+
 class OrderOut(BaseModel):
     order_id: str
     event_id: str
@@ -61,6 +70,7 @@ class OrderOut(BaseModel):
     tickets: list[OrderTicketOut]
     refunds: list[dict[str, Any]]
     refunded_cents: int
+    receipt: ReceiptOut | None = None  # null until the order is paid
 
 
 # ---------------------------------------------------------------- reading
@@ -101,7 +111,16 @@ def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
         tickets=[OrderTicketOut.of(t) for t in tickets],
         refunds=refunds_of(order.order_id) if order.refunded_cents else [],
         refunded_cents=int(order.refunded_cents or 0),
+        receipt=receipt_of(order),
     )
+
+
+def receipt_of(order: OrderItem) -> ReceiptOut | None:
+    if order.receipt_undeliverable_at:
+        return ReceiptOut(status="undeliverable", problem=order.receipt_problem)
+    if order.receipt_sent_at:
+        return ReceiptOut(status="sent", sent_at=order.receipt_sent_at)
+    return ReceiptOut(status="pending") if order.paid_at else None
 
 
 def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:

@@ -6,16 +6,32 @@ GSI3 under one of ten partition keys per event (`table.event_orders_index`,
 `table.event_tickets_index`), so a rush on one event spreads its index writes over ten
 partitions. A reader queries the ten partitions newest first and merges them
 (`gather`); the opaque cursor carries each partition's position (the last sort key
-handed out, or that it is exhausted), so a page never repeats or skips an item."""
+handed out, or that it is exhausted), so a page never repeats or skips an item.
+
+A cursor is only ever followed after its listing has checked it (`decode_key` for one
+index's key, or the listing's own check, as `gather` does): a forged cursor, or one
+another listing or another caller was handed, is 400 `bad_cursor`, never a read from
+where it points."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ticketing.errors import InvalidInput
+from ticketing.errors import MalformedRequest
+
+MAX_KEY_TEXT = 200  # a key attribute in a cursor: ours are under 80 characters
+ID = r"[A-Za-z0-9_-]{1,64}"  # an id in a key (ids.plausible)
+STAMP = r"[0-9A-Za-z:.+-]{1,40}"  # a timestamp in a sort key
+
+
+class BadCursor(MalformedRequest):
+    def __init__(self) -> None:
+        super().__init__("The cursor is not one this listing handed out; start again without it.",
+                         field="cursor", code="bad_cursor")
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -25,17 +41,41 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+def decode_cursor(cursor: str | None, valid: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+    """The cursor's object, if it decodes and `valid` accepts it; else BadCursor."""
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
-        raise InvalidInput("cursor", "The cursor is not one this API handed out; start again without it.") from None
-    if not isinstance(value, dict):
-        raise InvalidInput("cursor", "The cursor is not one this API handed out; start again without it.")
+    except (ValueError, TypeError, RecursionError):
+        raise BadCursor() from None
+    try:
+        accepted = isinstance(value, dict) and (valid is None or bool(valid(value)))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        accepted = False
+    if not accepted:
+        raise BadCursor()
     return value
+
+
+def decode_key(cursor: str | None, pattern: Mapping[str, str]) -> dict[str, Any] | None:
+    """A DynamoDB key from `cursor`, if it has exactly `pattern`'s attributes, each a string
+    that fully matches its regular expression (so a key of another index, partition or
+    caller is refused)."""
+
+    def valid(value: dict[str, Any]) -> bool:
+        if set(value) != set(pattern):
+            return False
+        for name, expression in pattern.items():
+            attribute = value[name]
+            if not (isinstance(attribute, dict) and set(attribute) == {"S"} and isinstance(attribute["S"], str)):
+                return False
+            if len(attribute["S"]) > MAX_KEY_TEXT or not re.fullmatch(expression, attribute["S"]):
+                return False
+        return True
+
+    return decode_cursor(cursor, valid)
 
 
 def page_size(limit: int) -> int:
@@ -45,16 +85,30 @@ def page_size(limit: int) -> int:
 
 
 # ------------------------------------------------------------ scatter-gather
-def _positions(cursor: str | None) -> dict[str, Any]:
-    state = decode_cursor(cursor) or {}
+def _positions(cursor: str | None, partitions: int) -> dict[str, Any]:
+    state = decode_cursor(cursor, lambda value: _scatter_cursor(value, partitions)) or {}
     return {"p": dict(state.get("p") or {}), "x": list(state.get("x") or [])}
+
+
+def _scatter_cursor(value: dict[str, Any], partitions: int) -> bool:
+    """Is `value` a position `cursor_after` could have written: each partition's last sort
+    key (`<created>#<id>`) and the exhausted partitions, not all of them?"""
+    positions, exhausted = value.get("p"), value.get("x")
+    if set(value) != {"p", "x"} or not isinstance(positions, dict) or not isinstance(exhausted, list):
+        return False
+    names = {str(k) for k in range(partitions)}
+    if not set(positions) <= names or not all(isinstance(v, str) and re.fullmatch(STAMP + "#" + ID, v) for v in positions.values()):
+        return False
+    if not all(type(k) is int and 0 <= k < partitions and str(k) not in positions for k in exhausted):
+        return False
+    return len(set(exhausted)) == len(exhausted) < partitions
 
 
 def gather(model: type, partitions: list[str], limit: int, cursor: str | None, condition: Any = None) -> tuple[list[Any], Callable[[int], str | None]]:
     """Up to `limit` items from `partitions` of GSI3, newest first across all of them,
     after `cursor`. Returns the items and `cursor_after(n)`: the cursor that resumes after
     the first n of them (n = all of them for the next page)."""
-    state = _positions(cursor)
+    state = _positions(cursor, len(partitions))
     fetched: dict[int, list[Any]] = {}
     more: dict[int, bool] = {}
     for k, partition in enumerate(partitions):

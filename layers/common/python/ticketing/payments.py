@@ -36,6 +36,8 @@ class Intent:
     charge_id: str | None
     payment_method_type: str | None
     error_message: str | None
+    card_brand: str | None = None  # of the card paid with, where the answer shows it
+    card_last4: str | None = None
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +82,7 @@ def as_intent(obj: Any) -> Intent:
     method_types = data.get("payment_method_types") or []
     method = data.get("payment_method")
     method_type = (method.get("type") if isinstance(method, dict) else None) or (method_types[0] if method_types else None)
+    card = _card_details(data)
     return Intent(
         id=data["id"],
         status=data["status"],
@@ -90,19 +93,55 @@ def as_intent(obj: Any) -> Intent:
         charge_id=charge_id,
         payment_method_type=method_type,
         error_message=error.get("message") if isinstance(error, dict) else None,
+        card_brand=card.get("brand"),
+        card_last4=card.get("last4"),
     )
 
 
-def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str]) -> Intent:
-    """One PaymentIntent per order: the idempotency key is derived from the order id."""
+def _card_details(data: dict[str, Any]) -> dict[str, Any]:
+    """The card's brand and last4 from an expanded `payment_method`, an expanded
+    `latest_charge` or the 2017 shape's `charges.data[]` (`payment_method_details.card`)."""
+    method = data.get("payment_method")
+    if isinstance(method, dict) and isinstance(method.get("card"), dict):
+        return method["card"]
+    latest = data.get("latest_charge")
+    charges = [latest] if isinstance(latest, dict) else list((data.get("charges") or {}).get("data") or [])
+    for charge in reversed(charges):
+        details = (charge.get("payment_method_details") or {}).get("card") if isinstance(charge, dict) else None
+        if isinstance(details, dict):
+            return details
+    return {}
+
+
+def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[str, str], customer_id: str | None = None,
+                  payment_method_id: str | None = None, save_card: bool = False, return_url: str | None = None) -> Intent:
+    """One PaymentIntent per order: the idempotency key is derived from the order id.
+
+    With `payment_method_id` (a saved card of `customer_id`) it is confirmed here, on the
+    server, on-session (the buyer is present: a card that needs authentication answers
+    `requires_action`, finished in the browser with the client_secret); automatic payment
+    methods need a `return_url` for that. A decline is not an error here: the PaymentIntent
+    comes back `requires_payment_method` with its error message. `save_card` keeps the card
+    for later on-session payments once the payment succeeds."""
     params: dict[str, Any] = {
         "amount": amount,
         "currency": currency,
         "metadata": metadata,
         "automatic_payment_methods": {"enabled": True},
     }
+    if customer_id:
+        params["customer"] = customer_id
+    if save_card and customer_id:
+        params["setup_future_usage"] = "on_session"
+    if payment_method_id:
+        params.update(payment_method=payment_method_id, confirm=True, return_url=return_url)
     try:
         intent = client().v1.payment_intents.create(params=params, options={"idempotency_key": f"order-{order_id}-intent"})
+    except stripe.CardError as exc:
+        declined = getattr(exc.error, "payment_intent", None) if exc.error is not None else None
+        if declined is not None:
+            return as_intent(declined)
+        raise _translate(exc, "creating the payment") from exc
     except stripe.StripeError as exc:
         raise _translate(exc, "creating the payment") from exc
     return as_intent(intent)
@@ -193,6 +232,101 @@ def intents(since_epoch: int | None = None) -> list[Intent]:
     except stripe.StripeError as exc:
         raise _translate(exc, "listing payments") from exc
     return found
+
+
+# ------------------------------------------------------------------ saved cards
+@dataclass(frozen=True)
+class Card:
+    """A card PaymentMethod as the API shows it, plus the customer it is attached to."""
+
+    id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    customer: str | None
+
+
+def _as_card(obj: Any) -> Card:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    card = data.get("card") or {}
+    customer = data.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    return Card(
+        id=str(data["id"]), brand=card.get("brand"), last4=card.get("last4"),
+        exp_month=int(card["exp_month"]) if card.get("exp_month") is not None else None,
+        exp_year=int(card["exp_year"]) if card.get("exp_year") is not None else None,
+        customer=customer,
+    )
+
+
+def create_customer(*, idempotency_key: str, email: str | None, name: str | None, metadata: dict[str, str]) -> str:
+    """A Stripe Customer; the caller derives `idempotency_key` from the account, so a
+    retried or concurrent first request gets the same Customer back (within Stripe's 24 h)."""
+    params: dict[str, Any] = {"metadata": metadata}
+    if email:
+        params["email"] = email
+    if name:
+        params["name"] = name
+    try:
+        return str(client().v1.customers.create(params=params, options={"idempotency_key": idempotency_key}).id)
+    except stripe.StripeError as exc:
+        raise _translate(exc, "creating the customer") from exc
+
+
+def create_setup_intent(*, customer_id: str, idempotency_key: str, metadata: dict[str, str]) -> tuple[str, str]:
+    """A SetupIntent that saves a card to `customer_id` for on-session use: (id, client_secret)."""
+    params: dict[str, Any] = {
+        "customer": customer_id, "usage": "on_session", "payment_method_types": ["card"], "metadata": metadata,
+    }
+    try:
+        made = client().v1.setup_intents.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise _translate(exc, "preparing to save a card") from exc
+    return str(made.id), str(made.client_secret)
+
+
+def cards_of(customer_id: str) -> tuple[list[Card], str | None]:
+    """The customer's saved cards (Stripe's newest first) and its default card's id."""
+    try:
+        listed = client().v1.payment_methods.list(params={"customer": customer_id, "type": "card", "limit": 100})
+        customer = client().v1.customers.retrieve(customer_id)
+    except stripe.StripeError as exc:
+        raise _translate(exc, "reading the saved cards") from exc
+    default = ((customer.to_dict().get("invoice_settings") or {}).get("default_payment_method"))
+    if isinstance(default, dict):
+        default = default.get("id")
+    return [_as_card(item) for item in listed.data], default
+
+
+def card(payment_method_id: str) -> Card | None:
+    """One PaymentMethod, or None if Stripe has no such id."""
+    try:
+        return _as_card(client().v1.payment_methods.retrieve(payment_method_id))
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "http_status", None) == 404 or getattr(exc, "code", None) == "resource_missing":
+            return None
+        raise _translate(exc, "reading the card") from exc
+    except stripe.StripeError as exc:
+        raise _translate(exc, "reading the card") from exc
+
+
+def detach_card(payment_method_id: str) -> Card:
+    try:
+        return _as_card(client().v1.payment_methods.detach(payment_method_id))
+    except stripe.StripeError as exc:
+        raise _translate(exc, "removing the card") from exc
+
+
+def set_default_card(customer_id: str, payment_method_id: str) -> None:
+    try:
+        client().v1.customers.update(
+            customer_id, params={"invoice_settings": {"default_payment_method": payment_method_id}},
+            options={"idempotency_key": f"default-{customer_id}-{payment_method_id}"},
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, "choosing the default card") from exc
 
 
 @dataclass(frozen=True)

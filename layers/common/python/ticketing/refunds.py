@@ -156,6 +156,7 @@ def notify(order: OrderItem, amount_cents: int, reason: str, tickets: list[Ticke
                     event_name=event_name or "your event", currency=order.currency, amount_cents=int(amount_cents),
                     reason=NOTICE_REASONS.get(reason, "Your order has been refunded."),
                     ticket_serials=tuple(t.serial for t in tickets),
+                    kind="event_canceled" if reason == "event_canceled" else "refund",
                 )
             )
         )
@@ -178,9 +179,22 @@ def _until_reserved(attempt: Callable[[], T], unavailable: DependencyUnavailable
     raise unavailable
 
 
-def refund(order_id: str, data: RefundIn, who: Caller) -> RefundOut:
+def check_reason(reason: str, who: Caller, *, by_cancellation: bool = False) -> None:
+    """Who may give which reason: customers `requested_by_customer` only (`fraudulent` feeds
+    Stripe's fraud screening); organisers any but `event_canceled`, which the
+    event-cancellation job alone sets (it sends the "event canceled" notice)."""
+    if reason == "event_canceled" and not by_cancellation:
+        raise Forbidden("The reason event_canceled is set by canceling the event (POST /api/events/{id}/cancel/).",
+                        code="reason_event_canceled", field="reason")
+    if reason != "requested_by_customer" and not who.is_admin:
+        raise Forbidden("Customers refund with the reason requested_by_customer; other reasons are for organisers.",
+                        code="reason_for_organisers", field="reason")
+
+
+def refund(order_id: str, data: RefundIn, who: Caller, *, by_cancellation: bool = False) -> RefundOut:
     def attempt() -> tuple[OrderItem, RefundItem, list[TicketItem], str]:
         order = orders.get_for(order_id, who)  # another customer's order is a 404
+        check_reason(data.reason, who, by_cancellation=by_cancellation)
         amount, tickets, starts = _plan(order, data, who)  # 409 once nothing is left
         refund_id = new_id("rf")
         record = RefundItem(

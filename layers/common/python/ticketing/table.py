@@ -211,6 +211,8 @@ class Payment(MapAttribute):
     payment_method = UnicodeAttribute(null=True)
     charge_id = UnicodeAttribute(null=True)
     error_message = UnicodeAttribute(null=True)
+    card_brand = UnicodeAttribute(null=True)  # of the card paid with, when Stripe's answer showed it
+    card_last4 = UnicodeAttribute(null=True)
 
 
 class OrderItem(Model):
@@ -251,6 +253,10 @@ class OrderItem(Model):
     receipt_claimed_until = UnicodeAttribute(null=True)  # a sender's lease, so one email goes out
     receipt_sent_at = UnicodeAttribute(null=True)
     receipt_message_id = UnicodeAttribute(null=True)
+    receipt_undeliverable_at = UnicodeAttribute(null=True)  # the address was refused for good (mail code or SES)
+    receipt_problem = UnicodeAttribute(null=True)  # why, in words the customer sees on the order
+    resend_hour = UnicodeAttribute(null=True)  # the UTC hour ("2026-12-02T10") resend_count counts
+    resend_count = NumberAttribute(null=True)  # receipts resent in resend_hour (limited, ticketing.fulfilment)
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
@@ -478,6 +484,67 @@ class CancelMarkerItem(Model):
     @staticmethod
     def key(event_id: str, order_id: str) -> tuple[str, str]:
         return f"CANCEL#{event_id}", f"ORDER#{order_id}"
+
+
+class AccountItem(Model):
+    """A customer's account (issue 17): its Stripe Customer, claimed once by a conditional
+    write (`customer_claimed_until`, a lease) before it is created, and the SetupIntent
+    rate limit (a fixed window: `setup_window` and the count made in it)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="PROFILE")
+
+    sub = UnicodeAttribute()
+    stripe_customer_id = UnicodeAttribute(null=True)
+    customer_claimed_until = UnicodeAttribute(null=True)
+    customer_created_at = UnicodeAttribute(null=True)
+    setup_window = UnicodeAttribute(null=True)
+    setup_count = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(sub: str) -> tuple[str, str]:
+        return f"ACCOUNT#{sub}", "PROFILE"
+
+
+class NotificationItem(Model):
+    """One inbox entry of a customer (issue 17), in the customer's own partition, so another
+    customer's id is simply not found. GSI1: the inbox newest first; GSI2 (sparse, removed
+    when read): the unread ones, so the unread count reads only unread items."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi1 = GSI1()
+    gsi2 = GSI2()
+
+    notification_id = UnicodeAttribute()
+    sub = UnicodeAttribute()
+    kind = UnicodeAttribute()  # receipt, refund, event_changed, event_canceled, receipt_undeliverable
+    title = UnicodeAttribute()
+    body = UnicodeAttribute()
+    order_id = UnicodeAttribute(null=True)
+    event_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    read_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(sub: str, notification_id: str) -> tuple[str, str]:
+        return f"INBOX#{sub}", f"NOTE#{notification_id}"
+
+    @staticmethod
+    def inbox(sub: str) -> str:
+        return f"INBOX#{sub}"
+
+    @staticmethod
+    def unread(sub: str) -> str:
+        return f"UNREAD#{sub}"
 
 
 class TransitionLogItem(Model):

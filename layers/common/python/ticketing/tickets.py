@@ -23,6 +23,7 @@ check and the scanners' voided list do that. It just stops the app presenting it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -35,7 +36,7 @@ from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, InvalidInput, NotFound
 from ticketing.orders import PaymentOut
-from ticketing.pages import decode_cursor, encode_cursor
+from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, OrderItem, TicketItem, customer_partition
 
 TicketStatus = Literal["pending", "valid", "used", "void"]
@@ -181,13 +182,8 @@ def _page(model: type, who: Caller, prefix: str, event_id: str | None, status: s
 def _start_key(cursor: str | None, partition: str, prefix: str) -> dict[str, Any] | None:
     """The cursor's key, if it is one this listing handed this caller: a cursor from
     another customer's listing (or a forged one) is refused, not followed."""
-    key = decode_cursor(cursor)
-    if key is None:
-        return None
-    text = {name: value.get("S") if isinstance(value := key.get(name), dict) else None for name in ("PK", "SK", "GSI1PK", "GSI1SK")}
-    if text["GSI1PK"] != partition or not all(isinstance(v, str) for v in text.values()) or not text["GSI1SK"].startswith(prefix):
-        raise InvalidInput("cursor", "The cursor is not one this listing handed out; start again without it.")
-    return {name: {"S": value} for name, value in text.items()}
+    return decode_key(cursor, {"PK": re.escape(prefix) + ID, "SK": "META", "GSI1PK": re.escape(partition),
+                               "GSI1SK": re.escape(prefix) + STAMP + "#" + ID})
 
 
 def my_tickets(who: Caller, *, event_id: str | None = None, status: str | None = None,
