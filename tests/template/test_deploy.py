@@ -73,7 +73,7 @@ def test_mail_refusals_and_bounces_are_alarmed():
     assert 'add_metric(name="MessageRejected"' in mail_code
     metrics = {(a.get("Namespace"), a.get("MetricName")) for a in ALARMS.values()}
     assert ("Ticketing", "MessageRejected") in metrics
-    fulfilment_code = (ROOT / "layers/common/python/ticketing/fulfilment.py").read_text()
+    fulfilment_code = (ROOT / "layers/common/python/ticketing/receipts.py").read_text()  # receipts left fulfilment (issue 14)
     assert 'add_metric(name="ReceiptsUndeliverable"' in fulfilment_code
     assert ("Ticketing", "ReceiptsUndeliverable") in metrics
     assert ("AWS/SES", "Reputation.BounceRate") in metrics and ("AWS/SES", "Reputation.ComplaintRate") in metrics
