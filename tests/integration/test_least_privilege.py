@@ -7,7 +7,7 @@ check (a transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem p
 Query on an index as the index's ARN, an S3 read of a missing object as s3:ListBucket too,
 SES v2 SendEmail as ses:SendEmail on the identity and the configuration set): see
 local/aws.py. A scenario drives every function through the code paths that need each
-permission (checkout, pay, webhook, receipt and its retry, refund, dispute, event cancel,
+permission (checkout, pay, webhook, receipt and its retry, a bounce, refund, dispute, event cancel,
 tickets and QR codes, verify, check-in, offline upload, expiry, organiser reports), then
 each function's record is compared with its policy. SAM's own additions (the SQS event
 sources' polling, the scheduled function's dead-letter queue) are made by the Lambda
@@ -33,7 +33,8 @@ from tests.conftest import ROOT
 from tests.integration.test_checkout import buy, lapse
 from tests.integration.test_gate import sign
 from tests.integration.test_refunds import _dispute
-from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, wait_for
+from tests.integration.test_webhook import deliver, event_for, pay, receipts_for, signed, table_item, wait_for
+from tests.ses_events import notification, sns_event
 
 # Its module fixture (the scenario) runs once: every test of the module on one worker.
 pytestmark = pytest.mark.xdist_group("least_privilege")
@@ -191,6 +192,13 @@ def scenario(api, stack):
     finally:
         requests.delete(faults, timeout=5)
     assert wait_for(lambda: receipts_for(stack, queued["order_id"]), timeout=90), "the queued receipt never went out"
+
+    # SES reports (through SNS) that this receipt bounced for good: recorded on the order
+    sent = wait_for(lambda: table_item(stack, f"ORDER#{queued['order_id']}").get("receipt_message_id"))
+    bounce = notification(order_id=queued["order_id"], message_id=sent, timestamp=iso(datetime.now(timezone.utc)))
+    assert ok(requests.post(f"{stack.api_url}/_local/invoke/MailEventsFunction", json=sns_event(bounce), timeout=60)) == {
+        "outcomes": ["recorded"]}
+    assert api.get(f"/api/orders/{queued['order_id']}/", token=late).json()["receipt"]["status"] == "undeliverable"
 
     # tickets and QR codes: listings, data (presigned URLs), images rendered once then read
     ok(api.get("/api/me/tickets/", token=buyer))

@@ -73,10 +73,19 @@ def test_mail_refusals_and_bounces_are_alarmed():
     assert 'add_metric(name="MessageRejected"' in mail_code
     metrics = {(a.get("Namespace"), a.get("MetricName")) for a in ALARMS.values()}
     assert ("Ticketing", "MessageRejected") in metrics
-    fulfilment_code = (ROOT / "layers/common/python/ticketing/receipts.py").read_text()  # receipts left fulfilment (issue 14)
-    assert 'add_metric(name="ReceiptsUndeliverable"' in fulfilment_code
+    bounces_code = (ROOT / "layers/common/python/ticketing/bounces.py").read_text()  # the one writer, used by receipts too
+    assert 'add_metric(name="ReceiptsUndeliverable"' in bounces_code
     assert ("Ticketing", "ReceiptsUndeliverable") in metrics
     assert ("AWS/SES", "Reputation.BounceRate") in metrics and ("AWS/SES", "Reputation.ComplaintRate") in metrics
+
+
+def test_ses_bounce_and_complaint_events_reach_the_mail_events_function():
+    destination = RESOURCES["MailEventsDestination"]["Properties"]["EventDestination"]
+    assert {"bounce", "complaint"} <= set(destination["MatchingEventTypes"])
+    assert destination["SnsDestination"]["TopicARN"] == {"Ref": "MailEventsTopic"}
+    function = TEMPLATE.functions["MailEventsFunction"].properties
+    assert [e["Properties"]["Topic"] for e in function["Events"].values() if e["Type"] == "SNS"] == [{"Ref": "MailEventsTopic"}]
+    assert function["DeadLetterQueue"]["TargetArn"] == {"Fn::GetAtt": ["BackgroundDeadLetterQueue", "Arn"]}  # alarmed
 
 
 def test_every_email_is_sent_with_a_configuration_set_that_reports_bounces_and_complaints():

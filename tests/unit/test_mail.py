@@ -328,5 +328,6 @@ def test_mail_goes_out_with_the_configuration_set_that_reports_bounces(sender):
             "FromEmailAddress": SENDER, "Destination": {"ToAddresses": ["jo@example.com"]},
             "Content": {"Raw": {"Data": ANY}},
             "ConfigurationSetName": "ticketing-test",
+            "EmailTags": [{"Name": "order_id", "Value": "ord_0002efgh"}],  # what bounce events name the order by
         })
         assert send(build_refund_notice(a_refund())) == "m-1"

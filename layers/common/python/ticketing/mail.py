@@ -383,6 +383,9 @@ def send(message: EmailMessage) -> str:
                                "Content": {"Raw": {"Data": message.as_bytes()}}}
     if settings().ses_configuration_set:
         request["ConfigurationSetName"] = settings().ses_configuration_set
+    order_id = str(message.get("X-Ticketing-Order") or "")
+    if _SAFE_ID.match(order_id) and len(order_id) <= 256:  # SES's bounce and complaint events carry it (ticketing.bounces)
+        request["EmailTags"] = [{"Name": "order_id", "Value": order_id}]
     try:
         answer = _client().send_email(**request)
     except ClientError as exc:

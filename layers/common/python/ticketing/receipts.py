@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pynamodb.exceptions import UpdateError
 
-from ticketing import catalogue, clock, inbox, mail, orders, qr
+from ticketing import bounces, catalogue, clock, mail, orders, qr
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, NotFound, TooManyRequests, Unprocessable
 from ticketing.lifecycle import OrderStatus, TicketStatus
@@ -97,18 +97,9 @@ def undeliverable_problem(error: mail.MailError) -> str:
 def _record_undeliverable(order_id: str, error: mail.MailError) -> None:
     """A permanent refusal of the customer's address is the customer's data, not our outage:
     kept on the order (shown on GET /api/orders/{id}/), counted (alarmed), and the Stripe
-    event that paid the order still succeeds."""
-    order = OrderItem(*OrderItem.key(order_id))
-    order.update(
-        actions=[
-            OrderItem.receipt_undeliverable_at.set(clock.iso(clock.now())),
-            OrderItem.receipt_problem.set(undeliverable_problem(error)),
-            OrderItem.receipt_claimed_until.remove(),
-        ]
-    )
-    metrics.add_metric(name="ReceiptsUndeliverable", unit="Count", value=1)
-    logger.warning("receipt undeliverable", extra={"order_id": order_id, "mail_error": error.code})
-    inbox.receipt_undeliverable(order)  # `update` read the order back: the customer learns it in the app
+    event that paid the order still succeeds; the customer's inbox says so too. Bounces
+    after sending: ticketing.bounces, whose writer this is."""
+    bounces.record_undeliverable(order_id, undeliverable_problem(error), error.code)
 
 
 def deliver_receipt(order: OrderItem) -> bool:
