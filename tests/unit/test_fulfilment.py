@@ -214,9 +214,9 @@ def test_the_webhook_reads_the_order_once_per_stripe_event(shop):
     assert outcome.outcome == "paid"
     assert {name: n for name, n in calls.items() if name.startswith("dynamodb.")} == {
         "dynamodb.PutItem": 2,  # the Stripe event's claim; the receipt filed in the customer's inbox (mail hook)
-        # the order (once, by the webhook), its event (for the receipt), and the inbox's mail
-        # hook reading the order's customer and event (issue 17's, projected): still to fold away
-        "dynamodb.GetItem": 3,
+        # the order (once, by the webhook) and its event (for the receipt); the inbox's mail
+        # hook is told the order's customer and event by the sender, so it reads nothing
+        "dynamodb.GetItem": 2,
         "dynamodb.TransactWriteItems": 1,  # pending -> paid: order, tickets, seats, holder count, log record
         "dynamodb.BatchGetItem": 1,  # the tickets, for the receipt
         "dynamodb.UpdateItem": 3,  # the receipt's claim and its record, the event's finish

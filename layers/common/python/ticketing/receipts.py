@@ -45,7 +45,8 @@ def receipt_for(order: OrderItem) -> mail.Receipt:
 
 
 def _send_receipt(order: OrderItem) -> str:
-    return mail.send(mail.build_receipt(receipt_for(order), qr.render_png))
+    return mail.send(mail.build_receipt(receipt_for(order), qr.render_png),
+                     customer_sub=order.customer_sub, event_id=order.event_id)
 
 
 class ReceiptBusy(Exception):

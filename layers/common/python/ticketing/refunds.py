@@ -158,7 +158,8 @@ def notify(order: OrderItem, amount_cents: int, reason: str, tickets: list[Ticke
                     ticket_serials=tuple(t.serial for t in tickets),
                     kind="event_canceled" if reason == "event_canceled" else "refund",
                 )
-            )
+            ),
+            customer_sub=order.customer_sub, event_id=order.event_id,
         )
     except (mail.MailError, ValueError):
         logger.warning("refund notice not sent", extra={"order_id": order.order_id})
