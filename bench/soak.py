@@ -303,6 +303,13 @@ def _check(stack: Any, sale: Sale, report: Report, event: dict, types: list, ord
         (t["status"] == "used") == (admissions[t["ticket_id"]] == 1) for t in tickets.values() if t["status"] in ("valid", "used")
     )
     report.invariants["one receipt per paid order"] = all(receipts[oid] == 1 for oid in paid_ids)
+    from local.stack import TABLE
+    from tests import invariants
+
+    shared = invariants.problems(stack.client("dynamodb"), TABLE, invariants.stripe_kept(client),
+                                 orders=[o["order_id"] for o in orders], types=[t for t, _ in types], only=True)
+    report.invariants["the race tests' invariants (tests/invariants.py): seats, money, admissions"] = not shared
+    report.details += shared[:5]
     report.counts["receipts sent"] = sum(receipts[oid] for oid in paid_ids)
     if missing:
         report.details.append(f"orders without valid tickets: {missing[:5]}")

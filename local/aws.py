@@ -15,7 +15,10 @@ application: `POST /_local/faults` with JSON
     {"service": "ses", "operation": "SendEmail", "status": 503,
      "code": "ServiceUnavailable", "count": 3}
 answers the next `count` matching requests with that error (`count` -1: until
-cleared); `DELETE /_local/faults` clears them; `GET /_local/faults` lists them, each
+cleared); `"item": "TICKET#tk_1"` matches only requests whose body holds that string. A
+TransactWriteItems fault whose code is TransactionConflict (or ConditionalCheckFailed,
+ThrottlingError) is answered as DynamoDB cancels a transaction: 400
+TransactionCanceledException with `CancellationReasons`, that code on the named item; `DELETE /_local/faults` clears them; `GET /_local/faults` lists them, each
 with `hits`, how many requests it has failed so far.
 `service` is the signing name in the request's credential scope (dynamodb, ses,
 sqs, s3, secretsmanager); `operation` is matched against X-Amz-Target or the path
@@ -221,7 +224,7 @@ def transactions_keep_their_items_only() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
-def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
+def _matching_fault(environ: dict[str, Any], body: bytes = b"") -> dict[str, Any] | None:
     scope = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     service = scope.group(1) if scope else ""
     target = environ.get("HTTP_X_AMZ_TARGET", "") + " " + environ.get("PATH_INFO", "")
@@ -230,6 +233,8 @@ def _matching_fault(environ: dict[str, Any]) -> dict[str, Any] | None:
             if fault["count"] == 0 or fault["service"] != service:
                 continue
             if fault.get("operation") and fault["operation"] not in target:
+                continue
+            if fault.get("item") and fault["item"].encode() not in body:
                 continue
             if fault["count"] > 0:
                 fault["count"] -= 1
@@ -461,6 +466,34 @@ def _missing_configuration_set(environ: dict[str, Any], signer: tuple[str, str, 
     return name if name and name not in ses_backends[ACCOUNT][signer[1]].config_sets else None
 
 
+# A fault with one of these codes on a TransactWriteItems is answered as DynamoDB
+# cancels a transaction: 400 TransactionCanceledException with one CancellationReason per
+# item, that code on the item named by the fault's `item` (a string the item's request
+# contains, e.g. "TICKET#tk_1"; the first item when none is named), "None" on the others.
+CANCELLATION_CODES = frozenset({"TransactionConflict", "ConditionalCheckFailed", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def _cancelled(body: bytes, fault: dict[str, Any]) -> dict[str, Any]:
+    try:
+        items = json.loads(body or b"{}").get("TransactItems") or []
+    except ValueError:
+        items = []
+    wanted = fault.get("item") or ""
+    hit = next((i for i, item in enumerate(items) if wanted and wanted in json.dumps(item)), 0)
+    messages = {"TransactionConflict": "Transaction is ongoing for the item", "ConditionalCheckFailed": "The conditional request failed"}
+    reasons = [
+        {"Code": fault["code"], "Message": messages.get(fault["code"], "Throughput exceeds the current capacity")} if i == hit
+        else {"Code": "None"}
+        for i in range(max(1, len(items)))
+    ]
+    codes = ", ".join(reason["Code"] for reason in reasons)
+    return {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+        "CancellationReasons": reasons,
+    }
+
+
 # -------------------------------------------------------------------- the layer
 def with_faults(app):
     """WSGI middleware: the local routes (faults, mail, calls), then the record of what each
@@ -483,7 +516,7 @@ def with_faults(app):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 body = json.loads(environ["wsgi.input"].read(length) or b"{}")
                 fault = {
-                    "service": str(body["service"]), "operation": body.get("operation") or "",
+                    "service": str(body["service"]), "operation": body.get("operation") or "", "item": body.get("item") or "",
                     "status": int(body.get("status", 503)), "code": str(body.get("code", "ServiceUnavailable")),
                     "count": int(body.get("count", 1)), "hits": 0,
                 }
@@ -501,10 +534,13 @@ def with_faults(app):
             body = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = io.BytesIO(body)
         start_response = _record(environ, body, start_response)
-        fault = _matching_fault(environ)
+        fault = _matching_fault(environ, body)
         if fault is not None:
-            body = {"__type": fault["code"], "message": f"Injected fault: {fault['code']}", "Message": "Injected fault"}
-            return respond(start_response, fault["status"], body, [("x-amzn-ErrorType", fault["code"])])
+            if fault["code"] in CANCELLATION_CODES and "TransactWriteItems" in environ.get("HTTP_X_AMZ_TARGET", ""):
+                answer = _cancelled(body, fault)
+                return respond(start_response, 400, answer, [("x-amzn-ErrorType", "TransactionCanceledException")])
+            answer = {"__type": fault["code"], "message": f"Injected fault: {fault['code']}", "Message": "Injected fault"}
+            return respond(start_response, fault["status"], answer, [("x-amzn-ErrorType", fault["code"])])
         missing_set = _missing_configuration_set(environ, signer, body)
         if missing_set:
             message = f"Configuration set <{missing_set}> does not exist."

@@ -631,6 +631,70 @@ def patch_fault_injection():
 
 
 # --------------------------------------------------------------------------
+# Gap: localstripe has no disputes.  Stripe opens one when a test card
+# (4000000000000259) is charged and closes it after evidence; here a test opens,
+# moves or closes one directly: `POST /_config/disputes` with JSON
+#   {"charge": "ch_...", "status": "needs_response", "id": "dp_..." (optional),
+#    "reason": "fraudulent", "amount": 6000, "payment_intent": "pi_...", "webhook": false}
+# creates the dispute (or, for a known id, moves it to `status`) and answers it;
+# with "webhook": true it also sends charge.dispute.created (new), .closed (won,
+# lost, warning_closed) or .updated, as Stripe does.  `GET /v1/disputes/{id}`
+# answers the dispute's current state (secret key needed, as at Stripe).
+# --------------------------------------------------------------------------
+DISPUTE_STATUSES = ('warning_needs_response', 'warning_under_review', 'warning_closed', 'needs_response',
+                    'under_review', 'won', 'lost')
+_disputes = {}
+
+
+class _Exported:
+    """What localstripe's Event needs of its object: `_export()`."""
+
+    def __init__(self, data):
+        self._data = data
+
+    def _export(self, expand=None):
+        return dict(self._data)
+
+
+async def set_dispute(request):
+    body = await request.json()
+    status = body.get('status', 'needs_response')
+    if status not in DISPUTE_STATUSES:
+        return _stripe_error(400, 'status: one of ' + ', '.join(DISPUTE_STATUSES), param='status')
+    dispute_id = body.get('id') or 'dp_' + base64.b32encode(os.urandom(10)).decode().lower().rstrip('=')
+    known = _disputes.get(dispute_id)
+    if known is None:
+        if not body.get('charge'):
+            return _stripe_error(400, 'charge is required to open a dispute', param='charge')
+        known = {
+            'id': dispute_id, 'object': 'dispute', 'charge': body['charge'],
+            'payment_intent': body.get('payment_intent'), 'amount': int(body.get('amount', 0)),
+            'currency': body.get('currency', 'usd'), 'reason': body.get('reason', 'fraudulent'),
+            'created': int(time.time()), 'livemode': False, 'is_charge_refundable': False, 'metadata': {},
+        }
+        kind = 'charge.dispute.created'
+    else:
+        kind = 'charge.dispute.closed' if status in ('won', 'lost', 'warning_closed') else 'charge.dispute.updated'
+    known['status'] = status
+    _disputes[dispute_id] = known
+    if body.get('webhook'):
+        ls_res.schedule_webhook(ls_res.Event(kind, _Exported(known)))
+    return web.json_response(known)
+
+
+async def get_dispute(request):
+    dispute = _disputes.get(request.match_info['id'])
+    if dispute is None:
+        return _stripe_error(404, "No such dispute: '%s'" % request.match_info['id'], code='resource_missing', param='id')
+    return web.json_response(dispute)
+
+
+def patch_disputes():
+    ls_server.app.router.add_post('/_config/disputes', set_dispute)
+    ls_server.app.router.add_get('/v1/disputes/{id}', get_dispute)
+
+
+# --------------------------------------------------------------------------
 # Saved cards (issue 17).  localstripe has Customers, PaymentMethods
 # (attach, detach, list by customer) and SetupIntents, but:
 # - a SetupIntent's confirm refuses the publishable key, Stripe.js's extra
@@ -957,6 +1021,7 @@ def apply_patches():
     patch_saved_cards()
     patch_cancel_and_refund_webhooks()
     patch_webhook_retries()
+    patch_disputes()
     patch_idempotency()
     patch_route_overrides()  # innermost, so auth/idempotency apply first
     patch_fault_injection()

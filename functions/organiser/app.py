@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from ticketing import exports, organiser
+from ticketing import event_cancel, exports, reports
 from ticketing.auth import ADMIN
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller, route
@@ -24,9 +24,9 @@ CSV = "text/csv; charset=utf-8"
 
 @route(app, "GET", "/api/events/<event_id>/orders", roles=(ADMIN,), denied=ORGANISERS,
        summary="The event's orders, newest first (admin)", tags=["organiser"])
-def list_orders(event_id: str, status: Annotated[organiser.OrderStatus | None, Query()] = None,
-                limit: Limit = 50, cursor: Cursor = None) -> organiser.OrderPage:
-    return organiser.list_orders(event_id, status, limit, cursor)
+def list_orders(event_id: str, status: Annotated[reports.OrderStatus | None, Query()] = None,
+                limit: Limit = 50, cursor: Cursor = None) -> reports.OrderPage:
+    return reports.list_orders(event_id, status, limit, cursor)
 
 
 @route(app, "GET", "/api/events/<event_id>/attendees", roles=(ADMIN,), denied=ORGANISERS,
@@ -38,37 +38,37 @@ def list_orders(event_id: str, status: Annotated[organiser.OrderStatus | None, Q
                         "content": {"application/json": {"schema": {"oneOf": [
                                         {"$ref": "#/components/schemas/AttendeePage"}, {"$ref": "#/components/schemas/ExportOut"}]}},
                                     "text/csv": {"schema": {"type": "string"}}}}})
-def attendees(event_id: str, status: Annotated[organiser.TicketStatus | None, Query()] = None,
+def attendees(event_id: str, status: Annotated[reports.TicketStatus | None, Query()] = None,
               format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the API's name
               delivery: Annotated[Literal["auto", "link"], Query(description="csv only: link always answers ExportOut")] = "auto",
               limit: Limit = 100, cursor: Cursor = None):
     if format == "csv":
         filename = f"attendees-{event_id}.csv"
-        body = organiser.attendees_csv(event_id, status).encode()
+        body = reports.attendees_csv(event_id, status).encode()
         if delivery == "link" or not exports.fits_inline(body):
             return exports.store(body, filename, CSV).model_dump(mode="json")
         return Response(200, CSV, body, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-    return organiser.attendees(event_id, status, limit, cursor).model_dump(mode="json")
+    return reports.attendees(event_id, status, limit, cursor).model_dump(mode="json")
 
 
 @route(app, "GET", "/api/events/<event_id>/stats", roles=(ADMIN,), denied=ORGANISERS,
        summary="Per type: capacity, sold, held, available, checked in; money (admin)", tags=["organiser"])
-def stats(event_id: str) -> organiser.StatsOut:
-    return organiser.stats(event_id)
+def stats(event_id: str) -> reports.StatsOut:
+    return reports.stats(event_id)
 
 
 @route(app, "POST", "/api/events/<event_id>/cancel", roles=(ADMIN,), denied=ORGANISERS,
        summary="Cancel the event: refund every paid order, void every ticket, in the background (admin)", tags=["organiser"],
        responses={202: {"description": "Canceled; the job started"}, 200: {"description": "Already canceled: the same job"}})
-def cancel_event(event_id: str, request: Annotated[organiser.CancelIn | None, Body()] = None) -> tuple[organiser.CancelJobOut, int]:
-    job, started = organiser.start_cancel(event_id, request or organiser.CancelIn(), require_caller(app))
+def cancel_event(event_id: str, request: Annotated[event_cancel.CancelIn | None, Body()] = None) -> tuple[event_cancel.CancelJobOut, int]:
+    job, started = event_cancel.start_cancel(event_id, request or event_cancel.CancelIn(), require_caller(app))
     return job, 202 if started else 200
 
 
 @route(app, "GET", "/api/events/<event_id>/cancel", roles=(ADMIN,), denied=ORGANISERS,
        summary="The cancellation's progress: orders done, left, failed (admin)", tags=["organiser"])
-def cancel_progress(event_id: str) -> organiser.CancelJobOut:
-    return organiser.cancel_progress(event_id)
+def cancel_progress(event_id: str) -> event_cancel.CancelJobOut:
+    return event_cancel.cancel_progress(event_id)
 
 
 lambda_handler = handler(app)

@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ticketing import fulfilment
+from ticketing import receipts
 from ticketing.config import settings
 from ticketing.observability import logger, metrics
 
@@ -20,7 +20,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def send_one(record: SQSRecord) -> None:
-    fulfilment.retry_receipt(json.loads(record.body)["order_id"])
+    receipts.retry_receipt(json.loads(record.body)["order_id"])
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -3,7 +3,7 @@ the webhook's health; resending a receipt on request."""
 
 from __future__ import annotations
 
-from ticketing import fulfilment
+from ticketing import receipts, webhooks
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller
 
@@ -23,19 +23,19 @@ app = create_app()
 )
 def stripe_webhook() -> dict[str, object]:
     raw = app.current_event.body or ""  # the exact text Stripe signed (ticketing.http.read_body decoded it)
-    event = fulfilment.verify(raw, app.current_event.headers.get("stripe-signature"))
-    outcome = fulfilment.handle(event)
+    stripe_event = webhooks.verify(raw, app.current_event.headers.get("stripe-signature"))
+    outcome = webhooks.handle(stripe_event)
     return {"received": True, "event_id": outcome.event_id, "outcome": outcome.outcome, "duplicate": outcome.duplicate}
 
 
 @app.get("/api/webhooks/health", summary="Webhook health (seed 002)", tags=["webhooks"])
 def webhook_health() -> dict[str, object]:
-    return fulfilment.health()
+    return webhooks.health()
 
 
 @app.post("/api/orders/<order_id>/resend-receipt", summary="Send the receipt again (owner or admin)", tags=["orders"])
 def resend_receipt(order_id: str) -> dict[str, str]:
-    return fulfilment.resend(order_id, require_caller(app))
+    return receipts.resend(order_id, require_caller(app))
 
 
 lambda_handler = handler(app)

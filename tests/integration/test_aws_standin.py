@@ -99,6 +99,43 @@ def test_injected_faults_fail_matching_requests_then_clear(dynamodb):
     assert "Item" in dynamodb.get_item(TableName="faulty", Key={"PK": {"S": "a"}})
 
 
+def test_a_transaction_conflict_is_injected_with_cancellation_reasons_as_dynamodb_gives_them(dynamodb):
+    import requests
+    from botocore.exceptions import ClientError
+    from pynamodb.exceptions import TransactWriteError
+
+    base = dynamodb.meta.endpoint_url
+    dynamodb.create_table(
+        TableName="conflicts", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+    )
+    items = [{"Put": {"TableName": "conflicts", "Item": {"PK": {"S": key}}}} for key in ("ORDER#1", "TICKET#2", "TICKET#3")]
+    requests.post(f"{base}/_local/faults", json={"service": "dynamodb", "operation": "TransactWriteItems",
+                                                 "code": "TransactionConflict", "item": "TICKET#3", "count": 1}, timeout=5)
+    dynamodb.put_item(TableName="conflicts", Item={"PK": {"S": "TICKET#3"}})  # another operation: untouched
+    with pytest.raises(ClientError) as caught:
+        dynamodb.transact_write_items(TransactItems=items)
+    response = caught.value.response
+    assert response["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in response["CancellationReasons"]] == ["None", "None", "TransactionConflict"]
+    assert "Item" not in dynamodb.get_item(TableName="conflicts", Key={"PK": {"S": "ORDER#1"}})  # nothing written
+    dynamodb.transact_write_items(TransactItems=items)  # the count is used up
+
+    # Targeted at an item the transaction does not hold: no fault.
+    requests.post(f"{base}/_local/faults", json={"service": "dynamodb", "operation": "TransactWriteItems",
+                                                 "code": "TransactionConflict", "item": "TICKET#9", "count": 1}, timeout=5)
+    dynamodb.transact_write_items(TransactItems=[{"Put": {"TableName": "conflicts", "Item": {"PK": {"S": "ORDER#5"}}}}])
+    requests.delete(f"{base}/_local/faults", timeout=5)
+
+    # The lifecycle's helpers read them as PynamoDB and botocore hand them over.
+    from ticketing.lifecycle.writes import condition_failed, is_conflict
+
+    wrapped = TransactWriteError("Failed to write transaction items", caught.value)
+    assert is_conflict(caught.value) and is_conflict(wrapped)
+    assert not condition_failed(caught.value) and not condition_failed(wrapped)
+
+
 def test_a_cancelled_transaction_changes_nothing(dynamodb):
     """The stand-in backs up only the items a transaction names (moto copies whole tables):
     a transaction cancelled by its last condition leaves its earlier writes undone."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -65,7 +66,7 @@ def set_ticket(stack, ticket_id: str, expression: str, values: dict[str, str], n
 
 
 def void(stack, ticket_id: str, event_id: str) -> str:
-    """What orders.void_actions writes: void, and onto the event's voided list (GSI2)."""
+    """What lifecycle.orders.void_actions writes: void, and onto the event's voided list (GSI2)."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     set_ticket(stack, ticket_id, "SET #s = :v, voided_at = :t, GSI2PK = :pk, GSI2SK = :sk",
                {":v": "void", ":t": now, ":pk": f"VOIDED#{event_id}", ":sk": f"{now}#{ticket_id}"}, {"#s": "status"})
@@ -117,8 +118,15 @@ def test_every_verify_reason(api, stack, paid, make_event, scanner):
     void(stack, gone, event_id)
     assert reason(gone_code)["reason"] == "void"
 
+    # The gate judges by the event's end now (a copy on the ticket from checkout is only a hint).
     set_ticket(stack, late, "SET event_ends_at = :e", {":e": "2000-01-01T00:00:00Z"})
-    assert reason(late_code)["reason"] == "event_over"
+    assert reason(late_code)["reason"] == "ok"
+    over_event, _, [(_, over_code)] = paid(1)
+    stack.client("dynamodb").update_item(
+        TableName=stack_module.TABLE, Key={"PK": {"S": f"EVENT#{over_event}"}, "SK": {"S": "META"}},
+        UpdateExpression="SET ends_at = :e", ExpressionAttributeValues={":e": {"S": "2000-01-01T00:00:00Z"}},
+    )  # an event over (edits refuse past ends; written directly, before any scan of it)
+    assert reason(over_code)["reason"] == "event_over"
 
     assert reason(other_code, event_id=ids.new_id("ev"))["reason"] == "wrong_event"
 
@@ -177,32 +185,38 @@ def test_a_retried_check_in_with_its_idempotency_key_answers_200_again(api, paid
 def test_offline_upload_answers_each_scan(api, stack, paid, scanner):
     event_id, _, [(a, code_a), (b, code_b), (c, code_c), (gone, gone_code)] = paid(4)
     void(stack, gone, event_id)
-    assert api.post(f"/api/tickets/{c}/checkin/", token=scanner, json={"gate": "Online"}).status_code == 200
-    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
-    at = lambda minutes: (t0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    issued = table_item(stack, f"TICKET#{c}")["issued_at"]
+    t0 = datetime.strptime(issued, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    time.sleep(1.1)  # the online admission comes a second after the ticket was issued
+    online = api.post(f"/api/tickets/{c}/checkin/", token=scanner, json={"gate": "Online"})
+    assert online.status_code == 200
+    online_at = online.json()["ticket"]["used_at"]
+    at = lambda steps: (t0 + timedelta(seconds=10 * steps)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     unknown = sign(stack, ids.new_id("tk"), event_id)
     batch = [
         {"code": code_a, "scanned_at": at(5), "gate": "North"},   # 0 a re-scan at the same gate
         {"code": code_a, "scanned_at": at(1), "gate": "North"},   # 1 a's first admission
         {"code": code_b, "scanned_at": at(2), "gate": "North"},   # 2 b admitted at North ...
         {"code": code_b, "scanned_at": at(3), "gate": "South"},   # 3 ... and at South: conflict
-        {"code": code_c, "scanned_at": at(4), "gate": "Online"},  # 4 c was checked in online later, same gate
+        {"code": code_c, "scanned_at": at(0), "gate": "Online"},  # 4 claims to be earlier than c's online admission
         {"code": gone_code, "scanned_at": at(4), "gate": "North"},  # 5 void
         {"code": unknown, "scanned_at": at(4), "gate": "North"},  # 6 unknown ticket
         {"code": code_a[:-3] + "AAA", "scanned_at": at(4), "gate": "North"},  # 7 altered
+        {"code": code_b, "scanned_at": "2001-01-01T00:00:00Z", "gate": "North"},  # 8 before the ticket was issued
     ]
     answer = api.post("/api/scanner/checkins/", token=scanner, json=batch)
     assert answer.status_code == 200, answer.text
     results = {r["index"]: r for r in answer.json()["results"]}
-    assert [results[i]["result"] for i in range(8)] == [
-        "duplicate", "accepted", "accepted", "conflict", "accepted", "void", "invalid", "invalid"]
+    assert [results[i]["result"] for i in range(9)] == [
+        "duplicate", "accepted", "accepted", "conflict", "conflict", "void", "invalid", "invalid", "invalid"]
     assert (results[0]["first_used_at"], results[0]["gate"]) == (at(1), "North")
     assert results[3]["admissions"] == [{"gate": "North", "used_at": at(2)}, {"gate": "South", "used_at": at(3)}]
-    assert [results[i]["reason"] for i in (6, 7)] == ["unknown_ticket", "bad_signature"]
-    # Each ticket keeps its earliest admission.
+    assert results[4]["admissions"] == [{"gate": "Online", "used_at": at(0)}, {"gate": "Online", "used_at": online_at}]
+    assert [results[i]["reason"] for i in (6, 7, 8)] == ["unknown_ticket", "bad_signature", "before_issue"]
+    # Each ticket keeps its earliest offline admission; an online admission is never rewritten.
     assert (table_item(stack, f"TICKET#{a}")["used_at"], table_item(stack, f"TICKET#{a}")["gate"]) == (at(1), "North")
     assert table_item(stack, f"TICKET#{b}")["gate"] == "North"
-    assert table_item(stack, f"TICKET#{c}")["used_at"] == at(4)
+    assert (table_item(stack, f"TICKET#{c}")["used_at"], table_item(stack, f"TICKET#{c}")["admission"]) == (online_at, "online")
     # A second upload from another gate after the fact is a conflict, not a silent merge.
     late = api.post("/api/scanner/checkins/", token=scanner, json=[{"code": code_a, "scanned_at": at(6), "gate": "East"}]).json()
     assert late["results"][0]["result"] == "conflict"
@@ -215,7 +229,7 @@ def test_offline_upload_answers_each_scan(api, stack, paid, scanner):
             TableName=stack_module.TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": partition}},
         )["Items"]
     ]
-    assert len([s for s in scans if s["action"]["S"] == "offline"]) >= 8  # 7 signed of this event + the late one
+    assert len([s for s in scans if s["action"]["S"] == "offline"]) >= 8  # 7 signed today + the late one (2001's: its own day)
 
 
 def test_keys_document_verifies_real_codes_offline_and_lists_voided_tickets(api, stack, paid, scanner, tmp_path):

@@ -236,7 +236,7 @@ def scenario(api, stack):
     charge = api.get(f"/api/orders/{disputed['order_id']}/", token=disputer).json()["payment"]["charge_id"]
     dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
     for status, kind in (("needs_response", "charge.dispute.created"), ("won", "charge.dispute.closed")):
-        payload = event_for(intent, kind=kind, obj=_dispute(charge, intent, status, dispute_id))
+        payload = event_for(intent, kind=kind, obj=_dispute(stack, charge, intent, status, dispute_id))
         ok(deliver(api, payload, signed(payload)))
 
     # the account: a saved card (Stripe down first: the retry key is forgotten), the payment

@@ -507,3 +507,35 @@ def test_cancel_after_success_answers_unexpected_state(client):
         client.v1.payment_intents.cancel(pi.id)
     assert caught.value.code == 'payment_intent_unexpected_state'
     assert client.v1.payment_intents.retrieve(pi.id).status == 'succeeded'
+
+
+# --------------------------------------------------------------------------
+# disputes: opened and closed by a test, read back with GET /v1/disputes/{id},
+# events sent as Stripe sends them
+# --------------------------------------------------------------------------
+def test_a_dispute_is_opened_read_and_closed(standin, client):
+    receiver = standin['receiver']
+    paid = _succeeded_pi(client, 6000)
+    charge = _charge_id(paid)
+    opened = requests.post(standin['base'] + '/_config/disputes', json={
+        'charge': charge, 'payment_intent': paid.id, 'amount': 6000, 'status': 'needs_response', 'webhook': True})
+    assert opened.status_code == 200, opened.text
+    dispute_id = opened.json()['id']
+    assert dispute_id.startswith('dp_')
+    read = client.v1.disputes.retrieve(dispute_id)
+    assert (read.status, read.charge, read.amount) == ('needs_response', charge, 6000)
+    assert receiver.wait_for('charge.dispute.created', dispute_id)['data']['object']['status'] == 'needs_response'
+
+    closed = requests.post(standin['base'] + '/_config/disputes', json={'id': dispute_id, 'status': 'won', 'webhook': True})
+    assert closed.json()['status'] == 'won'
+    assert client.v1.disputes.retrieve(dispute_id).status == 'won'
+    assert receiver.wait_for('charge.dispute.closed', dispute_id)['data']['object']['status'] == 'won'
+
+    # Quiet (no event) unless asked; unknown ids and statuses are refused as Stripe would.
+    quiet = requests.post(standin['base'] + '/_config/disputes', json={'charge': charge, 'status': 'under_review'})
+    assert quiet.json()['status'] == 'under_review'
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.disputes.retrieve('dp_missing')
+    assert missing.value.http_status == 404
+    assert requests.post(standin['base'] + '/_config/disputes', json={'charge': charge, 'status': 'open'}).status_code == 400
+    assert requests.get(standin['base'] + '/v1/disputes/' + dispute_id).status_code == 401  # the secret key is needed

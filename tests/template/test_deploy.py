@@ -73,7 +73,7 @@ def test_mail_refusals_and_bounces_are_alarmed():
     assert 'add_metric(name="MessageRejected"' in mail_code
     metrics = {(a.get("Namespace"), a.get("MetricName")) for a in ALARMS.values()}
     assert ("Ticketing", "MessageRejected") in metrics
-    bounces_code = (ROOT / "layers/common/python/ticketing/bounces.py").read_text()  # the one writer, used by fulfilment too
+    bounces_code = (ROOT / "layers/common/python/ticketing/bounces.py").read_text()  # the one writer, used by receipts too
     assert 'add_metric(name="ReceiptsUndeliverable"' in bounces_code
     assert ("Ticketing", "ReceiptsUndeliverable") in metrics
     assert ("AWS/SES", "Reputation.BounceRate") in metrics and ("AWS/SES", "Reputation.ComplaintRate") in metrics

@@ -186,7 +186,7 @@ def test_a_cancellation_refund_is_filed_as_event_canceled(aws, notice_mail, monk
     from ticketing import refunds
 
     sent: list = []
-    monkeypatch.setattr(mail, "send", lambda message: sent.append(message) or "ses-1")
+    monkeypatch.setattr(mail, "send", lambda message, **owner: sent.append(message) or "ses-1")
     order = OrderItem(order_id="o1", customer_email="a@example.com", customer_name=None, currency="usd")
     refunds.notify(order, 100, "event_canceled", event_name="Gig")
     refunds.notify(order, 100, "requested_by_customer", event_name="Gig")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.ses_events import ADDRESS, notification, sns_event
 from tests.unit.conftest import _Context, load_function
-from ticketing import bounces, fulfilment, inbox, orders
+from ticketing import bounces, inbox, orders, receipts
 from ticketing.observability import metrics
 from ticketing.table import OrderItem
 
@@ -119,7 +119,7 @@ def test_a_bounce_for_an_unknown_order_creates_nothing(aws, counted):
 def test_a_later_send_clears_it_and_the_old_receipts_bounce_cannot_bring_it_back(order):
     old = notification(order_id=order)
     assert bounces.handle(old) == "recorded"
-    fulfilment._record_receipt(order, "0100018c-resent-000001")  # the customer resent it, and it went
+    receipts._record_receipt(order, "0100018c-resent-000001")  # the customer resent it, and it went
     assert receipt(order).status == "sent"
     assert bounces.handle(old) == "already_recorded"  # SNS redelivers the first bounce late
     assert receipt(order).status == "sent"
@@ -134,7 +134,7 @@ def test_a_bounce_of_later_mail_about_the_order_is_recorded(order):
 def test_a_send_time_refusal_and_a_bounce_share_the_writer(order, counted):
     from ticketing import mail
 
-    fulfilment._record_undeliverable(order, mail.MailError("no", retryable=False, code=mail.INVALID_ADDRESS))
+    receipts._record_undeliverable(order, mail.MailError("no", retryable=False, code=mail.INVALID_ADDRESS))
     assert "cannot receive" in receipt(order).problem
     assert bounces.handle(notification(order_id=order)) == "already_recorded"  # the first word stays
     assert counted("ReceiptsUndeliverable") == 1

@@ -16,6 +16,7 @@ from bench.common import count_aws_calls
 from tests.conftest import ROOT, load_function
 from tests.unit.conftest import CUSTOMER, Invoker
 from ticketing import clock, config, ids, qr
+from ticketing.lifecycle import orders as lifecycle
 from ticketing.offline import verify_offline
 from ticketing.table import ScanItem, TicketItem, scan_partitions
 
@@ -210,13 +211,14 @@ def test_idempotency_key_replays_a_check_in(gate):
 
 # ---------------------------------------------------------- offline upload
 def test_offline_upload_duplicates_conflicts_voids_and_the_earliest_admission(gate):
-    clock.freeze(datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc))
+    clock.freeze(datetime(2026, 11, 22, 18, 0, tzinfo=timezone.utc))  # the tickets are issued at 18:00
     a, code_a = ticket()
     b, code_b = ticket(event_id=a.event_id)
     c, code_c = ticket("used", event_id=a.event_id, used_at="2026-11-22T19:30:00Z", gate="North")
     v, code_v = ticket("void", event_id=a.event_id)
     p, code_p = ticket("pending", event_id=a.event_id)
     unknown = qr.sign_with(KEY, KID, ids.new_id("tk"), a.event_id)
+    clock.freeze(datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc))
     batch = [
         {"code": code_a, "scanned_at": "2026-11-22T19:05:00Z", "gate": "North"},  # 0 second scan, same gate
         {"code": code_a, "scanned_at": "2026-11-22T19:01:00Z", "gate": "North"},  # 1 first (sent out of order)
@@ -241,7 +243,8 @@ def test_offline_upload_duplicates_conflicts_voids_and_the_earliest_admission(ga
     stored = {t.ticket_id: t for t in TicketItem.batch_get([TicketItem.key(x.ticket_id) for x in (a, b, c, v, p)])}
     assert (stored[a.ticket_id].used_at, stored[a.ticket_id].gate) == ("2026-11-22T19:01:00Z", "North")
     assert (stored[b.ticket_id].used_at, stored[b.ticket_id].gate) == ("2026-11-22T19:02:00Z", "North")
-    assert (stored[c.ticket_id].used_at, stored[c.ticket_id].gate) == ("2026-11-22T19:10:00Z", "South")  # earliest kept
+    # An upload never rewrites an online admission, even claiming an earlier time.
+    assert (stored[c.ticket_id].used_at, stored[c.ticket_id].gate) == ("2026-11-22T19:30:00Z", "North")
     assert stored[v.ticket_id].status == "void" and stored[p.ticket_id].status == "pending"
     assert len([s for s in scans(a.event_id) if s.action == "offline"]) == 8
     assert len([s for s in scans(None) if s.action == "offline"]) == 1  # the altered code (unknown_ticket is signed)
@@ -249,6 +252,15 @@ def test_offline_upload_duplicates_conflicts_voids_and_the_earliest_admission(ga
     # Uploading the same scans again admits nobody twice.
     again = gate("POST", "/api/scanner/checkins/", batch[:3], claims=SCANNER)[1]
     assert [r["result"] for r in again["results"]] == ["duplicate", "duplicate", "duplicate"]
+
+    # Between offline uploads the earliest admission is kept; a scan before the ticket was issued is invalid.
+    earlier = [{"code": code_b, "scanned_at": "2026-11-22T18:30:00Z", "gate": "West"},
+               {"code": code_b, "scanned_at": "2001-01-01T00:00:00Z", "gate": "West"}]
+    later = gate("POST", "/api/scanner/checkins/", earlier, claims=SCANNER)[1]["results"]
+    assert [(r["result"], r["reason"]) for r in later] == [("conflict", "already_used"), ("invalid", "before_issue")]
+    assert later[0]["admissions"] == [{"gate": "West", "used_at": "2026-11-22T18:30:00Z"}, {"gate": "North", "used_at": "2026-11-22T19:02:00Z"}]
+    assert (TicketItem.get(*TicketItem.key(b.ticket_id)).used_at, TicketItem.get(*TicketItem.key(b.ticket_id)).gate) == (
+        "2026-11-22T18:30:00Z", "West")
 
 
 def test_offline_upload_limits(gate):
@@ -272,7 +284,7 @@ def test_keys_document_and_the_offline_verifier(gate, tmp_path):
               ends_at="2099-01-01T00:00:00Z", currency="usd", created_at="x", created_by="x").save()
     good, good_code = ticket(event_id=event_id)
     gone, gone_code = ticket(event_id=event_id)
-    gone.update(actions=orders.void_actions(gone, clock.iso(clock.now())))
+    gone.update(actions=lifecycle.void_actions(gone, clock.iso(clock.now())))
     status, keys_only, _ = gate("GET", "/api/scanner/keys/", claims=SCANNER)
     assert status == 200 and keys_only["keys"] == {KID: qr.public_key_of(KEY)}
     assert keys_only["event_id"] is None and keys_only["voided"] == [] and keys_only["restored"] == []

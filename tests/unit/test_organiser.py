@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketing import inventory, organiser
-from ticketing.table import OrderItem, Payment, TicketItem, event_index_partitions, event_orders_index
+from ticketing import inventory, pages, reports
 from ticketing.pages import BadCursor, encode_cursor
+from ticketing.table import OrderItem, Payment, TicketItem, event_index_partitions, event_orders_index
 from tests.conftest import load_function
 from tests.unit.conftest import ADMIN, CUSTOMER, Invoker, _Context
 
@@ -50,9 +50,9 @@ def test_a_resize_plan_keeps_the_books_and_never_takes_committed_seats(remaining
     ("O'Brien, \"Jo\"", "O'Brien, \"Jo\""), (None, ""), ("a-b", "a-b"),
 ])
 def test_csv_cells_defuse_formulas_and_nothing_else(value, cell):
-    assert organiser.csv_cell(value) == cell
+    assert reports.csv_cell(value) == cell
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow([organiser.csv_cell(value)])
+    csv.writer(out, lineterminator="\r\n").writerow([reports.csv_cell(value)])
     assert next(csv.reader(io.StringIO(out.getvalue(), newline=""))) == [cell]
 
 
@@ -79,7 +79,7 @@ def test_the_scatter_gather_cursor_pages_every_partition_newest_first_without_re
     ):
         seen, cursor = [], None
         while True:
-            page, after = organiser._gather(OrderItem, partitions, limit, cursor, condition)
+            page, after = pages.gather(OrderItem, partitions, limit, cursor, condition)
             assert len(page) <= limit
             seen += [o.order_id for o in page]
             cursor = after(len(page))
@@ -87,15 +87,15 @@ def test_the_scatter_gather_cursor_pages_every_partition_newest_first_without_re
                 break
         assert seen == [o.order_id for o in sorted(expected, key=lambda o: o.GSI3SK, reverse=True)]
     # A prefix: resuming after the first 2 of a page of 5 hands out the 3rd next.
-    page, after = organiser._gather(OrderItem, partitions, 5, None)
-    again, _ = organiser._gather(OrderItem, partitions, 5, after(2))
+    page, after = pages.gather(OrderItem, partitions, 5, None)
+    again, _ = pages.gather(OrderItem, partitions, 5, after(2))
     assert again[0].order_id == page[2].order_id
 
 
 def test_a_forged_scatter_gather_cursor_is_refused(aws):
     partitions = event_index_partitions("ev_1", "ORDERS")
     good = {"p": {"3": "2031-01-01T00:00:00Z#or_1"}, "x": [0, 1]}
-    assert organiser._positions(encode_cursor(good), len(partitions)) == good
+    assert pages._positions(encode_cursor(good), len(partitions)) == good
     for forged in (
         {"p": {"3": "x"}, "x": []},  # not a sort key
         {"p": {str(len(partitions)): "2031-01-01T00:00:00Z#or_1"}, "x": []},  # no such partition
@@ -105,7 +105,7 @@ def test_a_forged_scatter_gather_cursor_is_refused(aws):
         {"PK": {"S": "EVENT#ev_1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "2031#ev_1"}},
     ):
         with pytest.raises(BadCursor):
-            organiser._gather(OrderItem, partitions, 5, encode_cursor(forged))
+            pages.gather(OrderItem, partitions, 5, encode_cursor(forged))
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_an_attendee_export_of_50000_tickets_is_a_link_within_lambdas_response_l
         for n in range(50_000)
     ]
     partitions = event_index_partitions(event_id, "TICKETS")
-    monkeypatch.setattr(organiser, "_every", lambda model, asked, condition=None, attributes=None: iter(tickets) if asked == partitions else iter(()))
+    monkeypatch.setattr(reports, "_every", lambda model, asked, condition=None, attributes=None: iter(tickets) if asked == partitions else iter(()))
     try:
         answer = organiser_fn.lambda_handler(_attendees_event(event_id), _Context())
         assert answer["statusCode"] == 200

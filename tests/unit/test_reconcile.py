@@ -35,7 +35,7 @@ def _drift(order_id: str, repair: bool = False) -> list[reconcile.Drift]:
 @pytest.fixture
 def later():
     """Move the clock past the point where a pending refund is no longer in flight."""
-    yield lambda: clock.freeze(clock.now() + refunds.STALE_AFTER + timedelta(minutes=1))
+    yield lambda: clock.freeze(clock.now() + reconcile.STALE_AFTER + timedelta(minutes=1))
     clock.freeze(None)
 
 

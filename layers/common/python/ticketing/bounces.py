@@ -18,7 +18,7 @@ notification here. What each one does:
 
 Recording is one conditional update: it never creates an item for an unknown order, a
 notification delivered twice records (and counts) once, and a later successful send still
-clears it (ticketing.fulfilment). A bounce of an older receipt that a later send replaced is
+clears it (ticketing.receipts). A bounce of an older receipt that a later send replaced is
 not recorded. Addresses never reach the logs.
 
 Both SES formats are read: event publishing (`eventType`, what the configuration set
@@ -35,6 +35,7 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from ticketing import clock, ids
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.observability import logger, metrics
 from ticketing.table import OrderItem
 
@@ -82,7 +83,7 @@ def record_undeliverable(order_id: str, problem: str, cause: str, *, message_id:
             condition=condition,
         )
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
         logger.info("receipt undeliverable already recorded, or no such order", extra={"order_id": order_id, "cause": cause})
         return False

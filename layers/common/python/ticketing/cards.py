@@ -33,6 +33,7 @@ from pynamodb.exceptions import UpdateError
 from ticketing import clock
 from ticketing.auth import Caller
 from ticketing.errors import DependencyUnavailable, NotFound, TooManyRequests
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.table import AccountItem
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _claim(sub: str) -> bool:
         )
         return True
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
 
@@ -121,7 +122,7 @@ def _record(sub: str, customer_id: str) -> str:
         )
         return customer_id
     except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
     return customer_of(sub) or customer_id
 
@@ -172,14 +173,14 @@ def _take_setup_slot(sub: str) -> int:
                         condition=(AccountItem.setup_window == window) & (AccountItem.setup_count < SETUP_LIMIT))
             return int(item.setup_count)
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
         try:  # a new window
             item.update(actions=[AccountItem.setup_window.set(window), AccountItem.setup_count.set(1)],
                         condition=AccountItem.setup_window.does_not_exist() | (AccountItem.setup_window != window))
             return 1
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
         current = AccountItem.get(*AccountItem.key(sub), consistent_read=True)
         if current.setup_window == window and int(current.setup_count or 0) >= SETUP_LIMIT:

@@ -14,6 +14,7 @@ from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
 from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
+from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
 
@@ -261,8 +262,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
             for shard in shards:
                 transaction.save(shard, condition=shard.__class__.PK.does_not_exist())
     except TransactWriteError as exc:
-        reasons = [r.code for r in (exc.cancellation_reasons or []) if r is not None]
-        if reasons and reasons[0] == "ConditionalCheckFailed":
+        if "event" in failed_parts(exc, ["event"]):  # the condition check comes first
             raise InvalidInput("event_id", f"Event {event_id} is not on sale any more.") from exc
         raise
     return _type_out(item, event.currency, inventory.Availability(data.capacity, data.capacity, 0, 0))
@@ -306,7 +306,7 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     try:
         event.update(actions=actions, condition=EventItem.status == "on_sale")
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise Conflict(f"Event {event_id} was canceled meanwhile; it can no longer be edited.", code="event_canceled") from exc
         raise
     return _with_types(event, types)  # `update` refreshed `event` from what DynamoDB wrote
@@ -375,3 +375,11 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         sales_start=item.sales_start, sales_end=item.sales_end,
         on_sale=item.sales_start <= now < item.sales_end and available > 0,
     )
+
+
+def find_event(event_id: str) -> EventItem | None:
+    """The event item, or None (a reader that can do without it: a receipt, a notice)."""
+    try:
+        return EventItem.get(*EventItem.key(event_id))
+    except EventItem.DoesNotExist:
+        return None

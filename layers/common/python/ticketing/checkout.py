@@ -23,6 +23,9 @@ from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
+from ticketing.lifecycle import OrderStatus, TicketStatus
+from ticketing.lifecycle import orders as lifecycle
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.table import (
     EventItem,
     ExpiryClaimItem,
@@ -113,7 +116,7 @@ def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]
     return event, chosen
 
 
-def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> orders.Hold:
+def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> lifecycle.Hold:
     now = clock.now()
     fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
@@ -138,7 +141,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
                     type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), currency=event.currency,
-                    status=orders.PENDING, customer_sub=who.sub, created_at=created,
+                    status=TicketStatus.PENDING, customer_sub=who.sub, created_at=created,
                     event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
                     fixture_starts_at=fixture.starts_at if fixture else None,
                     fixture_ends_at=fixture.ends_at if fixture else None,
@@ -151,15 +154,15 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         GSI2PK=hold_partition(order_id), GSI2SK=f"{expires}#{order_id}",
         **event_orders_index(event.event_id, order_id, created),
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
-        customer_email=who.email, customer_name=who.name, status=orders.PENDING,
+        customer_email=who.email, customer_name=who.name, status=OrderStatus.PENDING,
         total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines), currency=event.currency,
         lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
         refunded_cents=0, created_at=created, expires_at=expires, updated_at=created,
     )
-    return orders.Hold(order, tickets)
+    return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
+def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
     and reclaiming lapsed holds once before answering sold out."""
     reclaimed = False
@@ -179,13 +182,13 @@ def _hold(event, fixture_id, chosen, who: Caller) -> orders.Hold:
                         ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
                     ) from None
             hold = _build_hold(event, fixture_id, chosen, plans, who)
-            orders.place_hold(hold, settings().max_held_per_customer)
+            lifecycle.place_hold(hold, settings().max_held_per_customer)
             return hold
         except inventory.SoldOut:
             reclaimed = True
             if not expire_lapsed(event_id=event.event_id, limit=RECLAIM_BATCH):
                 continue  # nothing to reclaim: the next pass answers sold out
-        except orders.ShardRace:
+        except lifecycle.ShardRace:
             continue
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
@@ -212,9 +215,9 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
             return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
     except (PaymentProviderError, DependencyUnavailable):
-        orders.release(order, "canceled", "payment_setup_failed")
+        lifecycle.release(order, "canceled", "payment_setup_failed")
         raise
-    orders.record_payment(
+    lifecycle.record_payment(
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,
         error_message=intent.error_message,  # a saved card declined: the order stays pending until its hold lapses
     )
@@ -254,16 +257,16 @@ def cancel(order_id: str, who: Caller) -> orders.OrderOut:
     """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
     order = orders.get_for(order_id, who)
     orders.ensure_pending(order)
-    if not close(order, "canceled", "canceled_by_customer"):
+    if not close(order, "canceled", "canceled_by_customer", by=who.sub):
         fresh = orders.get(order_id) or order
-        if fresh.status == orders.PENDING:
+        if fresh.status == OrderStatus.PENDING:
             raise Conflict(f"The payment for order {order_id} has already gone through; it cannot be canceled.", code="order_paid")
         orders.ensure_pending(fresh)
     fresh = orders.get(order_id) or order
     return orders.as_out(fresh, orders.tickets_of(fresh))
 
 
-def close(order: OrderItem, to_status: str, reason: str) -> bool:
+def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system") -> bool:
     """Cancel the PaymentIntent first (so no money can arrive for released seats), then
     release. Returns False if the payment had already gone through or the order had
     already left pending."""
@@ -276,9 +279,9 @@ def close(order: OrderItem, to_status: str, reason: str) -> bool:
             # Succeeded or processing: the money came (or is coming). Keep the seats, take the
             # order off the expiry index so no run tries again, and let the webhook (or
             # reconciliation, if the webhook is lost) settle it.
-            orders.park(order.order_id, intent.status)
+            lifecycle.park(order.order_id, intent.status)
             return False
-    return orders.release(order, to_status, reason, payment={"status": status} if status else None)
+    return lifecycle.release(order, to_status, reason, payment={"status": status} if status else None, by=by)
 
 
 CLAIM_SECONDS = 30  # how long one expirer owns a lapsed order before another may try it
@@ -300,9 +303,14 @@ def _claim_expiry(order_id: str) -> bool:
         claim.save(condition=ExpiryClaimItem.PK.does_not_exist() | (ExpiryClaimItem.until < clock.iso(now)))
         return True
     except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
         return False
+
+
+def _give_back(order_id: str) -> None:
+    """Let the next run take a lapsed order at once (an update: the job needs no DeleteItem)."""
+    ExpiryClaimItem(*ExpiryClaimItem.key(order_id)).update(actions=[ExpiryClaimItem.until.set("")])
 
 
 def _spend_cancel(time_left: Callable[[], float] | None) -> None:
@@ -337,11 +345,14 @@ def expire_lapsed(event_id: str | None = None, limit: int = 100, time_left: Call
         try:
             if order.payment and order.payment.payment_intent_id:
                 _spend_cancel(time_left)
+        except DependencyUnavailable:
+            _give_back(order.order_id)
+            stop.set()  # Stripe's budget is spent: the next run goes on
+            return False
+        try:
             return close(order, "expired", "hold_lapsed")
         except DependencyUnavailable:
-            # Given back for the next run at once (an update: the job needs no DeleteItem).
-            ExpiryClaimItem(*ExpiryClaimItem.key(order.order_id)).update(actions=[ExpiryClaimItem.until.set("")])
-            stop.set()  # Stripe's budget is spent or Stripe is throttling: the next run goes on
+            _give_back(order.order_id)  # it kept conflicting, or Stripe throttled: the rest go on
             return False
         except PaymentProviderError:
             return False  # Stripe is down: the claim lapses and the next run tries again

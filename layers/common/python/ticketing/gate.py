@@ -5,12 +5,22 @@ record of every scan.
 - **Verify** checks the code's signature first (`qr.verify`): a forged or altered code
   costs no DynamoDB read. A signed code costs one consistent GetItem of the ticket, which
   carries all a gate shows (event name and end, type, holder).
-- **Check-in** is one conditional UpdateItem `valid -> used` (setting `used_at`, `gate`,
-  `scanner`). When the condition fails DynamoDB hands back the item as it was
+- **Check-in** is one conditional UpdateItem `valid -> used` with no refund on the ticket
+  (`ticketing.lifecycle.tickets.check_in`, setting `used_at`, `gate`, `scanner`). When
+  the condition fails DynamoDB hands back the item as it was
   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so a second scan learns who admitted
-  the ticket, where and when, without another read.
-- **Offline uploads** are applied in `scanned_at` order, one conditional write per ticket;
-  the ticket keeps its earliest admission as `used_at`.
+  the ticket, where and when, without another read. A ticket whose refund is reserved
+  verifies and checks in as `void`.
+- **The event's end** comes from the event item, read once and kept per instance for
+  `EVENT_CACHE_SECONDS` (never a ConditionCheck on the event item, which would put every
+  scan of an event on one key): postponing an event moves the end of every ticket sold,
+  at the gate as in the keys document. The copy on the ticket is used only when the
+  event item is gone.
+- **Offline uploads** are applied in `scanned_at` order, one conditional write per ticket.
+  An upload never rewrites an online admission: an offline scan claiming an earlier time
+  is answered `conflict` listing both admissions. Between offline uploads the ticket
+  keeps its earliest admission. A `scanned_at` before the ticket was issued is `invalid`
+  (`before_issue`).
 - **Audit**: every attempt, forgeries included, is a `ScanItem` (see table.py) written
   without a read; a failed audit write is logged in full and never fails the scan.
 
@@ -24,20 +34,23 @@ import re
 import secrets
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, StringConstraints
 
 from ticketing import clock, qr
 from ticketing.auth import Caller
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, InvalidInput, NotFound
+from ticketing.lifecycle import TicketStatus
+from ticketing.lifecycle import tickets as lifecycle
 from ticketing.observability import logger
 from ticketing.pages import ID, STAMP, BadCursor
 from ticketing.table import EventItem, ScanItem, TicketItem
 
 OK = "ok"
 REASONS = ("ok", "already_used", "void", "unpaid", "unknown_ticket", "bad_signature", "wrong_event", "event_over")
-VALID, USED, VOID, PENDING = "valid", "used", "void", "pending"
+VALID, USED, VOID, PENDING = TicketStatus.VALID, TicketStatus.USED, TicketStatus.VOID, TicketStatus.PENDING
+EVENT_CACHE_SECONDS = 30  # how stale an event's end may be at the gate after an edit
 
 MAX_OFFLINE_BATCH = 200  # 200 scans of the longest code and gate stay under the 64 KiB body limit
 MAX_GATE_LENGTH = 64
@@ -124,8 +137,8 @@ class Admission(BaseModel):
 class OfflineResult(BaseModel):
     index: int
     ticket_id: str | None = None
-    result: str  # accepted, duplicate, conflict, void, invalid
-    reason: str  # ok, already_used, void, bad_signature, unknown_ticket, unpaid
+    result: str  # accepted, duplicate, conflict, void, invalid, retry (kept conflicting: send it again)
+    reason: str  # ok, already_used, void, bad_signature, unknown_ticket, unpaid, before_issue
     scanned_at: str
     first_used_at: str | None = None  # the ticket's first admission (accepted: this scan)
     gate: str | None = None
@@ -189,15 +202,69 @@ def _reason(ticket: TicketItem | None, now: datetime, *, signed_event: str | Non
         return "bad_signature"  # signed for another event: not a code we issued for this ticket
     if wanted_event and wanted_event != ticket.event_id:
         return "wrong_event"
-    if ticket.status == VOID:
-        return "void"
+    if ticket.status == VOID or (ticket.status == VALID and ticket.refund_id):
+        return "void"  # voided, or its refund is reserved: it will be void in a moment
     if ticket.status == PENDING:
         return "unpaid"
     if ticket.status == USED:
         return "already_used"
-    if ticket.event_ends_at and clock.iso(now) > ticket.event_ends_at:
+    ends_at = event_end(ticket)
+    if ends_at and clock.iso(now) > ends_at:
         return "event_over"
     return OK
+
+
+# ------------------------------------------------------------ event times
+_events: dict[str, tuple[datetime, EventItem | None]] = {}
+
+
+def _event(event_id: str) -> EventItem | None:
+    """The event item, read at most once per EVENT_CACHE_SECONDS per instance."""
+    now = clock.now()
+    cached = _events.get(event_id)
+    if cached is not None and now - cached[0] < timedelta(seconds=EVENT_CACHE_SECONDS):
+        return cached[1]
+    try:
+        event = EventItem.get(*EventItem.key(event_id))
+    except EventItem.DoesNotExist:
+        event = None
+    if len(_events) > 1000:
+        _events.clear()
+    _events[event_id] = (now, event)
+    return event
+
+
+def _over_for_every_ticket(event_id: str, at: str) -> bool:
+    """The event and all its fixtures have ended: no ticket of it can be admitted."""
+    event = _event(event_id)
+    if event is None:
+        return False
+    ends = [event.ends_at, *(f.ends_at for f in event.fixtures or [] if f.ends_at)]
+    return all(end and end < at for end in ends)
+
+
+def _only_the_copy_is_over(ticket: TicketItem | None, at: str, event_id: str | None) -> bool:
+    return (
+        ticket is not None and ticket.status == VALID and not ticket.refund_id
+        and (not event_id or ticket.event_id == event_id) and bool(ticket.event_ends_at) and ticket.event_ends_at < at
+    )
+
+
+def forget_events() -> None:
+    """Drop the cached events (tests)."""
+    _events.clear()
+
+
+def event_end(ticket: TicketItem) -> str | None:
+    """When the ticket's event (or its fixture) ends now, not when it did at checkout."""
+    event = _event(ticket.event_id)
+    if event is None:
+        return ticket.event_ends_at
+    if ticket.fixture_id:
+        for fixture in event.fixtures or []:
+            if fixture.fixture_id == ticket.fixture_id:
+                return fixture.ends_at or event.ends_at
+    return event.ends_at
 
 
 # --------------------------------------------------------------- check-in
@@ -220,13 +287,16 @@ def check_in(ticket_id: str, who: Caller, gate: str = DEFAULT_GATE, *, event_id:
     with reason unknown_ticket when there is no such ticket."""
     now = clock.now()
     at = clock.iso(now)
-    condition = (TicketItem.status == VALID) & (
-        TicketItem.event_ends_at.does_not_exist() | (TicketItem.event_ends_at >= at)
-    )
-    if event_id:
-        condition &= TicketItem.event_id == event_id
-    actions = [TicketItem.status.set(USED), TicketItem.used_at.set(at), TicketItem.gate.set(gate), TicketItem.scanner.set(who.sub)]
-    done, ticket = _update(ticket_id, actions, condition)
+    if event_id and _over_for_every_ticket(event_id, at):
+        _audit(now, "checkin", "rejected", "event_over", who, gate=gate, code=code, ticket_id=ticket_id, event_id=event_id)
+        raise _refusal(ticket_id, None, "event_over")
+    # The ticket's copy of its event's end is the write's hint; only when that copy alone
+    # refuses (the event was postponed since checkout) does the event's current end decide.
+    done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=event_id, copy_not_over=True)
+    if not done and _only_the_copy_is_over(ticket, at, event_id):
+        ends_at = event_end(ticket)
+        if not ends_at or ends_at >= at:
+            done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=ticket.event_id)
     if done:
         _audit(now, "checkin", "accepted", OK, who, gate=gate, code=code, ticket=ticket, ticket_id=ticket_id, event_id=event_id)
         return CheckinOut(ticket=CheckedInTicket(
@@ -314,6 +384,23 @@ def _settle(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans
             first_used_at=first.used_at if first else None, gate=first.gate if first else None, admissions=admissions,
         )
 
+    if ticket is not None and ticket.issued_at:
+        for index in [i for i in indexes if times[i] < ticket.issued_at]:
+            answer(index, "invalid", "before_issue")  # a scan before the ticket existed: a wrong clock, or a forgery
+        indexes = [i for i in indexes if times[i] >= ticket.issued_at]
+        if not indexes:
+            return
+    try:
+        _admit(ticket, ticket_id, indexes, scans, times, signed, who, answer)
+    except DependencyUnavailable:
+        # This ticket kept conflicting with other writers: its scans are answered `retry`
+        # (send them again); the rest of the upload goes on.
+        for index in indexes:
+            answer(index, "retry", "contention")
+
+
+def _admit(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans: list[OfflineScanIn], times: list[str],
+           signed: dict[int, qr.Verified], who: Caller, answer) -> None:
     first_index = indexes[0]
     earliest = Admission(gate=scans[first_index].gate, used_at=times[first_index])
     for _ in range(OFFLINE_ATTEMPTS):
@@ -322,22 +409,21 @@ def _settle(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans
             for index in indexes:
                 answer(index, "void" if reason == "void" else "invalid", reason)
             return
-        existing = None
+        existing, online = None, False
         if ticket.status == USED:
             existing = Admission(gate=ticket.gate or DEFAULT_GATE, used_at=ticket.used_at or "")
-        if existing is None or earliest.used_at < existing.used_at:
-            condition = (TicketItem.status == VALID) if existing is None else (
-                (TicketItem.status == USED) & (TicketItem.used_at == existing.used_at)
+            online = ticket.admission != lifecycle.OFFLINE  # before admissions were marked: online
+        if existing is None or (earliest.used_at < existing.used_at and not online):
+            done, now_ticket = lifecycle.admit_offline(
+                ticket_id, at=earliest.used_at, gate=earliest.gate, scanner=who.sub,
+                earlier_than=existing.used_at if existing else None,
             )
-            actions = [TicketItem.status.set(USED), TicketItem.used_at.set(earliest.used_at),
-                       TicketItem.gate.set(earliest.gate), TicketItem.scanner.set(who.sub)]
-            done, now_ticket = _update(ticket_id, actions, condition)
             if not done:
                 ticket = now_ticket  # someone else wrote it meanwhile: decide again on what it is now
                 continue
             record = earliest
         else:
-            record = existing
+            record = existing  # an online admission, or an earlier offline one: never rewritten
         for index in indexes:
             scan = Admission(gate=scans[index].gate, used_at=times[index])
             if index == first_index and record is earliest:
@@ -345,10 +431,10 @@ def _settle(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans
                     answer(index, "conflict", "already_used", record, [earliest, existing])
                 else:
                     answer(index, "accepted", OK, record)
-            elif scan.gate == record.gate:
+            elif scan.gate == record.gate and scan.used_at >= record.used_at:
                 answer(index, "duplicate", "already_used", record)
             else:
-                answer(index, "conflict", "already_used", record, [record, scan])
+                answer(index, "conflict", "already_used", record, sorted([record, scan], key=lambda a: a.used_at))
         return
     raise DependencyUnavailable("Other check-ins of the same ticket kept racing this upload; send it again.", retry_after=1)
 
@@ -405,27 +491,6 @@ def _get(ticket_id: str) -> TicketItem | None:
         return TicketItem.get(*TicketItem.key(ticket_id), consistent_read=True)
     except TicketItem.DoesNotExist:
         return None
-
-
-def _update(ticket_id: str, actions: list, condition: Any) -> tuple[bool, TicketItem | None]:
-    """One conditional UpdateItem. (True, the ticket after) when it applied; (False, the
-    ticket as it was, None if absent) when the condition failed: DynamoDB returns the old
-    item with the failure, so the caller needs no read to say why."""
-    from botocore.exceptions import ClientError
-
-    connection = TicketItem._get_connection().connection
-    request = connection.get_operation_kwargs(
-        TicketItem.Meta.table_name, *TicketItem.key(ticket_id), actions=actions, condition=condition,
-        return_values="ALL_NEW", return_values_on_condition_failure="ALL_OLD",
-    )
-    try:
-        answer = connection.client.update_item(**request)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        item = exc.response.get("Item")
-        return False, TicketItem.from_raw_data(item) if item else None
-    return True, TicketItem.from_raw_data(answer["Attributes"])
 
 
 # ------------------------------------------------------------------ audit

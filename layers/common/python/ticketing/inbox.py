@@ -28,6 +28,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from ticketing import clock
 from ticketing.auth import Caller
 from ticketing.errors import NotFound
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.observability import logger
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import NotificationItem, OrderItem
@@ -79,7 +80,7 @@ def record(sub: str, kind: str, title: str, body: str, *, dedupe: str, order_id:
     try:
         item.save(condition=NotificationItem.PK.does_not_exist())
     except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
     return notification_id
 
@@ -93,20 +94,24 @@ def _plain_text(message: EmailMessage) -> str:
     return " ".join(" ".join(line for line in lines if line).split())
 
 
-def record_mail(message: EmailMessage, message_id: str) -> str | None:
+def record_mail(message: EmailMessage, message_id: str, *, customer_sub: str | None = None,
+                event_id: str | None = None) -> str | None:
     """The mail hook: file a sent customer email in its customer's inbox (None if the
-    message names no order or kind, or its order is gone)."""
+    message names no order or kind, or its order is gone). The order is read for its
+    customer only when the sender did not say whose it is."""
     kind = str(message.get("X-Ticketing-Kind") or "")
     order_id = str(message.get("X-Ticketing-Order") or "")
     if kind not in KINDS or not order_id:
         return None
-    try:
-        order = OrderItem.get(*OrderItem.key(order_id), attributes_to_get=["customer_sub", "event_id"])
-    except OrderItem.DoesNotExist:
-        return None
+    if not customer_sub:
+        try:
+            order = OrderItem.get(*OrderItem.key(order_id), attributes_to_get=["customer_sub", "event_id"])
+        except OrderItem.DoesNotExist:
+            return None
+        customer_sub, event_id = order.customer_sub, order.event_id
     dedupe = f"receipt\n{order_id}" if kind == "receipt" else f"{kind}\n{message_id}"
-    return record(order.customer_sub, kind, str(message.get("Subject") or kind), _plain_text(message),
-                  dedupe=dedupe, order_id=order_id, event_id=order.event_id)
+    return record(customer_sub, kind, str(message.get("Subject") or kind), _plain_text(message),
+                  dedupe=dedupe, order_id=order_id, event_id=event_id)
 
 
 def receipt_undeliverable(order: OrderItem) -> None:
@@ -170,7 +175,7 @@ def mark_read(who: Caller, notification_id: str) -> NotificationOut:
             condition=NotificationItem.PK.exists(),
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise NotFound("No notification of yours has this id.", code="unknown_notification") from None
         raise
     return _out(item)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ticketing.lifecycle.writes import checkpoint, condition_failed
 from ticketing.table import InventoryShard
 
 
@@ -185,6 +186,7 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
         remaining = read_shards({type_id: count})[type_id]
         deltas = resize_plan(remaining, current, target, shard_size, max_shards)
         grown = max([count, *[index + 1 for index in deltas]])
+        checkpoint("commit", kinds=("resize",))
         try:
             with TransactWrite(connection=connection()) as transaction:
                 transaction.update(
@@ -212,7 +214,7 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
                         )
             return
         except TransactWriteError as exc:
-            if not any(r and r.code == "ConditionalCheckFailed" for r in exc.cancellation_reasons or []):
+            if not condition_failed(exc):
                 raise
             time.sleep(random.uniform(0.005, 0.03))  # a checkout won: nothing changed, read again
     raise CapacityContention()

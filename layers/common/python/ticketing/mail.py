@@ -363,9 +363,11 @@ def reset_client() -> None:
     _client.cache_clear()
 
 
-def send(message: EmailMessage) -> str:
+def send(message: EmailMessage, *, customer_sub: str | None = None, event_id: str | None = None) -> str:
     """Send a built message as raw MIME, with the configuration set that reports bounces
-    and complaints (`SES_CONFIGURATION_SET`); answers SES's MessageId. Raises MailError; a
+    and complaints (`SES_CONFIGURATION_SET`); answers SES's MessageId. `customer_sub` and
+    `event_id` (the order's, which the caller holds) file it in the inbox without reading
+    the order again. Raises MailError; a
     refusal no retry can fix (SES's MessageRejected and its kind) also counts a
     `MessageRejected` metric, which is alarmed: receipts must not stop unnoticed."""
     from botocore.exceptions import ClientError, HTTPClientError
@@ -398,11 +400,11 @@ def send(message: EmailMessage) -> str:
     except (BotoConnectionError, HTTPClientError) as exc:  # refused, timed out, reset
         name = type(exc).__name__
         raise MailError(f"SES could not be reached ({name})", retryable=True, code=name) from exc
-    _file_in_inbox(message, answer["MessageId"])
+    _file_in_inbox(message, answer["MessageId"], customer_sub, event_id)
     return answer["MessageId"]
 
 
-def _file_in_inbox(message: EmailMessage, message_id: str) -> None:
+def _file_in_inbox(message: EmailMessage, message_id: str, customer_sub: str | None, event_id: str | None) -> None:
     """The one hook that makes every customer email a notification too (ticketing.inbox).
     The email has gone: a failure here is logged, never raised, so no caller sends twice."""
     if not message.get("X-Ticketing-Kind"):
@@ -410,7 +412,7 @@ def _file_in_inbox(message: EmailMessage, message_id: str) -> None:
     try:
         from ticketing import inbox
 
-        inbox.record_mail(message, message_id)
+        inbox.record_mail(message, message_id, customer_sub=customer_sub, event_id=event_id)
     except Exception:  # noqa: BLE001 - see above
         from ticketing.observability import logger
 

@@ -1,42 +1,18 @@
-"""Orders and their state changes. Every change is one conditional DynamoDB transaction
-that moves the order, its tickets and its seats together, so no interleaving of buyers,
-retries, expiry runs or webhooks can leave seats counted twice or lost.
-
-    pending --paid--> paid
-    pending --cancel--> canceled        (the customer abandoned it, or payment setup failed)
-    pending --lapse--> expired          (the hold ran out; see `checkout.expire_lapsed`)
-    expired/canceled --paid late--> paid       (seats still free: taken again)
-    expired/canceled --paid late--> refunded   (seats gone: the payment goes back)
-"""
+"""Orders as read: by id (the owner's, or an admin's), by charge, lapsed holds, and how
+an order is answered. Their state changes are `ticketing.lifecycle`'s."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from pynamodb.exceptions import TransactWriteError
-from pynamodb.transactions import TransactWrite
 
 from ticketing import clock
 from ticketing.auth import Caller
-from ticketing.errors import Conflict, NotFound, TooManyRequests
-from ticketing.table import (
-    HOLD_PARTITIONS,
-    HolderCount,
-    InventoryShard,
-    OrderItem,
-    TicketItem,
-    connection,
-)
-
-PENDING = "pending"
-
-
-class ShardRace(Exception):
-    """A shard's seats were taken between our read and our write: read again and retry."""
-
+from ticketing.errors import Conflict, NotFound
+from ticketing.lifecycle import OrderStatus
+from ticketing.table import HOLD_PARTITIONS, OrderItem, TicketItem
 
 # ----------------------------------------------------------------- output
 class CheckoutTicketOut(BaseModel):
@@ -95,134 +71,6 @@ class OrderOut(BaseModel):
     refunds: list[dict[str, Any]]
     refunded_cents: int
     receipt: ReceiptOut | None = None  # null until the order is paid
-
-
-# ---------------------------------------------------------------- holding
-@dataclass(frozen=True)
-class Hold:
-    order: OrderItem
-    tickets: list[TicketItem]
-
-
-def place_hold(hold: Hold, hold_limit: int) -> None:
-    """Write the order, its pending tickets and the seats they take, all or nothing.
-
-    Raises ShardRace if a shard no longer has the seats planned for it, TooManyRequests
-    if the customer would hold more than `hold_limit` seats for the event."""
-    order = hold.order
-    seats = sum(int(line.qty) for line in order.lines)
-    too_many = TooManyRequests(
-        f"One customer may hold at most {hold_limit} seats for an event at once; "
-        "pay for or cancel a pending order first.",
-        code="too_many_holds",
-    )
-    if seats > hold_limit:
-        raise too_many
-    kinds: list[str] = []
-    try:
-        with TransactWrite(connection=connection()) as transaction:
-            transaction.save(order, condition=OrderItem.PK.does_not_exist())
-            kinds.append("order")
-            for ticket in hold.tickets:
-                transaction.save(ticket, condition=TicketItem.PK.does_not_exist())
-                kinds.append("ticket")
-            for line in order.lines:
-                for take in line.takes:
-                    transaction.update(
-                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
-                        actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
-                        condition=InventoryShard.remaining >= int(take.qty),
-                    )
-                    kinds.append("shard")
-            transaction.update(
-                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
-                actions=[HolderCount.held.add(seats)],
-                condition=HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats),
-            )
-            kinds.append("holder")
-    except TransactWriteError as exc:
-        failed = {kinds[i] for i, reason in enumerate(exc.cancellation_reasons or []) if reason and reason.code == "ConditionalCheckFailed"}
-        if "holder" in failed:
-            raise too_many from exc
-        if "shard" in failed:
-            raise ShardRace() from exc
-        raise
-
-
-def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None) -> bool:
-    """Move a pending order to `to_status` (canceled or expired), give its seats back and
-    void its tickets, in one transaction conditional on the order still being pending.
-    Returns False (changing nothing) if the order had already left `pending`."""
-    now = clock.iso(clock.now())
-    seats = sum(int(line.qty) for line in order.lines)
-    actions = [
-        OrderItem.status.set(to_status),
-        OrderItem.closed_reason.set(reason),
-        OrderItem.updated_at.set(now),
-        OrderItem.GSI2PK.remove(),
-        OrderItem.GSI2SK.remove(),
-    ]
-    actions += [getattr(OrderItem.payment, name).set(value) for name, value in (payment or {}).items() if value is not None]
-    try:
-        with TransactWrite(connection=connection()) as transaction:
-            for ticket_id in order.ticket_ids:
-                transaction.update(
-                    TicketItem(*TicketItem.key(ticket_id)),
-                    actions=[TicketItem.status.set("void")],
-                    condition=TicketItem.status == PENDING,
-                )
-            for line in order.lines:
-                for take in line.takes:
-                    transaction.update(
-                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
-                        actions=[InventoryShard.remaining.add(int(take.qty)), InventoryShard.held.add(-int(take.qty))],
-                    )
-            transaction.update(
-                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
-                actions=[HolderCount.held.add(-seats)],
-            )
-            transaction.update(
-                OrderItem(*OrderItem.key(order.order_id)),
-                actions=actions,
-                condition=OrderItem.status == PENDING,
-            )
-    except TransactWriteError as exc:
-        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
-            return False
-        raise
-    order.status = to_status
-    return True
-
-
-def park(order_id: str, payment_status: str) -> None:
-    """A pending order whose payment went through before its hold could be released:
-    off the expiry index (the seats stay held), its payment status recorded."""
-    from pynamodb.exceptions import UpdateError
-
-    try:
-        OrderItem(*OrderItem.key(order_id)).update(
-            actions=[
-                OrderItem.payment.status.set(payment_status), OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(),
-                OrderItem.updated_at.set(clock.iso(clock.now())),
-            ],
-            condition=OrderItem.status == PENDING,
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-
-
-def record_payment(order_id: str, **fields: Any) -> None:
-    """Set payment fields on a pending order (no-op if it has left pending)."""
-    from pynamodb.exceptions import UpdateError
-
-    actions = [getattr(OrderItem.payment, name).set(value) for name, value in fields.items() if value is not None]
-    actions.append(OrderItem.updated_at.set(clock.iso(clock.now())))
-    try:
-        OrderItem(*OrderItem.key(order_id)).update(actions=actions, condition=OrderItem.status == PENDING)
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
 
 
 # ---------------------------------------------------------------- reading
@@ -290,163 +138,12 @@ def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:
 
 
 def ensure_pending(order: OrderItem) -> None:
-    if order.status != PENDING:
+    if order.status != OrderStatus.PENDING:
         raise Conflict(f"Order {order.order_id} is {order.status}, not pending.", code=f"order_{order.status}")
-
-
-def void_actions(ticket: TicketItem, now: str) -> list:
-    """Void an issued ticket and put it on its event's voided list, which offline
-    scanners download (`GET /api/scanner/keys/?since=`)."""
-    return [
-        TicketItem.status.set("void"),
-        TicketItem.voided_at.set(now),
-        TicketItem.GSI2PK.set(f"VOIDED#{ticket.event_id}"),
-        TicketItem.GSI2SK.set(f"{now}#{ticket.ticket_id}"),
-    ]
-
-
-# ---------------------------------------------------------------- payment
-PAID = "paid"
-LATE_STATES = ("expired", "canceled")
-
-
-def _payment_actions(fields: dict[str, Any]) -> list:
-    return [getattr(OrderItem.payment, name).set(value) for name, value in fields.items() if value is not None]
-
-
-def charge_index(charge_id: str | None) -> list:
-    """A paid order is found by its charge (refund and dispute events name the charge):
-    GSI2, which held the order while it was pending, now holds `CHARGE#<charge_id>`."""
-    if not charge_id:
-        return [OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove()]
-    return [OrderItem.GSI2PK.set(f"CHARGE#{charge_id}"), OrderItem.GSI2SK.set("ORDER")]
 
 
 def by_charge(charge_id: str) -> OrderItem | None:
     return next(iter(OrderItem.gsi2.query(f"CHARGE#{charge_id}", limit=1)), None)
-
-
-def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any]) -> bool:
-    """pending -> paid in one transaction: the order, its tickets (pending -> valid, with
-    their signed QR payloads) and its seats (held -> sold). Returns False, changing
-    nothing, if the order had already left `pending` (a duplicate delivery)."""
-    now = clock.iso(clock.now())
-    seats = sum(int(line.qty) for line in order.lines)
-    try:
-        with TransactWrite(connection=connection()) as transaction:
-            for ticket_id in order.ticket_ids:
-                transaction.update(
-                    TicketItem(*TicketItem.key(ticket_id)),
-                    actions=[TicketItem.status.set("valid"), TicketItem.issued_at.set(now), TicketItem.qr_payload.set(payloads[ticket_id])],
-                    condition=TicketItem.status == PENDING,
-                )
-            for line in order.lines:
-                for take in line.takes:
-                    transaction.update(
-                        InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
-                        actions=[InventoryShard.held.add(-int(take.qty)), InventoryShard.sold.add(int(take.qty))],
-                    )
-            transaction.update(
-                HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
-                actions=[HolderCount.held.add(-seats)],
-            )
-            transaction.update(
-                OrderItem(*OrderItem.key(order.order_id)),
-                actions=[
-                    OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
-                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
-                ],
-                condition=OrderItem.status == PENDING,
-            )
-    except TransactWriteError as exc:
-        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
-            return False
-        raise
-    return True
-
-
-def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[str, str], payment: dict[str, Any]) -> None:
-    """A payment for an expired or canceled order, whose seats went back on sale: take
-    seats again (`takes`: type id -> shard -> seats, conditional on them being free),
-    turn the voided tickets valid and mark the order paid, all or nothing.
-    Raises ShardRace if the seats are gone, Conflict if the order is no longer late."""
-    now = clock.iso(clock.now())
-    from ticketing.table import OrderLine, ShardTake
-
-    lines = [
-        OrderLine(
-            type_id=line.type_id, name=line.name, qty=int(line.qty), price_cents=int(line.price_cents),
-            takes=[ShardTake(shard=shard, qty=qty) for shard, qty in sorted(takes[line.type_id].items())],
-        )
-        for line in order.lines
-    ]
-    kinds: list[str] = []
-    try:
-        with TransactWrite(connection=connection()) as transaction:
-            for ticket_id in order.ticket_ids:
-                transaction.update(
-                    TicketItem(*TicketItem.key(ticket_id)),
-                    actions=[TicketItem.status.set("valid"), TicketItem.issued_at.set(now), TicketItem.qr_payload.set(payloads[ticket_id])],
-                    condition=TicketItem.status == "void",
-                )
-                kinds.append("ticket")
-            for type_id, shards in takes.items():
-                for shard, qty in shards.items():
-                    transaction.update(
-                        InventoryShard(*InventoryShard.key(type_id, shard)),
-                        actions=[InventoryShard.remaining.add(-qty), InventoryShard.sold.add(qty)],
-                        condition=InventoryShard.remaining >= qty,
-                    )
-                    kinds.append("shard")
-            transaction.update(
-                OrderItem(*OrderItem.key(order.order_id)),
-                actions=[
-                    OrderItem.status.set(PAID), OrderItem.paid_at.set(now), OrderItem.updated_at.set(now),
-                    OrderItem.lines.set(lines), OrderItem.closed_reason.set("paid_after_" + order.status),
-                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
-                ],
-                condition=OrderItem.status.is_in(*LATE_STATES),
-            )
-            kinds.append("order")
-    except TransactWriteError as exc:
-        failed = {kinds[i] for i, reason in enumerate(exc.cancellation_reasons or []) if reason and reason.code == "ConditionalCheckFailed"}
-        if "shard" in failed:
-            raise ShardRace() from exc
-        if failed:
-            raise Conflict(f"Order {order.order_id} changed while its late payment was being settled.") from exc
-        raise
-
-
-def refunded_in_full(order: OrderItem, refund: Any, reason: str, payment: dict[str, Any], from_states: tuple[str, ...]) -> bool:
-    """Record a full refund Stripe has made (`refund` has id, status, amount) and close the
-    order as `refunded`, conditional on it being in one of `from_states`."""
-    from ticketing.ids import new_id
-    from ticketing.table import RefundItem
-
-    now = clock.iso(clock.now())
-    refund_id = new_id("rf")
-    record = RefundItem(
-        *RefundItem.key(order.order_id, refund_id), refund_id=refund_id, order_id=order.order_id,
-        amount_cents=int(refund.amount), currency=order.currency, status=refund.status, stripe_refund_id=refund.id,
-        ticket_ids=list(order.ticket_ids), reason=reason, created_at=now, created_by="system",
-    )
-    try:
-        with TransactWrite(connection=connection()) as transaction:
-            transaction.save(record, condition=RefundItem.PK.does_not_exist())
-            transaction.update(
-                OrderItem(*OrderItem.key(order.order_id)),
-                actions=[
-                    OrderItem.status.set("refunded"), OrderItem.refunded_cents.set(int(refund.amount)),
-                    OrderItem.updated_at.set(now), OrderItem.closed_reason.set(reason),
-                    *charge_index(payment.get("charge_id")), *_payment_actions(payment),
-                ],
-                condition=OrderItem.status.is_in(*from_states),
-            )
-    except TransactWriteError as exc:
-        if any(reason and reason.code == "ConditionalCheckFailed" for reason in exc.cancellation_reasons or []):
-            return False
-        raise
-    return True
 
 
 def refunds_of(order_id: str) -> list[dict[str, Any]]:

@@ -327,3 +327,31 @@ def set_default_card(customer_id: str, payment_method_id: str) -> None:
         )
     except stripe.StripeError as exc:
         raise _translate(exc, "choosing the default card") from exc
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    status: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    reason: str | None
+
+
+def as_dispute(obj: Any) -> Dispute:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    charge, intent = data.get("charge"), data.get("payment_intent")
+    return Dispute(
+        id=str(data["id"]), status=str(data.get("status") or ""),
+        charge_id=charge.get("id") if isinstance(charge, dict) else charge,
+        payment_intent_id=intent.get("id") if isinstance(intent, dict) else intent,
+        reason=data.get("reason"),
+    )
+
+
+def retrieve_dispute(dispute_id: str) -> Dispute:
+    """A dispute as Stripe holds it now (its events may arrive in any order)."""
+    try:
+        return as_dispute(client().v1.disputes.retrieve(dispute_id))
+    except stripe.StripeError as exc:
+        raise _translate(exc, "reading the dispute") from exc

@@ -25,9 +25,45 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from ticketing import clock, orders, payments
-from ticketing.table import OrderItem
+from ticketing.errors import Conflict
+from ticketing.lifecycle import LATE, OrderStatus, RefundStatus
+from ticketing.observability import logger
+from ticketing.table import OrderItem, RefundItem
+
+# Longer than any function runs (Lambda stops at 15 minutes): a refund of ours still
+# pending this long after it was reserved is not in flight any more.
+STALE_AFTER = timedelta(minutes=20)
+
+
+def stale(order: OrderItem) -> list[RefundItem]:
+    """The order's refunds still pending STALE_AFTER after they were reserved: the process
+    stopped between reserving and Stripe's answer (and no webhook brought the answer)."""
+    cutoff = clock.iso(clock.now() - STALE_AFTER)
+    found = RefundItem.query(RefundItem.key(order.order_id, "")[0], RefundItem.SK.startswith("REFUND#"), consistent_read=True)
+    return [record for record in found if record.status == RefundStatus.PENDING and record.created_at < cutoff]
+
+
+def sent(record: RefundItem, stripe_refunds: list[payments.RefundResult]) -> bool:
+    """Whether Stripe holds this refund of ours (by our id in its metadata, or its own id)."""
+    return any(r.metadata.get("refund_id") == record.refund_id or f"rf_{r.id}" == record.refund_id for r in stripe_refunds)
+
+
+def release_unsent(order: OrderItem, record: RefundItem) -> None:
+    """Give back what a refund Stripe never received set aside, as a refused one would; the
+    customer (or an admin) can ask again. Conditional on the record still being pending."""
+    from ticketing.lifecycle import refunds as lifecycle
+    from ticketing.lifecycle.writes import Refused
+
+    held = set(record.ticket_ids or [])
+    try:
+        lifecycle.undo(order, record, [t for t in orders.tickets_of(order) if t.ticket_id in held], by="reconcile",
+                       why="never reached Stripe")
+    except Refused as exc:
+        raise Conflict(f"Refund {record.refund_id} changed while it was released; look again.", code="refund_changed") from exc
+    logger.warning("unsent refund released", extra={"order_id": order.order_id, "refund_id": record.refund_id})
 
 
 @dataclass
@@ -50,7 +86,7 @@ def scan(since_epoch: int | None = None, repair: bool = False) -> list[Drift]:
             if order is None:
                 drifts.append(Drift("paid_unknown_order", order_id, intent.id, f"{intent.amount} {intent.currency} taken"))
                 continue
-            if order.status in (orders.PENDING, *orders.LATE_STATES) and order.payment.payment_intent_id in (None, intent.id):
+            if order.status in (OrderStatus.PENDING, *LATE) and order.payment.payment_intent_id in (None, intent.id):
                 drift = Drift("paid_not_fulfilled", order_id, intent.id, f"order is {order.status}")
                 if repair:
                     outcome, _ = fulfilment.settle(intent)
@@ -72,7 +108,7 @@ def scan(since_epoch: int | None = None, repair: bool = False) -> list[Drift]:
                     fresh = orders.get(order_id)
                     drift.repaired = int(fresh.refunded_cents or 0) >= refunded_at_stripe
                 drifts.append(drift)
-        elif order is not None and order.status == orders.PAID and order.payment.payment_intent_id == intent.id:
+        elif order is not None and order.status == OrderStatus.PAID and order.payment.payment_intent_id == intent.id:
             drifts.append(Drift("fulfilled_not_paid", order_id, intent.id, f"PaymentIntent is {intent.status}"))
     return drifts
 
@@ -84,8 +120,8 @@ def _stale_refunds(order: OrderItem, intent_id: str, at_stripe: list[payments.Re
     from ticketing import refunds
 
     drifts = []
-    for record in refunds.stale(order):
-        made = refunds.sent(record, at_stripe)
+    for record in stale(order):
+        made = sent(record, at_stripe)
         drift = Drift(
             "refund_not_recorded" if made else "refund_not_sent", order.order_id, intent_id,
             f"refund {record.refund_id} of {int(record.amount_cents)} pending since {record.created_at}",
@@ -94,8 +130,8 @@ def _stale_refunds(order: OrderItem, intent_id: str, at_stripe: list[payments.Re
             if made:
                 refunds.mirror(None, intent_id)
             else:
-                refunds.release_unsent(order, record)
-            drift.repaired = record.refund_id not in {r.refund_id for r in refunds.stale(order)}
+                release_unsent(order, record)
+            drift.repaired = record.refund_id not in {r.refund_id for r in stale(order)}
         drifts.append(drift)
     return drifts
 

@@ -26,6 +26,7 @@ from pynamodb.exceptions import UpdateError
 from ticketing import clock
 from ticketing.config import settings
 from ticketing.errors import DependencyUnavailable
+from ticketing.lifecycle.writes import condition_failed
 from ticketing.table import RateCounterItem
 
 SHARDS = 8  # at most; a counter with a smaller limit has one shard per request it allows
@@ -73,7 +74,7 @@ def _spend(counter: str, limit: int, second: int) -> bool:
             )
             return True
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise DependencyUnavailable("The payment budget could not be checked; try again.", retry_after=1,
                                             code="stripe_budget_unavailable") from exc
     return False

@@ -16,6 +16,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | idempotency record | <Powertools' hashed key> | IDEMPOTENCY |                                     | TTL `ttl` (ticketing.idempotency) |
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
 | who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
+| order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
@@ -311,6 +312,7 @@ class TicketItem(Model):
     scanner = UnicodeAttribute(null=True)  # who checked it in (the scanner's sub)
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
+    admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -606,3 +608,28 @@ class NotificationItem(Model):
     @staticmethod
     def unread(sub: str) -> str:
         return f"UNREAD#{sub}"
+
+
+class TransitionLogItem(Model):
+    """One transition of an order, its tickets or its refunds (see `ticketing.lifecycle`):
+    who, when, from, to and why, written in the transition's own transaction and kept in
+    the order's partition (`ORDER#<order_id>` / `LOG#<at>#<random>`), as pretix's order log."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    entity = UnicodeAttribute()  # order, ticket, refund
+    transition = UnicodeAttribute()  # a name declared in ticketing.lifecycle.states
+    from_status = UnicodeAttribute(null=True)
+    to_status = UnicodeAttribute(null=True)
+    by = UnicodeAttribute()  # the caller's sub, stripe, system, event-cancel:<sub>
+    why = UnicodeAttribute()
+    ids = ListAttribute(of=UnicodeAttribute, default=list)  # the tickets or refund it moved
+    at = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"

@@ -1,0 +1,94 @@
+"""Ticket transitions at the gate and in event cancellation.
+
+A check-in stays one conditional UpdateItem (`states.CHECK_IN`: valid, no refund on it);
+its audit record (`ScanItem`, written by the gate) is its log. When the condition fails
+DynamoDB hands back the item as it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`),
+so the gate says why without another read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ticketing import clock
+from ticketing.lifecycle import states as S
+from ticketing.lifecycle.writes import checkpoint, condition_failed, retrying, update_one
+from ticketing.table import OrderItem, TicketItem
+
+ONLINE, OFFLINE = "online", "offline"
+
+
+def _update(ticket_id: str, actions: list, condition: Any) -> tuple[bool, TicketItem | None]:
+    """One conditional UpdateItem, retried on conflict. (True, the ticket after) when it
+    applied; (False, the ticket as it was, None if absent) when the condition failed."""
+    from botocore.exceptions import ClientError
+
+    connection = TicketItem._get_connection().connection
+    request = connection.get_operation_kwargs(
+        TicketItem.Meta.table_name, *TicketItem.key(ticket_id), actions=actions, condition=condition,
+        return_values="ALL_NEW", return_values_on_condition_failure="ALL_OLD",
+    )
+
+    def once() -> tuple[bool, TicketItem | None]:
+        checkpoint("commit", kinds=("ticket",))
+        try:
+            answer = connection.client.update_item(**request)
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            item = exc.response.get("Item")
+            return False, TicketItem.from_raw_data(item) if item else None
+        return True, TicketItem.from_raw_data(answer["Attributes"])
+
+    return retrying(once, what="The check-in")
+
+
+def check_in(ticket_id: str, *, at: str, gate: str, scanner: str, event_id: str | None = None,
+             copy_not_over: bool = False) -> tuple[bool, TicketItem | None]:
+    """valid -> used (online), unless a refund holds the ticket. `copy_not_over`: also
+    require the ticket's copy of its event's end not to have passed (the gate's hint; the
+    gate decides on the event's current end when only that part refuses)."""
+    condition = S.CHECK_IN.condition()
+    if event_id:
+        condition &= TicketItem.event_id == event_id
+    if copy_not_over:
+        condition &= TicketItem.event_ends_at.does_not_exist() | (TicketItem.event_ends_at >= at)
+    actions = [TicketItem.status.set(S.CHECK_IN.target), TicketItem.used_at.set(at), TicketItem.gate.set(gate),
+               TicketItem.scanner.set(scanner), TicketItem.admission.set(ONLINE)]
+    return _update(ticket_id, actions, condition)
+
+
+def admit_offline(ticket_id: str, *, at: str, gate: str, scanner: str, earlier_than: str | None = None) -> tuple[bool, TicketItem | None]:
+    """valid -> used from an offline upload; or, when `earlier_than` is the time of an
+    earlier *offline* admission, move that admission to this earlier scan. An online
+    admission is never rewritten (`states.ADMIT_EARLIER` requires admission == offline)."""
+    if earlier_than is None:
+        condition = S.ADMIT_OFFLINE.condition()
+    else:
+        condition = S.ADMIT_EARLIER.condition(used_at=earlier_than)
+    actions = [TicketItem.status.set(S.TicketStatus.USED), TicketItem.used_at.set(at), TicketItem.gate.set(gate),
+               TicketItem.scanner.set(scanner), TicketItem.admission.set(OFFLINE)]
+    return _update(ticket_id, actions, condition)
+
+
+def void_left(order: OrderItem, tickets: list[TicketItem]) -> None:
+    """Event canceled: void whatever ticket of the order is still standing (a refund that
+    Stripe made but whose completion waits for the webhook, a free order). Each is its own
+    conditional write; one that changed meanwhile is left as it is now."""
+    from ticketing.lifecycle.orders import void_actions
+    from ticketing.lifecycle.writes import log_record
+
+    now = clock.iso(clock.now())
+    voided = []
+    for ticket in tickets:
+        if ticket.status in S.ISSUED:
+            transition, actions = S.CANCEL_VOID, void_actions(ticket, now)
+        elif ticket.status == S.TicketStatus.PENDING and order.status != S.OrderStatus.PENDING:
+            transition, actions = S.CANCEL_RELEASE, [TicketItem.status.set(S.CANCEL_RELEASE.target)]
+        else:
+            continue
+        condition = transition.condition() & (TicketItem.status == ticket.status)
+        if update_one(TicketItem(*TicketItem.key(ticket.ticket_id)), actions, condition, what="Voiding the ticket"):
+            voided.append(ticket.ticket_id)
+    if voided:
+        retrying(lambda: log_record(order.order_id, S.CANCEL_VOID, by="event-cancel", why="event canceled", ids=voided,
+                                    from_status="standing", to_status=S.TicketStatus.VOID).save())

@@ -1,0 +1,426 @@
+"""Every conflicting pair of operations, through every interleaving of their reads and
+writes (tests/interleave.py switches between them at the lifecycle's checkpoints), in
+process (moto + the Stripe stand-in). After each interleaving: the excluded outcomes
+never both happen, and the shared invariants (tests/invariants.py) hold."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import boto3
+import pytest
+import requests
+import stripe
+
+from local.stack import _new_qr_keys
+from tests import invariants
+from tests.interleave import Interleaver
+from tests.unit.conftest import ADMIN, Invoker, load_function
+from ticketing import checkout, clock, config, disputes, fulfilment, gate, inventory, mail, orders, payments, qr, refunds
+from ticketing.auth import Caller
+from ticketing.errors import Conflict
+from ticketing.table import TicketItem
+
+SENDER = "tickets@unit.example"
+PUBLIC = "/ticketing/test/qr-races-public"
+SCANNER = Caller(sub="scanner-1", groups=frozenset({"scanner"}))
+ORGANISER = Caller(sub="admin-1", groups=frozenset({"admin"}))
+
+
+@pytest.fixture
+def shop(aws, catalogue, stripe_standin, monkeypatch):
+    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
+    monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", PUBLIC)
+    monkeypatch.setenv("SENDER_EMAIL", SENDER)
+    config.settings.cache_clear()
+    mail.reset_client()
+    keys = _new_qr_keys()
+    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(keys))
+    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(qr.public_document(keys)), Type="String")
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    gate.forget_events()
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": "Race Night", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 3000, "capacity": 400}, claims=ADMIN)
+    yield {"event": event, "type": ticket_type, "buy": Invoker(load_function("checkout")), "catalogue": catalogue}
+    config.settings.cache_clear()
+    mail.reset_client()
+    clock.freeze(None)
+
+
+def _stripe() -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
+
+
+def _customer() -> Caller:
+    sub = f"racer-{uuid.uuid4().hex[:8]}"
+    return Caller(sub=sub, email=f"{sub}@example.com", name=sub)
+
+
+def _hold(shop, who: Caller, qty: int = 1, type_id: str | None = None) -> dict:
+    _latest[:] = _latest[-3:]
+    status, answer, _ = shop["buy"](
+        "POST", "/api/tickets/stripe/checkout/",
+        {"event_id": shop["event"]["id"], "items": [{"ticket_type_id": type_id or shop["type"]["id"], "qty": qty}]},
+        claims={"sub": who.sub, "email": who.email, "name": who.name, "email_verified": "true"},
+    )
+    assert status == 201, answer
+    _latest.append(answer["order_id"])
+    return answer
+
+
+def _pay_at_stripe(intent_id: str) -> None:
+    _stripe().v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+
+
+def _paid(shop, qty: int = 1) -> tuple[Caller, dict]:
+    who = _customer()
+    order = _hold(shop, who, qty)
+    _pay_at_stripe(order["payment_intent_id"])
+    assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
+    return who, order
+
+
+_latest: list[str] = []  # the orders the current interleaving made: Stripe is asked about these
+
+
+def _problems() -> list[str]:
+    return invariants.problems(boto3.client("dynamodb"), "ticketing-test", invariants.stripe_kept(_stripe()), orders=_latest)
+
+
+def _each_interleaving(make, *, limit: int | None = None):
+    """For each interleaving: fresh state from `make()` (-> operations), run, yield the
+    plan, the outcomes and the trace."""
+    runner = Interleaver()
+    first = make()
+    segments = {name: runner.segments(operation) for name, operation in first.items()}
+    seen = 0
+    for plan in runner.plans(segments):
+        operations = make()
+        outcomes = runner.run(operations, plan)
+        yield plan, outcomes, list(runner.trace)
+        seen += 1
+        if limit and seen >= limit:
+            break
+    assert seen >= 2
+
+
+def _ticket(ticket_id: str) -> TicketItem:
+    return TicketItem.get(*TicketItem.key(ticket_id), consistent_read=True)
+
+
+# ------------------------------------------------------------ refund x check-in
+def test_a_customers_refund_and_a_check_in_of_the_same_ticket_never_both_succeed(shop):
+    def make():
+        who, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        return {
+            "refund": lambda: refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[ticket_id]), who),
+            "checkin": lambda: gate.check_in(ticket_id, SCANNER, "North"),
+        }
+
+    endings = set()
+    for plan, out, trace in _each_interleaving(make):
+        refund, checkin = out["refund"], out["checkin"]
+        assert refund.ok != checkin.ok, (plan, out, trace)
+        if refund.ok:
+            assert isinstance(checkin.error, Conflict) and checkin.code == "void", (plan, out)
+        else:
+            assert isinstance(refund.error, Conflict) and refund.code == "ticket_used", (plan, out)
+        endings.add("refunded" if refund.ok else "admitted")
+        assert _problems() == [], plan
+    assert endings == {"refunded", "admitted"}  # both winners happen, depending on the order
+
+
+def test_an_organisers_refund_after_an_admission_stands_and_before_it_voids_the_ticket(shop):
+    def make():
+        _, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        return {
+            "refund": lambda: refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[ticket_id]), ORGANISER),
+            "checkin": lambda: gate.check_in(ticket_id, SCANNER, "North"),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["refund"].ok, (plan, out)
+        assert out["checkin"].ok or out["checkin"].code == "void", (plan, out)
+        assert _problems() == [], plan
+
+
+# ------------------------------------------------------------- dispute x check-in
+def test_a_dispute_and_a_check_in_leave_the_ticket_void_either_way(shop):
+    def make():
+        _, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        charge = orders.get(order["order_id"]).payment.charge_id
+        opened = requests.post(f"{payments.os.environ['STRIPE_API_BASE']}/_config/disputes",
+                               json={"charge": charge, "payment_intent": order["payment_intent_id"], "status": "needs_response"}).json()
+        return {
+            "dispute": lambda: disputes.converge({"id": opened["id"]}),
+            "checkin": lambda: gate.check_in(ticket_id, SCANNER, "North"),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["dispute"].ok and out["dispute"].value[0] == "disputed", (plan, out)
+        assert out["checkin"].ok or out["checkin"].code == "void", (plan, out)
+        assert _problems() == [], plan
+
+
+# ----------------------------------------------------------- two partial refunds
+def test_two_partial_refunds_of_one_order_never_refund_more_than_was_paid(shop):
+    def make():
+        _, order = _paid(shop, qty=2)  # 6000 paid
+        return {
+            "first": lambda: refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=4000), ORGANISER),
+            "second": lambda: refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=4000), ORGANISER),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert [o.ok for o in out.values()].count(True) == 1, (plan, out)
+        loser = next(o for o in out.values() if not o.ok)
+        assert loser.code == "over_refund", (plan, out, loser.error.fields)
+        assert _problems() == [], plan
+
+
+# ------------------------------------------- a refund x the webhook of an earlier one
+def test_a_refund_in_flight_is_never_counted_again_by_the_webhook_of_an_earlier_one(shop):
+    def make():
+        _, order = _paid(shop, qty=2)
+        refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=1000), ORGANISER)  # its charge.refunded is on the way
+        charge = orders.get(order["order_id"]).payment.charge_id
+        return {
+            "refund": lambda: refunds.refund(order["order_id"], refunds.RefundIn(amount_cents=1500), ORGANISER),
+            "webhook": lambda: refunds.mirror(charge, order["payment_intent_id"]),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["refund"].ok and out["webhook"].ok, (plan, out)
+        assert _problems() == [], plan  # refunded 2500 here and at Stripe, never 4000
+
+
+# --------------------------------------------------------- cancel x payment success
+def test_a_customers_cancel_and_the_payment_succeeding_end_paid_or_refunded_never_canceled_with_money(shop):
+    def make():
+        who = _customer()
+        order = _hold(shop, who)
+        _pay_at_stripe(order["payment_intent_id"])  # the money arrived; its webhook is on the way
+        return {
+            "cancel": lambda: checkout.cancel(order["order_id"], who),
+            "webhook": lambda: fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"])),
+        }
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["webhook"].ok and out["webhook"].value[0] == "paid", (plan, out)
+        assert not out["cancel"].ok and out["cancel"].code == "order_paid", (plan, out)
+        assert _problems() == [], plan
+
+
+# -------------------------------------------------------- hold expiry x late payment
+def test_the_expiry_run_and_a_late_payment_never_lose_the_money_or_the_seats(shop):
+    def make():
+        order = _hold(shop, _customer())
+        _pay_at_stripe(order["payment_intent_id"])
+        clock.freeze(clock.now() + timedelta(hours=1))  # the hold has lapsed
+        return {
+            "expiry": lambda: checkout.expire_lapsed(event_id=shop["event"]["id"]),
+            "webhook": lambda: fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"])),
+        }
+
+    try:
+        for plan, out, _trace in _each_interleaving(make):
+            assert out["webhook"].ok and out["webhook"].value[0] == "paid", (plan, out)
+            assert out["expiry"].ok and out["expiry"].value == 0, (plan, out)  # parked or already paid: nothing expired
+            assert _problems() == [], plan
+    finally:
+        clock.freeze(None)
+
+
+# -------------------------------------------------------- capacity edit x checkout
+def test_a_capacity_cut_and_a_checkout_never_oversell(shop):
+    def make():
+        _, small, _ = shop["catalogue"]("POST", f"/api/events/{shop['event']['id']}/ticket-types/",
+                                        {"name": f"Few {uuid.uuid4().hex[:4]}", "price_cents": 1000, "capacity": 3}, claims=ADMIN)
+
+        def cut():
+            inventory.resize(shop["event"]["id"], small["id"], 1, 500, 8)
+
+        def buy():
+            return _hold(shop, _customer(), qty=2, type_id=small["id"])
+
+        return {"resize": cut, "checkout": buy}
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert not (out["resize"].ok and out["checkout"].ok), (plan, out)  # 3 seats: 2 held and a cut to 1 cannot both stand
+        assert out["resize"].ok or isinstance(out["resize"].error, inventory.BelowCommitted), (plan, out)
+        assert _problems() == [], plan
+
+
+# -------------------------------------------------------- offline batch x online scan
+def test_an_offline_upload_never_rewrites_an_online_admission(shop):
+    clock.freeze(clock.now())
+    issued = clock.now()
+
+    def make():
+        clock.freeze(issued)
+        _, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        code = _ticket(ticket_id).qr_payload
+        backdated = gate.OfflineScanIn(code=code, scanned_at=issued + timedelta(seconds=1), gate="Offline-1")
+        clock.freeze(issued + timedelta(minutes=5))
+        return {
+            "online": lambda: gate.check_in(ticket_id, SCANNER, "North"),
+            "upload": lambda: gate.apply_offline([backdated], SCANNER),
+            "_ticket": ticket_id,
+        }
+
+    runner_made = []
+
+    def operations():
+        made = make()
+        runner_made.append(made.pop("_ticket"))
+        return made
+
+    try:
+        for plan, out, _trace in _each_interleaving(operations):
+            ticket = _ticket(runner_made[-1])
+            upload = out["upload"].value.results[0]
+            if out["online"].ok:  # online first: the upload is reported, never applied
+                assert (ticket.gate, ticket.admission) == ("North", "online"), plan
+                assert upload.result == "conflict" and [a.gate for a in upload.admissions] == ["Offline-1", "North"], plan
+            else:
+                assert out["online"].code == "already_used" and upload.result == "accepted", (plan, out)
+                assert (ticket.gate, ticket.admission) == ("Offline-1", "offline"), plan
+            assert _problems() == [], plan
+    finally:
+        clock.freeze(None)
+
+
+# --------------------------------------------------- event cancellation x check-in
+def test_event_cancellation_and_a_check_in(shop):
+    from ticketing import event_cancel
+
+    def make():
+        _, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        system = Caller(sub="event-cancel:admin-1", groups=frozenset({"admin"}))
+
+        def cancel():
+            made = refunds.refund(order["order_id"], refunds.RefundIn(reason="event_canceled"), system, by_cancellation=True)
+            event_cancel._void_left(order["order_id"])
+            return made
+
+        return {"cancel": cancel, "checkin": lambda: gate.check_in(ticket_id, SCANNER, "North")}
+
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["cancel"].ok, (plan, out)  # the organiser's refund goes through either way
+        assert out["checkin"].ok or out["checkin"].code == "void", (plan, out)
+        assert _problems() == [], plan
+
+
+# ------------------------------------------------------------ conflicts are retried
+def test_a_transaction_conflict_is_retried_then_answered_503_and_the_expiry_run_goes_on(shop, monkeypatch):
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from ticketing.errors import DependencyUnavailable
+    from ticketing.lifecycle import writes
+
+    monkeypatch.setattr(writes, "_pause", lambda attempt: None)
+    failures = {"left": 0, "only": None}
+    real_commit = TransactWrite._commit
+
+    def conflicting(self):
+        keys = json.dumps(getattr(self, "_update_items", []) + getattr(self, "_put_items", []))
+        if failures["left"] and (failures["only"] is None or failures["only"] in keys):
+            failures["left"] -= 1
+            from botocore.exceptions import ClientError
+
+            error = ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                                 "CancellationReasons": [{"Code": "TransactionConflict"}]}, "TransactWriteItems")
+            raise TransactWriteError("Failed to write transaction items", error)
+        return real_commit(self)
+
+    monkeypatch.setattr(TransactWrite, "_commit", conflicting)
+
+    who = _customer()
+    failures["left"] = writes.ATTEMPTS - 1  # conflicts that a retry gets past
+    order = _hold(shop, who)
+    assert orders.get(order["order_id"]).status == "pending"
+
+    failures["left"] = writes.ATTEMPTS  # conflicts every attempt: 503 with Retry-After, nothing changed
+    with pytest.raises(DependencyUnavailable) as unavailable:
+        checkout.cancel(order["order_id"], who)
+    assert unavailable.value.retry_after and unavailable.value.fields["code"] == "contention"
+    assert orders.get(order["order_id"]).status == "pending"
+
+    # The expiry run: a conflict on one order does not stop the others.
+    later = _hold(shop, _customer())
+    clock.freeze(clock.now() + timedelta(hours=1))
+    try:
+        failures.update(left=10**6, only=f"ORDER#{order['order_id']}")
+        assert checkout.expire_lapsed(event_id=shop["event"]["id"]) == 1
+        assert orders.get(order["order_id"]).status == "pending" and orders.get(later["order_id"]).status == "expired"
+    finally:
+        clock.freeze(None)
+    assert _problems() == []
+
+
+# ------------------------------------------------------------- event edit x gate
+def test_a_postponed_event_admits_its_tickets_after_the_old_end_and_the_keys_document_agrees(shop):
+    from ticketing import catalogue as catalogue_module
+    from ticketing.offline import verify_offline
+
+    start = clock.now().replace(microsecond=0)
+    clock.freeze(start)
+    try:
+        status, event, _ = shop["catalogue"]("POST", "/api/events/", {
+            "name": "Ends soon", "venue": "Hall", "currency": "usd", "starts_at": clock.iso(start - timedelta(hours=2)),
+            "ends_at": clock.iso(start + timedelta(minutes=1))}, claims=ADMIN)
+        assert status == 201, event
+        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
+                                       {"name": "GA", "price_cents": 1000, "capacity": 5}, claims=ADMIN)
+        who = _customer()
+        _, order, _ = shop["buy"]("POST", "/api/tickets/stripe/checkout/",
+                                  {"event_id": event["id"], "items": [{"ticket_type_id": kind["id"], "qty": 1}]},
+                                  claims={"sub": who.sub, "email": who.email, "name": who.name, "email_verified": "true"})
+        _pay_at_stripe(order["payment_intent_id"])
+        assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
+        ticket = _ticket(order["tickets"][0]["id"])
+        assert gate.verify(ticket.qr_payload, SCANNER).reason == "ok"  # the gate has read (and cached) the event
+
+        later = start + timedelta(days=1)
+        catalogue_module.update_event(event["id"], catalogue_module.EventPatch(ends_at=later))
+        clock.freeze(start + timedelta(minutes=2))  # after the old end
+        assert gate.verify(ticket.qr_payload, SCANNER).reason == "ok"
+        keys = gate.keys_document(event["id"])
+        assert keys.event_ends_at == clock.iso(later)
+        assert verify_offline(keys.model_dump(mode="json"), ticket.qr_payload)["reason"] == "ok"
+        assert gate.check_in(ticket.ticket_id, SCANNER, "North").reason == "ok"
+
+        # And an event that really is over refuses, on verify and check-in alike.
+        clock.freeze(later + timedelta(minutes=1))
+        other = _ticket(order["tickets"][0]["id"])
+        assert gate.verify(other.qr_payload, SCANNER).reason == "already_used"
+    finally:
+        clock.freeze(None)
+
+
+def test_a_won_dispute_delivered_before_its_opening_leaves_the_order_paid(shop):
+    _, order = _paid(shop, qty=2)
+    paid = orders.get(order["order_id"])
+    base = payments.os.environ["STRIPE_API_BASE"]
+    opened = requests.post(f"{base}/_config/disputes", json={
+        "charge": paid.payment.charge_id, "payment_intent": paid.payment.payment_intent_id, "status": "needs_response"}).json()
+    requests.post(f"{base}/_config/disputes", json={"id": opened["id"], "status": "won"})
+    assert disputes.converge({"id": opened["id"], "status": "won"})[0] == "dispute_won"  # closed, delivered first
+    assert disputes.converge({"id": opened["id"], "status": "needs_response"})[0] == "dispute_won"  # created, delivered late
+    after = orders.get(order["order_id"])
+    assert after.status == "paid" and {t.status for t in orders.tickets_of(after)} == {"valid"}
