@@ -218,7 +218,10 @@ def test_the_webhook_reads_the_order_once_per_stripe_event(shop):
         # hook is told the order's customer and event by the sender, so it reads nothing
         "dynamodb.GetItem": 2,
         "dynamodb.TransactWriteItems": 1,  # pending -> paid: order, tickets, seats, holder count, log record
-        "dynamodb.BatchGetItem": 1,  # the tickets, for the receipt
-        "dynamodb.UpdateItem": 3,  # the receipt's claim and its record, the event's finish
+        # the tickets, for the receipt; the Stripe budget's two counters (its pool and the
+        # endpoint), read before the PaymentIntent is retrieved
+        "dynamodb.BatchGetItem": 3,
+        # the receipt's claim and its record, the event's finish; one spend from each counter
+        "dynamodb.UpdateItem": 5,
     }
     assert len(_sent("Your tickets")) == 1

@@ -81,3 +81,18 @@ def test_a_checkout_over_the_budget_is_503_with_retry_after_and_holds_nothing(bu
     shards = list(InventoryShard.scan(InventoryShard.PK.startswith(f"INV#{ticket_type['id']}#")))
     assert sum(int(s.remaining) for s in shards) == 98 and sum(int(s.held) for s in shards) == 2
     assert [o.customer_sub for o in OrderItem.scan(OrderItem.PK.startswith("ORDER#") & (OrderItem.event_id == event["id"]))] == ["in-time"]
+
+
+def test_a_call_at_a_seconds_edge_is_counted_in_the_next_second_too(budget):
+    """Stripe may stamp a call made just before a second ends in the next one: `still`
+    spends from that next second as well, so no second's calls exceed its budget."""
+    with budget(total=100, per_endpoint=2):
+        clock.freeze(SECOND + timedelta(seconds=0.9))
+        second = stripe_budget.take("payment_intents.create")
+        stripe_budget.still(second, "payment_intents.create")  # 0.1 s left: the next second pays too
+        clock.freeze(SECOND + timedelta(seconds=1))
+        assert _spent("payment_intents.create", 5) == 1  # one of the next second's two is gone
+        clock.freeze(SECOND + timedelta(seconds=2.5))
+        second = stripe_budget.take("payment_intents.create")
+        stripe_budget.still(second, "payment_intents.create")  # mid-second: nothing more
+        assert _spent("payment_intents.create", 5) == 1

@@ -80,8 +80,19 @@ def _spend(counter: str, limit: int, second: int) -> bool:
     return False
 
 
+EDGE_SECONDS = 0.2  # a call made this close to a second's end may reach Stripe in the next
+
+
 def _now() -> int:
     return int(clock.now().timestamp())
+
+
+def _take_at(second: int, endpoint: str, pool: str) -> None:
+    if not (_spend(f"ep#{endpoint}", settings().stripe_rate_per_endpoint, second)
+            and _spend(f"pool#{pool}", pool_limit(pool), second)):
+        raise DependencyUnavailable(
+            "Too many payments are being started right now; try again in a moment.", retry_after=1, code="stripe_budget",
+        )
 
 
 def take(endpoint: str, pool: str = FOREGROUND) -> int:
@@ -89,17 +100,19 @@ def take(endpoint: str, pool: str = FOREGROUND) -> int:
     DependencyUnavailable (503, Retry-After: 1) when the budget is spent. Returns the second
     spent (for `still`)."""
     second = _now()
-    if not (_spend(f"ep#{endpoint}", settings().stripe_rate_per_endpoint, second)
-            and _spend(f"pool#{pool}", pool_limit(pool), second)):
-        raise DependencyUnavailable(
-            "Too many payments are being started right now; try again in a moment.", retry_after=1, code="stripe_budget",
-        )
+    _take_at(second, endpoint, pool)
     return second
 
 
 def still(second: int, endpoint: str, pool: str = FOREGROUND) -> None:
-    """Before calling Stripe with a request taken at `second`: if the clock has moved on to
-    another second, spend one of the new second too (or raise as `take` does), so every
-    second's calls stay within that second's budget."""
-    if _now() != second:
-        take(endpoint, pool)
+    """Right before calling Stripe with a request taken at `second`: if the clock has moved
+    on to another second, spend one of the new second too; and if the call is within
+    EDGE_SECONDS of its second's end, spend one of the next second as well, since Stripe may
+    stamp it there. So the calls Stripe sees in any second were all counted in that second
+    (raises as `take` does; the caller gives back what it held)."""
+    now = clock.now().timestamp()
+    current = int(now)
+    if current != second:
+        _take_at(current, endpoint, pool)
+    if now - current >= 1 - EDGE_SECONDS:
+        _take_at(current + 1, endpoint, pool)
