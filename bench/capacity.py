@@ -227,7 +227,7 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
             checkout(201)  # warm: settings, secrets, clients
             with recording(rec):
                 # Admitted checkouts, one a second (the budget admits each).
-                start = clock.now().replace(microsecond=500_000)  # mid-second: no checkout at a second's edge
+                start = clock.now().replace(microsecond=200_000)  # early in a second: no checkout at a second's edge
                 paid: list[dict[str, Any]] = []
                 lapsing: list[dict[str, Any]] = []
                 with rec.phase("checkout"):

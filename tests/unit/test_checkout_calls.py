@@ -40,8 +40,8 @@ def test_calls_per_checkout_and_per_replay(aws, catalogue, stripe_standin, strip
     claims = {"sub": "counter", "email_verified": "true"}
     buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims)  # warm the secret cache
 
-    # mid-second and frozen: a checkout near a second's end (or crossing it) spends the next one's budget too
-    clock.freeze(clock.now().replace(microsecond=500_000))
+    # early in a second and frozen: a checkout near a second's end (or crossing it) spends the next one's budget too
+    clock.freeze(clock.now().replace(microsecond=200_000))
     try:
         with count_aws_calls() as calls:
             stripe_calls.clear()
