@@ -149,6 +149,7 @@ class Stack:
             "RECEIPT_QUEUE_URL": getattr(self, "queue_urls", {}).get("ReceiptQueue", ""),
             "CANCEL_QUEUE_URL": getattr(self, "queue_urls", {}).get("EventCancelQueue", ""),
             "MAX_HELD_PER_CUSTOMER": "20",
+            "EVENT_CHANGE_BATCH": "5",  # (default 100) small, so an event change's notices cross batches locally too
             "REFUND_CUTOFF_HOURS": "48",
             # Stripe's test-mode rate (the stand-in plays a test-mode account)
             "STRIPE_RATE_TOTAL": "25",

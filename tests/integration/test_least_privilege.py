@@ -7,8 +7,9 @@ check (a transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem p
 Query on an index as the index's ARN, an S3 read of a missing object as s3:ListBucket too,
 SES v2 SendEmail as ses:SendEmail on the identity and the configuration set): see
 local/aws.py. A scenario drives every function through the code paths that need each
-permission (checkout, pay, webhook, receipt and its retry, a bounce, refund, dispute, event cancel,
-tickets and QR codes, verify, check-in, offline upload, expiry, organiser reports), then
+permission (checkout, pay, webhook, receipt and its retry, a bounce, refund, dispute, an event's
+change told to its ticket holders, event cancel, tickets and QR codes, verify, check-in,
+offline upload, expiry, organiser reports), then
 each function's record is compared with its policy. SAM's own additions (the SQS event
 sources' polling, the scheduled function's dead-letter queue) are made by the Lambda
 service, not the code, and are not part of `Policies`.
@@ -254,6 +255,12 @@ def scenario(api, stack):
     note = ok(api.get("/api/me/notifications/?unread=true", token=refunder))["notifications"][0]
     ok(api.post(f"/api/me/notifications/{note['id']}/read/", token=refunder))
     ok(api.post("/api/me/notifications/read-all/", token=refunder))
+
+    # the organiser moves the event's end: the receipts function tells each valid ticket's holder
+    # once (the event's tickets in batches: the next batch queued), by email and in the inbox
+    ok(api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"ends_at": iso(start + timedelta(hours=5))}))
+    assert wait_for(lambda: [n for n in ok(api.get("/api/me/notifications/", token=refunder))["notifications"]
+                             if n["kind"] == "event_changed"], timeout=90), "the ticket holder was never told"
 
     # organiser reports, then cancel the event: paid orders refunded, pending canceled
     pending = ok(buy(api, customer(api, "pending"), event_id, [(ga, 1)]), 201)

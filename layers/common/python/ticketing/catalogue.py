@@ -276,8 +276,9 @@ def _on_sale(event: EventItem) -> None:
 
 def update_event(event_id: str, data: EventPatch) -> EventOut:
     """Edit an event's details with the same rules as creating it. Its ticket types'
-    sales must still close by its end. Tickets already sold keep the event name and
-    times copied onto them at checkout."""
+    sales must still close by its end. A change of its times or venue is told to every
+    ticket holder, once, and re-stamps the tickets' copy of its end (ticketing.event_changes);
+    tickets keep the event name copied onto them at checkout."""
     event, types = load_event(event_id)
     _on_sale(event)
     changes = data.model_dump(exclude_unset=True)
@@ -301,6 +302,15 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         starts = clock.iso(starts_at)
         actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
                     EventItem.GSI1SK.set(f"{starts}#{event_id}")]
+    from ticketing import event_changes
+
+    new = {"venue": data.venue} if "venue" in changes else {}
+    if "starts_at" in changes or "ends_at" in changes:
+        new.update(starts_at=clock.iso(starts_at), ends_at=clock.iso(ends_at))
+    if event_changes.changes(event, new):  # ticket holders are told, once (off the request path)
+        event_changes.record_change(event, actions, new)
+        event, types = load_event(event_id)
+        return _with_types(event, types)
     from pynamodb.exceptions import UpdateError
 
     try:
@@ -309,6 +319,8 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         if condition_failed(exc):
             raise Conflict(f"Event {event_id} was canceled meanwhile; it can no longer be edited.", code="event_canceled") from exc
         raise
+    if new:  # sent again unchanged: perhaps a retry of a change whose queueing failed
+        event_changes.resume(event_id)
     return _with_types(event, types)  # `update` refreshed `event` from what DynamoDB wrote
 
 

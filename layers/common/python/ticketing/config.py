@@ -38,6 +38,7 @@ class Settings:
     stripe_rate_total: int = 100  # Stripe's live-mode account limit (25 in test mode)
     stripe_rate_per_endpoint: int = 25  # Stripe's per-endpoint limit (PaymentIntent creation, ...)
     stripe_rate_background_percent: int = 50  # of the total, kept for cancels, refunds, webhook reads
+    event_change_batch: int = 100  # tickets a queue message of an event change's notices covers (ticketing.event_changes)
 
 
 def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -81,6 +82,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         stripe_rate_total=_int(env, "STRIPE_RATE_TOTAL", 100, 1, 100_000),
         stripe_rate_per_endpoint=_int(env, "STRIPE_RATE_PER_ENDPOINT", 25, 1, 100_000),
         stripe_rate_background_percent=_int(env, "STRIPE_RATE_BACKGROUND_PERCENT", 50, 1, 99),
+        event_change_batch=_int(env, "EVENT_CHANGE_BATCH", 100, 1, 1000),
     )
 
 

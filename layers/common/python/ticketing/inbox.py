@@ -7,8 +7,9 @@ plain text) and files it in the inbox of the order's customer. One hook, not one
 caller, so no kind of mail can be forgotten.
 
 Writing twice is harmless: a notification's id is derived from what it reports (a
-receipt: its order, so a resent receipt is not a second entry; anything else: the SES
-message id of the email), and it is written only if absent.
+receipt: its order, so a resent receipt is not a second entry; a message that names its
+own key in `X-Ticketing-Notice`, as an event-changed notice does: that key; anything else:
+the SES message id of the email), and it is written only if absent.
 
 Items live in the customer's own partition (`INBOX#<sub>`), so another customer's id is
 not found (404); GSI1 lists the inbox newest first; GSI2 holds only the unread ones (the
@@ -66,6 +67,15 @@ def _id(sub: str, dedupe: str) -> str:
     return "ntf_" + hashlib.sha256(f"{sub}\n{dedupe}".encode()).hexdigest()[:24]
 
 
+def filed(sub: str, dedupe: str) -> bool:
+    """Whether the notification `dedupe` names is in the customer's inbox."""
+    try:
+        NotificationItem.get(*NotificationItem.key(sub, _id(sub, dedupe)), consistent_read=True, attributes_to_get=["PK"])
+    except NotificationItem.DoesNotExist:
+        return False
+    return True
+
+
 def record(sub: str, kind: str, title: str, body: str, *, dedupe: str, order_id: str | None = None,
            event_id: str | None = None) -> str:
     """File a notification once (by `dedupe`); answers its id."""
@@ -109,7 +119,8 @@ def record_mail(message: EmailMessage, message_id: str, *, customer_sub: str | N
         except OrderItem.DoesNotExist:
             return None
         customer_sub, event_id = order.customer_sub, order.event_id
-    dedupe = f"receipt\n{order_id}" if kind == "receipt" else f"{kind}\n{message_id}"
+    notice = str(message.get("X-Ticketing-Notice") or "")  # a sender's own key: telling twice is one entry
+    dedupe = notice or (f"receipt\n{order_id}" if kind == "receipt" else f"{kind}\n{message_id}")
     return record(customer_sub, kind, str(message.get("Subject") or kind), _plain_text(message),
                   dedupe=dedupe, order_id=order_id, event_id=event_id)
 

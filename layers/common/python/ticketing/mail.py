@@ -1,6 +1,7 @@
-"""The one mailer: receipts and refund notices, sent through SES v2 as raw MIME.
+"""The one mailer: receipts, refund notices and event-changed notices, sent through SES v2
+as raw MIME.
 
-The domain hands over plain values (`Receipt`, `RefundNotice`); this module knows nothing
+The domain hands over plain values (`Receipt`, `RefundNotice`, `EventChangedNotice`); this module knows nothing
 of DynamoDB or Stripe. Building and sending are separate steps, so a message can be built
 (and tested) without AWS and a failed send can be retried without rebuilding it.
 
@@ -111,6 +112,25 @@ class RefundNotice:
     kind: str = "refund"  # what the inbox files it as: "refund", or "event_canceled" (ticketing.inbox)
 
 
+@dataclass(frozen=True)
+class EventChangedNotice:
+    """An event's times or venue changed: one message per ticket holder (ticketing.event_changes)."""
+
+    event_id: str
+    order_id: str  # one of the holder's orders (bounces of this mail are recorded on it)
+    to_email: str
+    to_name: str | None
+    event_name: str
+    starts_at: str  # now
+    ends_at: str
+    venue: str
+    was_starts_at: str  # before the change
+    was_ends_at: str
+    was_venue: str
+    dedupe: str  # what the inbox files it under, so telling twice is one entry
+    event_url: str | None = None
+
+
 class MailError(Exception):
     """SES refused the message or could not be reached. `retryable` says whether sending
     the same message again later can succeed; `code` is SES's error code (or botocore's
@@ -180,6 +200,50 @@ def build_refund_notice(notice: RefundNotice) -> EmailMessage:
     message.set_content(_refund_text(notice), subtype="plain", cte="quoted-printable")
     message.add_alternative(_refund_html(notice), subtype="html", cte="quoted-printable")
     return message
+
+
+def build_event_changed(notice: EventChangedNotice) -> EmailMessage:
+    """The event-changed notice: plain text and HTML, no images."""
+    message = _skeleton(f"{notice.event_name}: new date, time or venue", notice.to_email, notice.to_name,
+                        notice.order_id, kind="event_changed")
+    message["X-Ticketing-Notice"] = notice.dedupe
+    message.set_content(_changed_text(notice), subtype="plain", cte="quoted-printable")
+    message.add_alternative(_changed_html(notice), subtype="html", cte="quoted-printable")
+    return message
+
+
+def _changes(n: EventChangedNotice) -> list[tuple[str, str, str]]:
+    """(what, now, before) for each part that changed."""
+    parts = [("Starts", _when(n.starts_at), _when(n.was_starts_at)), ("Ends", _when(n.ends_at), _when(n.was_ends_at)),
+             ("Venue", n.venue, n.was_venue)]
+    return [part for part in parts if part[1] != part[2]]
+
+
+def _changed_text(n: EventChangedNotice) -> str:
+    out = [_greeting(n.to_name), "", f"{n.event_name} has changed:"]
+    out += [f"  {what}: {now} (was {before})" for what, now, before in _changes(n)]
+    out += ["", f"Starts: {_when(n.starts_at)}", f"Ends:   {_when(n.ends_at)}", f"Venue:  {n.venue}", "",
+            "Your tickets stay valid for the new date and place; you need do nothing to keep them."]
+    if n.event_url:
+        out += ["", f"The event: {n.event_url}"]
+    return "\n".join(out) + "\n"
+
+
+def _changed_html(n: EventChangedNotice) -> str:
+    e = html.escape
+    rows = "".join(f"<li>{e(what)}: <strong>{e(now)}</strong> (was {e(before)})</li>" for what, now, before in _changes(n))
+    link = f'<p><a href="{e(n.event_url)}">The event</a></p>\n' if n.event_url else ""
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{e(n.event_name)}</title></head>\n"
+        '<body style="font-family:sans-serif;color:#222">\n'
+        f"<p>{e(_greeting(n.to_name))}</p>\n"
+        f"<p><strong>{e(n.event_name)}</strong> has changed:</p>\n<ul>{rows}</ul>\n"
+        f"<p>{e(_when(n.starts_at))} to {e(_when(n.ends_at))}<br>{e(n.venue)}</p>\n"
+        "<p>Your tickets stay valid for the new date and place; you need do nothing to keep them.</p>\n"
+        f"{link}"
+        "</body></html>\n"
+    )
 
 
 def _skeleton(subject: str, to_email: str, to_name: str | None, order_id: str, kind: str = "") -> EmailMessage:

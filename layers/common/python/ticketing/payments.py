@@ -147,9 +147,13 @@ def create_intent(*, order_id: str, amount: int, currency: str, metadata: dict[s
     return as_intent(intent)
 
 
-def retrieve_intent(intent_id: str) -> Intent:
+def retrieve_intent(intent_id: str, *, with_card: bool = False) -> Intent:
+    """The PaymentIntent's current state. `with_card` expands its `payment_method` in the
+    same call, so the card's brand and last4 are read from today's API shape too (where
+    `latest_charge` is only an id): what fulfilment records for the payment history."""
+    params = {"expand": ["payment_method"]} if with_card else None
     try:
-        return as_intent(client().v1.payment_intents.retrieve(intent_id))
+        return as_intent(client().v1.payment_intents.retrieve(intent_id, params=params))
     except stripe.StripeError as exc:
         raise _translate(exc, "reading the payment") from exc
 

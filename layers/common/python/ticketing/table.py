@@ -19,6 +19,8 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
+| event change fan-out job | CHANGE#<event_id> | JOB         |                                        |                                 |
+| a customer told of it | CHANGE#<event_id> | V#<version>#<sub> |                                  |                                 |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
 and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
@@ -118,6 +120,7 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    times_version = NumberAttribute(null=True)  # counts changes of times or venue (ticketing.event_changes)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -313,6 +316,7 @@ class TicketItem(Model):
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
     admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
+    times_version = NumberAttribute(null=True)  # the event's change whose end `event_ends_at` shows (ticketing.event_changes)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -515,6 +519,60 @@ class CancelMarkerItem(Model):
     @staticmethod
     def key(event_id: str, order_id: str) -> tuple[str, str]:
         return f"CANCEL#{event_id}", f"ORDER#{order_id}"
+
+
+class EventChangeJobItem(Model):
+    """Telling an event's ticket holders that its times or venue changed (issue 17): one
+    item per event, rewritten by each change (`version`, the event's `times_version`) in
+    the transaction that changes the event, so a newer change supersedes an older one's
+    fan-out. `cursor` is where the next batch starts (GSI3 positions of the event's
+    tickets); `batches` versions the job so of two deliveries only one moves it on."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="JOB")
+
+    event_id = UnicodeAttribute()
+    version = NumberAttribute()
+    state = UnicodeAttribute()  # running, completed
+    starts_at = UnicodeAttribute()  # the event's times and venue after this change
+    ends_at = UnicodeAttribute()
+    venue = UnicodeAttribute()
+    was_starts_at = UnicodeAttribute()  # and before it (what the message says changed)
+    was_ends_at = UnicodeAttribute()
+    was_venue = UnicodeAttribute()
+    cursor = UnicodeAttribute(null=True)
+    batches = NumberAttribute(default=0)
+    told = NumberAttribute(default=0)  # customers told (emailed or, undeliverable, in the inbox only)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return f"CHANGE#{event_id}", "JOB"
+
+
+class EventChangeNoticeItem(Model):
+    """One customer told of one change of an event: claimed with a lease before the email
+    is sent, then recorded (`sent_at`), so a retried batch does not tell them twice."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    sub = UnicodeAttribute()
+    claimed_until = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    sent_at = UnicodeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    outcome = UnicodeAttribute(null=True)  # emailed, undeliverable, no_address
+
+    @staticmethod
+    def key(event_id: str, version: int, sub: str) -> tuple[str, str]:
+        return f"CHANGE#{event_id}", f"V#{version}#{sub}"
 
 
 class RateCounterItem(Model):

@@ -150,7 +150,8 @@ def _dispatch(kind: str, obj: dict[str, Any]) -> tuple[str, str | None]:
         from ticketing import fulfilment
 
         stripe_budget.take("payment_intents.retrieve", stripe_budget.BACKGROUND)  # over it: 503, Stripe retries
-        intent = payments.retrieve_intent(str(obj.get("id")))  # the current state, not the event's
+        # the current state, not the event's; with the card paid with (the payment history's brand and last4)
+        intent = payments.retrieve_intent(str(obj.get("id")), with_card=True)
         return fulfilment.settle(intent)
     if kind in REFUND_EVENTS:
         charge = obj.get("id") if obj.get("object") == "charge" else obj.get("charge")

@@ -92,3 +92,13 @@ def void_left(order: OrderItem, tickets: list[TicketItem]) -> None:
     if voided:
         retrying(lambda: log_record(order.order_id, S.CANCEL_VOID, by="event-cancel", why="event canceled", ids=voided,
                                     from_status="standing", to_status=S.TicketStatus.VOID).save())
+
+
+def restamp_event_end(ticket_id: str, ends_at: str, version: int) -> bool:
+    """The event's end changed (`ticketing.event_changes`): the ticket's copy of it
+    (`event_ends_at`, the gate's hint) follows, once per change and never back to an older
+    change's end (the condition on `times_version`). Not a status change: any status. True
+    if written."""
+    condition = TicketItem.PK.exists() & (TicketItem.times_version.does_not_exist() | (TicketItem.times_version < version))
+    applied, _ = _update(ticket_id, [TicketItem.event_ends_at.set(ends_at), TicketItem.times_version.set(version)], condition)
+    return applied
