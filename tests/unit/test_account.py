@@ -47,6 +47,46 @@ def test_the_customer_is_created_once_and_kept(aws, stripe_calls):
     assert stripe_calls == [f"customer-{cards.account_key(WHO.sub)}"]  # derived from the account
 
 
+def test_concurrent_first_requests_all_past_the_same_empty_read_create_one_customer(aws, monkeypatch):
+    """The race that matters: every request has read "no Customer yet" (a barrier holds them
+    there) before any of them claims; the claim lets one create it and the others get its id."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    made: list[str] = []
+
+    def create_customer(*, idempotency_key, email, name, metadata):
+        made.append(idempotency_key)
+        time.sleep(0.2)  # Stripe answering while the others wait
+        return "cus_once"
+
+    monkeypatch.setattr(payments, "create_customer", create_customer)
+    racers = 4
+    barrier, first_read, real_read = threading.Barrier(racers), threading.local(), cards.customer_of
+
+    def read_then_meet(sub):
+        found = real_read(sub)
+        if not getattr(first_read, "done", False):
+            first_read.done = True
+            barrier.wait(timeout=30)
+        return found
+
+    monkeypatch.setattr(cards, "customer_of", read_then_meet)
+    lock, real_update = threading.Lock(), AccountItem.update
+
+    def serialised(self, *args, **kwargs):  # moto does not serialise concurrent writes; DynamoDB does
+        with lock:
+            return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(AccountItem, "update", serialised)
+    with ThreadPoolExecutor(racers) as pool:
+        answers = list(pool.map(lambda _: cards.ensure_customer(WHO), range(racers)))
+    assert answers == ["cus_once"] * racers
+    assert made == [f"customer-{cards.account_key(WHO.sub)}"]  # created once
+    assert real_read(WHO.sub) == "cus_once"
+
+
 def test_a_live_claim_by_another_request_is_waited_for_then_503(aws, stripe_calls, monkeypatch):
     monkeypatch.setattr(cards, "WAIT_SECONDS", 0.3)
     assert cards._claim(WHO.sub)  # another request is creating the Customer
