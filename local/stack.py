@@ -188,6 +188,7 @@ class Stack:
                     "--parameter", f"FrontendUrl={self.frontend_url}",
                     "--schedule-seconds", str(self.schedule_seconds),
                     "--key-file", str(self.state_dir / "local-jwt-key.pem"),
+                    "--web", str(ROOT / "web"),
                     *(["--concurrency", str(self.concurrency)] if self.concurrency else []),
                 ],
             )
