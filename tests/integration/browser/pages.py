@@ -78,10 +78,10 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
-def check_page(page: Any, name: str) -> None:
-    """axe on the page; a phone-size screenshot under docs/screenshots when SCREENSHOTS=1."""
-    violations = axe_violations(page)
-    assert not violations, f"{name}: {violations}"
+def check_page(page: Any, name: str, full_page: bool = False) -> None:
+    """A phone-size screenshot under docs/screenshots when SCREENSHOTS=1, then axe on the page."""
     if os.environ.get("SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+    violations = axe_violations(page)
+    assert not violations, f"{name}: {violations}"

@@ -77,7 +77,7 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         check_page(shop, "order")
         shop.get_by_role("link", name="Show my tickets").click()
         expect(shop.locator("article.ticket img.qr")).to_have_count(2, timeout=SLOW)
-        check_page(shop, "tickets")
+        check_page(shop, "tickets", full_page=True)
         ticket_ids = shop.locator("article.ticket").evaluate_all("nodes => nodes.map(n => n.dataset.ticket)")
         token = shop.evaluate("localStorage.getItem('id_token')")
 
@@ -85,7 +85,7 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         desk.reload()
         expect(desk.locator("#fig-sold")).to_have_text("2")
         expect(desk.locator("#attendees tbody tr")).to_have_count(2)
-        check_page(desk, "desk-event")
+        check_page(desk, "desk-event", full_page=True)
     finally:
         browser.close()
 
@@ -196,7 +196,7 @@ def test_scanner_offline_keeps_scans_through_reloads_and_uploads_them_with_confl
         expect(conflict).to_contain_text("East at")
         expect(conflict).to_contain_text("West at")
         expect(page.locator("#conflicts li")).to_have_count(1)
-        check_page(page, "scanner-conflict")
+        check_page(page, "scanner-conflict", full_page=True)
 
         # The Ed25519 fallback (for browsers without it in WebCrypto) agrees with WebCrypto.
         verdicts = page.evaluate("""async ([eventId, code]) => {

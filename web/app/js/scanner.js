@@ -98,7 +98,7 @@ async function showScanner() {
   const { event_name: eventName, gate } = state.setup;
   show(main, 
     el('h1', {}, 'Gate scanner'),
-    el('p', { class: 'muted' }, `${eventName} · ${gate} `,
+    el('p', { class: 'muted', id: 'where' }, `${eventName} · ${gate} `,
       el('button', { type: 'button', class: 'link', onclick: stopAndSetup }, 'Change')),
     el('p', { id: 'status', role: 'status', hidden: true }),
     el('ul', { class: 'figures', 'aria-label': 'Counters' },
@@ -129,6 +129,11 @@ async function showScanner() {
 }
 
 function showKeys(doc) {
+  if (doc && doc.event_name && state.setup.event_name !== doc.event_name) {
+    state.setup.event_name = doc.event_name;
+    localStorage.setItem(SETUP, JSON.stringify(state.setup));
+    $('#where').firstChild.textContent = `${doc.event_name} · ${state.setup.gate} `;
+  }
   const line = $('#keys');
   if (!line) return;
   line.textContent = doc ? `Ready for offline: keys and ${doc.voided.length} voided tickets as of ${timeOnly(doc.fetched_at)}.`
