@@ -80,6 +80,10 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         check_page(shop, "tickets", full_page=True)
         ticket_ids = shop.locator("article.ticket").evaluate_all("nodes => nodes.map(n => n.dataset.ticket)")
         token = shop.evaluate("localStorage.getItem('id_token')")
+        # Their account shows the payment and the card it was made with.
+        shop.get_by_role("link", name="Account").click()
+        expect(shop.locator("li.payment", has_text=name)).to_contain_text("4242")
+        check_page(shop, "account", full_page=True)
 
         # The organiser sees the sale.
         desk.reload()
@@ -183,13 +187,22 @@ def test_scanner_offline_keeps_scans_through_reloads_and_uploads_them_with_confl
         west = api.post("/api/tickets/checkin/", token=api.token(["scanner"]), json={"code": codes[first], "gate": "West"})
         assert west.status_code == 200, west.text
 
-        # Reloaded while still offline: the queue is still there.
+        # Reloaded while still offline, and the sign-in expired meanwhile: the queue is still there.
+        expired = api.token(["scanner"], sub=f"gate-{uuid.uuid4().hex[:6]}", ttl_seconds=-60)
+        page.evaluate("token => localStorage.setItem('id_token', token)", expired)
         page.reload()
         expect(page.locator("#network")).to_contain_text("Offline")
         expect(page.locator("#n-waiting")).to_have_text("2")
+        expect(page.locator("#status")).to_contain_text("sign-in has expired")
 
-        # The network returns: the scans are uploaded, the conflict with West is shown.
+        # The network returns: once signed in again, the scans are uploaded and the conflict
+        # with West is shown.
         context.set_offline(False)
+        page.get_by_role("button", name="Sign in again").click()
+        page.get_by_label("Email").fill("gate@example.com")
+        page.get_by_label("scanner").check()
+        page.locator("#main").get_by_role("button", name="Sign in").click()
+        page.wait_for_url(re.compile(r"/app/scanner\.html"))
         expect(page.locator("#n-waiting")).to_have_text("0", timeout=SLOW)
         conflict = page.locator("#conflicts li", has_text=first)
         expect(conflict).to_contain_text("conflict")

@@ -138,6 +138,7 @@ export function failure(error) {
 export function header(current) {
   const u = user();
   const links = [['index.html', 'Events'], ['tickets.html', 'My tickets']];
+  if (u) links.push(['account.html', 'Account']);
   if (u && u.groups.includes('scanner') || u && u.groups.includes('admin')) links.push(['scanner.html', 'Scanner']);
   if (u && u.groups.includes('admin')) links.push(['desk.html', 'Organiser']);
   const nav = el('nav', { 'aria-label': 'Main' },
