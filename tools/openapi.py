@@ -73,6 +73,7 @@ def _build() -> dict:
         paths[path if path.endswith("/") else path + "/"] = operations
     schema["paths"] = paths
     _define_referenced_models(schema)
+    _one_model_a_name(schema)
     _document_errors(schema)
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearerAuth": {
@@ -133,6 +134,19 @@ def _define_referenced_models(schema: dict) -> None:
     unknown = {ref for ref in _refs(schema) if not ref.startswith(REF_PREFIX)}
     if unknown:
         raise RuntimeError(f"references outside the document's schemas: {sorted(unknown)}")
+
+
+def _one_model_a_name(schema: dict) -> None:
+    """Merging the functions' documents keeps one schema per name: two domain models of the
+    same name in different functions (an order's `PaymentOut` and a payment history's)
+    would silently describe one route with the other's fields. Fail the build instead."""
+    for name in schema.get("components", {}).get("schemas", {}):
+        if "__" not in name:  # Powertools qualifies names that clash within one function
+            try:
+                _model(name)
+            except RuntimeError as exc:
+                if "0 models" not in str(exc):
+                    raise
 
 
 ERRORS = {

@@ -25,7 +25,7 @@ CSV = "text/csv; charset=utf-8"
 @route(app, "GET", "/api/events/<event_id>/orders", roles=(ADMIN,), denied=ORGANISERS,
        summary="The event's orders, newest first (admin)", tags=["organiser"])
 def list_orders(event_id: str, status: Annotated[reports.OrderStatus | None, Query()] = None,
-                limit: Limit = 50, cursor: Cursor = None) -> reports.OrderPage:
+                limit: Limit = 50, cursor: Cursor = None) -> reports.EventOrderPage:
     return reports.list_orders(event_id, status, limit, cursor)
 
 

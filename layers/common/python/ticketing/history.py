@@ -26,12 +26,12 @@ KEY_NAMES = ("PK", "SK", "GSI1PK", "GSI1SK")
 READ_FACTOR = 4  # orders read per payment answered at most (pending/expired ones are skipped)
 
 
-class CardOut(BaseModel):
+class PaymentCardOut(BaseModel):
     brand: str | None
     last4: str | None
 
 
-class RefundOut(BaseModel):
+class PaymentRefundOut(BaseModel):
     id: str
     amount_cents: int
     reason: str
@@ -39,7 +39,7 @@ class RefundOut(BaseModel):
     created_at: str
 
 
-class PaymentOut(BaseModel):
+class PaymentRecordOut(BaseModel):
     order_id: str
     event_id: str
     event_name: str | None
@@ -47,15 +47,15 @@ class PaymentOut(BaseModel):
     currency: str
     status: str  # the order's: paid, partially_refunded, refunded, disputed
     payment_intent_id: str | None
-    card: CardOut | None
+    card: PaymentCardOut | None
     created_at: str
     paid_at: str | None
     refunded_cents: int
-    refunds: list[RefundOut]
+    refunds: list[PaymentRefundOut]
 
 
 class PaymentPage(BaseModel):
-    payments: list[PaymentOut]
+    payments: list[PaymentRecordOut]
     count: int
     next_cursor: str | None = None
 
@@ -96,21 +96,21 @@ def _event_names(event_ids: set[str]) -> dict[str, str]:
     return {e.event_id: e.name for e in EventItem.batch_get(keys, attributes_to_get=["event_id", "name"])}
 
 
-def _refunds(order: OrderItem) -> list[RefundOut]:
+def _refunds(order: OrderItem) -> list[PaymentRefundOut]:
     if not int(order.refunded_cents or 0) and order.status not in ("refunded", "partially_refunded"):
         return []
     items = RefundItem.query(f"ORDER#{order.order_id}", RefundItem.SK.startswith("REFUND#"))
     made = sorted(items, key=lambda r: (r.created_at, r.refund_id), reverse=True)
-    return [RefundOut(id=r.refund_id, amount_cents=int(r.amount_cents), reason=r.reason, status=r.status,
+    return [PaymentRefundOut(id=r.refund_id, amount_cents=int(r.amount_cents), reason=r.reason, status=r.status,
                       created_at=r.created_at) for r in made]
 
 
-def _out(order: OrderItem, event_name: str | None, refunds: list[RefundOut]) -> PaymentOut:
+def _out(order: OrderItem, event_name: str | None, refunds: list[PaymentRefundOut]) -> PaymentRecordOut:
     payment = order.payment
     card = None
     if payment is not None and (payment.card_brand or payment.card_last4):
-        card = CardOut(brand=payment.card_brand, last4=payment.card_last4)
-    return PaymentOut(
+        card = PaymentCardOut(brand=payment.card_brand, last4=payment.card_last4)
+    return PaymentRecordOut(
         order_id=order.order_id, event_id=order.event_id, event_name=event_name,
         amount_cents=int(order.total_cents), currency=order.currency, status=order.status,
         payment_intent_id=payment.payment_intent_id if payment is not None else None, card=card,

@@ -37,7 +37,7 @@ def _event(event_id: str) -> EventItem:
 
 
 # -------------------------------------------------------------------- orders
-class OrderLineOut(BaseModel):
+class OrderSummaryLineOut(BaseModel):
     ticket_type_id: str
     name: str
     qty: int
@@ -56,16 +56,16 @@ class OrderSummaryOut(BaseModel):
     created_at: str
     paid_at: str | None
     payment_intent_id: str | None
-    lines: list[OrderLineOut]
+    lines: list[OrderSummaryLineOut]
 
 
-class OrderPage(BaseModel):
+class EventOrderPage(BaseModel):
     orders: list[OrderSummaryOut]
     count: int
     next_cursor: str | None = None
 
 
-def list_orders(event_id: str, status: str | None, limit: int, cursor: str | None) -> OrderPage:
+def list_orders(event_id: str, status: str | None, limit: int, cursor: str | None) -> EventOrderPage:
     """The event's orders, newest first, optionally of one status."""
     _event(event_id)
     condition = OrderItem.status == status if status else None
@@ -75,11 +75,11 @@ def list_orders(event_id: str, status: str | None, limit: int, cursor: str | Non
             order_id=o.order_id, status=o.status, total_cents=int(o.total_cents), refunded_cents=int(o.refunded_cents or 0),
             currency=o.currency, customer_sub=o.customer_sub, customer_email=o.customer_email, customer_name=o.customer_name,
             created_at=o.created_at, paid_at=o.paid_at, payment_intent_id=o.payment.payment_intent_id if o.payment else None,
-            lines=[OrderLineOut(ticket_type_id=l.type_id, name=l.name, qty=int(l.qty), price_cents=int(l.price_cents)) for l in o.lines],
+            lines=[OrderSummaryLineOut(ticket_type_id=l.type_id, name=l.name, qty=int(l.qty), price_cents=int(l.price_cents)) for l in o.lines],
         )
         for o in found
     ]
-    return OrderPage(orders=summaries, count=len(summaries), next_cursor=cursor_after(len(found)))
+    return EventOrderPage(orders=summaries, count=len(summaries), next_cursor=cursor_after(len(found)))
 
 
 # ----------------------------------------------------------------- attendees
