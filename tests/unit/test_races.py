@@ -40,6 +40,8 @@ def shop(aws, catalogue, stripe_standin, monkeypatch):
     boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(keys))
     boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(qr.public_document(keys)), Type="String")
     boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    # an edit of the event's times queues its holders' notices (ticketing.event_changes)
+    monkeypatch.setenv("RECEIPT_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="receipts")["QueueUrl"])
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
