@@ -346,7 +346,8 @@ def stripe_events(world: World, *object_ids: str) -> list[dict[str, str]]:
                       for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids]
             start = page.get("LastEvaluatedKey")
             if not start:
-                return found
+                break
+    return found
 
 
 def dispute(world: World, charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
