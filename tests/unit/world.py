@@ -223,30 +223,6 @@ class World:
 
         return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
 
-    # ---------------------------------------------------------- schedules
-    @staticmethod
-    def drain(logical_id: str, function_id: str) -> int:
-        """Hand every message on a queue to its function as Lambda's SQS poller would, until
-        the queue is empty; messages a function reports failed go back (at once, here)."""
-        sqs = boto3.client("sqs")
-        url = sqs.get_queue_url(QueueName=logical_id)["QueueUrl"]
-        handled = 0
-        for _ in range(200):
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                      AttributeNames=["All"]).get("Messages", [])
-            if not got:
-                return handled
-            records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "eventSource": "aws:sqs",
-                        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{logical_id}", "awsRegion": "us-east-1"}
-                       for m in got]
-            answer = function_module(function_id).lambda_handler({"Records": records}, _Context()) or {}
-            failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
-            for m in got:
-                if m["MessageId"] not in failed:
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            handled += len(got)
-        raise AssertionError(f"{logical_id} did not drain")
 
 
 # ------------------------------------------------------------ Stripe, as a front end and as Stripe
