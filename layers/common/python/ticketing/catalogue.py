@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, StringConstraints, field_validator
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -56,6 +56,7 @@ class TicketTypeIn(BaseModel):
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool = False  # off the event page; sold only with a voucher that reveals it (ticketing.vouchers)
 
 
 class EventPatch(BaseModel):
@@ -79,6 +80,7 @@ class TicketTypePatch(BaseModel):
     max_per_order: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool | None = None
 
 
 # ----------------------------------------------------------------- outputs
@@ -102,6 +104,7 @@ class TicketTypeOut(BaseModel):
     sales_start: str
     sales_end: str
     on_sale: bool
+    hidden: bool = False
 
 
 class EventOut(BaseModel):
@@ -221,7 +224,9 @@ def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 
 
 def get_event(event_id: str) -> EventOut:
-    return _with_types(*load_event(event_id))
+    """The public event page: hidden ticket types are left out (a revealing voucher sells them)."""
+    event, types = load_event(event_id)
+    return _with_types(event, [t for t in types if not t.hidden])
 
 
 def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
@@ -252,7 +257,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
         capacity=data.capacity, max_per_order=data.max_per_order,
         fixture_id=fixture.fixture_id if fixture else None,
         sales_start=clock.iso(sales_start), sales_end=clock.iso(sales_end),
-        shards=len(capacities), created_at=clock.iso(now),
+        shards=len(capacities), created_at=clock.iso(now), hidden=data.hidden or None,
     )
     shards = inventory.new_shards(event_id, type_id, capacities)
     try:
@@ -325,7 +330,8 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
     for field, value in changes.items():
         if value is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
-    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order") if field in changes]
+    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order", "hidden")
+               if field in changes]
     if "sales_start" in changes or "sales_end" in changes:
         now = clock.now()
         fixture = next((f for f in event.fixtures or [] if f.fixture_id == item.fixture_id), None)
@@ -373,7 +379,7 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         price_cents=int(item.price_cents), currency=currency, capacity=int(item.capacity),
         available=available, max_per_order=int(item.max_per_order),
         sales_start=item.sales_start, sales_end=item.sales_end,
-        on_sale=item.sales_start <= now < item.sales_end and available > 0,
+        on_sale=item.sales_start <= now < item.sales_end and available > 0, hidden=bool(item.hidden),
     )
 
 

@@ -19,6 +19,8 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
+| voucher (issue 19) | VOUCHER#<code>      | META           | VOUCHERS#<event_id> / <voucher_id>     |                                 |
+| wrong voucher codes a customer tried | GUESSES#<sub> | VOUCHER_GUESSES |                          | TTL `ttl` (ticketing.vouchers)  |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
 and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
@@ -39,6 +41,7 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -141,6 +144,7 @@ class TicketTypeItem(Model):
     sales_end = UnicodeAttribute()
     shards = NumberAttribute()
     created_at = UnicodeAttribute()
+    hidden = BooleanAttribute(null=True)  # off the event page; sold only with a revealing voucher (issue 19)
 
     @staticmethod
     def key(event_id: str, type_id: str) -> tuple[str, str]:
@@ -262,6 +266,8 @@ class OrderItem(Model):
     receipt_problem = UnicodeAttribute(null=True)  # why, in words the customer sees on the order
     resend_hour = UnicodeAttribute(null=True)  # the UTC hour ("2026-12-02T10") resend_count counts
     resend_count = NumberAttribute(null=True)  # receipts resent in resend_hour (limited, ticketing.fulfilment)
+    voucher_code = UnicodeAttribute(null=True)  # the voucher used (issue 19): its use is given back on release
+    discount_cents = NumberAttribute(null=True)  # what the voucher took off, before fees
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
@@ -633,3 +639,56 @@ class TransitionLogItem(Model):
     @staticmethod
     def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
         return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
+
+
+class VoucherItem(Model):
+    """A voucher of one event (issue 19), keyed by its code (unique across events, so a code
+    of another event is recognised as such). GSI1 lists an event's vouchers by id (ids are
+    time-ordered), which also finds one by id. `uses` moves only in the lifecycle's hold
+    and release transactions (`ticketing.lifecycle.orders`), conditional on `max_uses`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    voucher_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    kind = UnicodeAttribute()  # percent, amount, reveal
+    value = NumberAttribute()  # percent: whole percent 0-100; amount: minor units; reveal: 0
+    ticket_type_ids = ListAttribute(of=UnicodeAttribute, default=list)  # empty: every visible type
+    max_uses = NumberAttribute()
+    uses = NumberAttribute(default=0)
+    valid_from = UnicodeAttribute(null=True)
+    valid_until = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    retired_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"VOUCHER#{code}", "META"
+
+    @staticmethod
+    def event_index(event_id: str) -> str:
+        return f"VOUCHERS#{event_id}"
+
+
+class VoucherGuessItem(Model):
+    """Wrong voucher codes one customer tried in the current window (`ticketing.vouchers`):
+    past the limit, checkout with a code answers 429 until the window ends."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="VOUCHER_GUESSES")
+    window = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(sub: str) -> tuple[str, str]:
+        return f"GUESSES#{sub}", "VOUCHER_GUESSES"
