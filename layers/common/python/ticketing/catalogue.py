@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, Str
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import clock, inventory, money
+from ticketing import clock, inventory, money, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
@@ -17,6 +17,7 @@ from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
+from ticketing.waitlist import WaitingListIn, WaitingListOut
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -68,6 +69,7 @@ class EventPatch(BaseModel):
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+    waiting_list: WaitingListIn | None = None  # issue 19: null turns it off
 
 
 class TicketTypePatch(BaseModel):
@@ -118,6 +120,7 @@ class EventOut(BaseModel):
     status: str
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
+    waiting_list: WaitingListOut | None = None
 
 
 class EventPage(BaseModel):
@@ -226,7 +229,9 @@ def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 def get_event(event_id: str) -> EventOut:
     """The public event page: hidden ticket types are left out (a revealing voucher sells them)."""
     event, types = load_event(event_id)
-    return _with_types(event, [t for t in types if not t.hidden])
+    page = _with_types(event, [t for t in types if not t.hidden])
+    waitlist.adjust_page(event, page)  # seats kept for those waiting are not the public's
+    return page
 
 
 def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
@@ -302,6 +307,8 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     actions = [getattr(EventItem, field).set(getattr(data, field)) for field in ("name", "venue") if field in changes]
     if "description" in changes:
         actions.append(EventItem.description.set(data.description) if data.description else EventItem.description.remove())
+    if "waiting_list" in changes:
+        actions.append(waitlist.settings_action(data.waiting_list))
     if "starts_at" in changes or "ends_at" in changes:
         starts = clock.iso(starts_at)
         actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
@@ -367,7 +374,7 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
             FixtureOut(id=f.fixture_id, name=f.name, starts_at=f.starts_at, ends_at=f.ends_at)
             for f in item.fixtures or []
         ],
-        ticket_types=types,
+        ticket_types=types, waiting_list=waitlist.settings_of(item),
     )
 
 

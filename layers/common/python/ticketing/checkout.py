@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget, vouchers
+from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget, vouchers, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
@@ -61,6 +61,7 @@ class CheckoutIn(BaseModel):
     payment_method_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
     save_card: StrictBool = False
     voucher_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    offer_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
 
 
 class CheckoutOut(BaseModel):
@@ -168,15 +169,20 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None) -> lifecycle.Hold:
+def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None, offer=None) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
-    and reclaiming lapsed holds once before answering sold out."""
+    and reclaiming lapsed holds once before answering sold out. Seats kept for a waiting
+    list are not planned; a waiting-list `offer` (claim, shard -> seats) brings its own."""
     reclaimed = False
+    waiting = waitlist.waiting_for(event, [t.type_id for t, _ in chosen])
     for _attempt in range(HOLD_ATTEMPTS):
         remaining = inventory.read_for_hold({t.type_id: (int(t.shards), qty) for t, qty in chosen}, final=reclaimed)
+        remaining = waitlist.keep_for_waiting(remaining, waiting)
         try:
-            plans = {}
+            plans = {offer[0].type_id: offer[1]} if offer else {}
             for ticket_type, qty in chosen:
+                if ticket_type.type_id in plans:
+                    continue
                 try:
                     plans[ticket_type.type_id] = inventory.plan(remaining[ticket_type.type_id], qty)
                 except inventory.SoldOut as sold_out:
@@ -188,6 +194,8 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
                         ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
                     ) from None
             hold = _build_hold(event, fixture_id, chosen, plans, who, voucher)
+            if offer:
+                hold = lifecycle.Hold(hold.order, hold.tickets, offer[0])
             lifecycle.place_hold(hold, settings().max_held_per_customer)
             return hold
         except inventory.SoldOut:
@@ -198,6 +206,8 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
             continue
         except lifecycle.VoucherSpent:
             raise vouchers.used_up() from None
+        except waitlist.lifecycle.OfferRefused:
+            raise waitlist.offer_refused() from None
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
 
@@ -209,9 +219,10 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
     spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
     voucher = vouchers.apply(event, chosen, data.voucher_code, who)  # hidden types, the discount (before fees)
+    offer = waitlist.for_checkout(event, chosen, data.offer_code, who)  # a waiting-list offer's held seats
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held
-    hold = _hold(event, fixture_id, chosen, who, voucher)
+    hold = _hold(event, fixture_id, chosen, who, voucher, offer)
     order = hold.order
     try:
         stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second

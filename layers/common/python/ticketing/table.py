@@ -21,6 +21,10 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 | voucher (issue 19) | VOUCHER#<code>      | META           | VOUCHERS#<event_id> / <voucher_id>     |                                 |
 | wrong voucher codes a customer tried | GUESSES#<sub> | VOUCHER_GUESSES |                          | TTL `ttl` (ticketing.vouchers)  |
+| a type's waiting list (issue 19) | WAIT#<type_id> | HEAD      |                                        | WAITLISTS / <type_id>           |
+| a place on it   | WAIT#<type_id>      | ENTRY#<seq>    | CUSTOMER#<sub> / WAIT#<joined>#<id>    | offered: OFFERS#<k> / <expires_at>#<id> |
+| who is on it    | WAIT#<type_id>      | SUB#<sub>      |                                        |                                 |
+| an offer's code | OFFER#<code>        | META           |                                        | TTL `ttl`                       |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
 and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
@@ -101,6 +105,11 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class WaitingListSettings(MapAttribute):
+    enabled = BooleanAttribute(default=False)
+    offer_minutes = NumberAttribute(default=60)
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -121,6 +130,7 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -692,3 +702,104 @@ class VoucherGuessItem(Model):
     @staticmethod
     def key(sub: str) -> tuple[str, str]:
         return f"GUESSES#{sub}", "VOUCHER_GUESSES"
+
+
+class WaitHeadItem(Model):
+    """A ticket type's waiting list (issue 19): the next place number and `waiting`, the
+    seats wanted by those still waiting (not yet offered). While `waiting` > 0 the public
+    sees that many fewer seats (`ticketing.waitlist.public_free`). GSI2 `WAITLISTS` lists
+    every waiting list for the offer run."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="HEAD")
+    GSI2PK = UnicodeAttribute(default="WAITLISTS")
+    GSI2SK = UnicodeAttribute()
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    next_seq = NumberAttribute(default=0)
+    waiting = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(type_id: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", "HEAD"
+
+
+OFFER_PARTITIONS = 8
+
+
+def offer_partition(entry_id: str) -> str:
+    return f"OFFERS#{sum(entry_id.encode()) % OFFER_PARTITIONS}"
+
+
+class WaitEntryItem(Model):
+    """One place on a waiting list, in line by `seq` (its sort key). `state`: waiting ->
+    offered -> taken (checked out with the offer) or lapsed; waiting/offered -> left.
+    While offered, `offer_takes` are the seats held for it (held on their shards) and GSI2
+    holds it by expiry (`OFFERS#<k>`), so the expiry run finds lapsed offers."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi1 = GSI1()
+    gsi2 = GSI2()
+
+    entry_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    qty = NumberAttribute()
+    state = UnicodeAttribute()  # waiting, offered, taken, lapsed, left
+    joined_at = UnicodeAttribute()
+    offer_code = UnicodeAttribute(null=True)
+    offered_at = UnicodeAttribute(null=True)
+    offer_expires_at = UnicodeAttribute(null=True)
+    offer_takes = ListAttribute(of=ShardTake, null=True)
+    order_id = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(type_id: str, seq: int) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"ENTRY#{int(seq):010d}"
+
+
+class WaitMemberItem(Model):
+    """Who is on a type's waiting list (one place each): joining twice finds this."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    seq = NumberAttribute()
+
+    @staticmethod
+    def key(type_id: str, sub: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"SUB#{sub}"
+
+
+class OfferCodeItem(Model):
+    """An offer's code -> its place on the list (checkout with `offer_code` reads this)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"OFFER#{code}", "META"

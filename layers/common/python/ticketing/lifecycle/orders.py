@@ -26,6 +26,7 @@ class VoucherSpent(Exception):
 class Hold:
     order: OrderItem
     tickets: list[TicketItem]
+    offer: Any = None  # a waiting-list offer (lifecycle.waitlist.OfferClaim) whose held seats the order takes
 
 
 def shard_of(order: OrderItem) -> dict[str, int]:
@@ -129,12 +130,18 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
         for ticket in hold.tickets:
             tx.save("ticket", ticket, condition=S.T_HOLD.condition())
         for line in order.lines:
+            if hold.offer is not None and line.type_id == hold.offer.type_id:
+                continue  # the offer's seats are held already: the order takes them over
             for take in line.takes:
                 tx.update(
                     "shard", InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
                     actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
                     condition=InventoryShard.remaining >= int(take.qty),
                 )
+        if hold.offer is not None:
+            from ticketing.lifecycle import waitlist
+
+            waitlist.take(tx, hold.offer, order.customer_sub, order.order_id, order.created_at)
         tx.update(
             "holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
             actions=[HolderCount.held.add(seats)],
@@ -152,6 +159,10 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
             raise too_many from refused
         if "voucher" in refused.failed:
             raise VoucherSpent() from refused
+        if "offer" in refused.failed:
+            from ticketing.lifecycle.waitlist import OfferRefused
+
+            raise OfferRefused() from refused
         if "shard" in refused.failed:
             raise ShardRace() from refused
         raise
