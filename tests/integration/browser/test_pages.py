@@ -4,7 +4,7 @@ through the Stripe stand-in and sees their QR codes, and the gate scanner, shown
 image by Chromium's fake camera, admits the ticket once and answers the second scan with the
 first gate and time. Then the scanner offline: reloaded with no network, scans kept in
 IndexedDB through another reload, uploaded when the network returns, a conflict with
-another gate shown. axe-core checks every page on the way (no serious or critical
+another gate shown. The desk cancels an event and follows the refunds. axe-core checks every page on the way (no serious or critical
 violations); SCREENSHOTS=1 writes phone-size screenshots to docs/screenshots/."""
 
 from __future__ import annotations
@@ -68,9 +68,13 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         check_page(shop, "event")
         shop.get_by_role("button", name="Buy").click()
         expect(shop.locator(".countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))
-        shop.get_by_label("Card number").fill("4242 4242 4242 4242")
+        # A declined card first: the reason is shown and the same form takes another card.
+        shop.get_by_label("Card number").fill("4000 0000 0000 0341")
         shop.get_by_label("Expiry (MM/YY)").fill("12/30")
         shop.get_by_label("CVC").fill("123")
+        shop.get_by_role("button", name="Pay").click()
+        expect(shop.locator("#status")).to_contain_text("declined", ignore_case=True, timeout=SLOW)
+        shop.get_by_label("Card number").fill("4242 4242 4242 4242")
         check_page(shop, "pay")
         shop.get_by_role("button", name="Pay").click()
         expect(shop.locator("#order-status")).to_contain_text("Payment received", timeout=SLOW)
@@ -90,6 +94,10 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         expect(desk.locator("#fig-sold")).to_have_text("2")
         expect(desk.locator("#attendees tbody tr")).to_have_count(2)
         check_page(desk, "desk-event", full_page=True)
+        with desk.expect_download() as download:
+            desk.get_by_role("button", name="Export CSV").click()
+        csv = Path(download.value.path()).read_text()
+        assert all(ticket_id in csv for ticket_id in ticket_ids), csv
     finally:
         browser.close()
 
@@ -229,3 +237,27 @@ def test_scanner_offline_keeps_scans_through_reloads_and_uploads_them_with_confl
     attendees = {a["ticket_id"]: a for a in api.get(f"/api/events/{event_id}/attendees/", token=api.token(["admin"])).json()["attendees"]}
     assert attendees[second]["status"] == "used" and attendees[second]["gate"] == "East"
     assert attendees[first]["status"] == "used"
+
+
+def test_the_desk_cancels_an_event_and_follows_the_refunds(playwright, base, api, stack, make_event):
+    event_id, types = make_event({"GA": (2000, 10)})
+    fan = api.token([], sub=f"fan-{uuid.uuid4().hex[:6]}", email="fan@example.com", name="Fan")
+    order = buy(api, fan, event_id, [(types["GA"], 1)]).json()
+    assert pay(stack, order).json()["status"] == "succeeded"
+    assert wait_for(lambda: order_of(api, fan, order["order_id"])["status"] == "paid"), "not paid"
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {api.token(['admin'])!r})")
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(f"{base}/app/desk.html?event={event_id}")
+        expect(page.locator("#fig-sold")).to_have_text("1")
+        page.get_by_role("button", name="Cancel this event").click()
+        expect(page.locator("#cancel")).to_contain_text("Cancellation completed: 1 of 1 orders done (1 refunded), 0 left, 0 failed",
+                                                        timeout=SLOW)
+        expect(page.get_by_role("button", name="Cancel this event")).to_be_disabled()
+        check_page(page, "desk-canceled")
+    finally:
+        browser.close()
+    assert order_of(api, fan, order["order_id"])["status"] == "refunded"
