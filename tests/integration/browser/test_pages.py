@@ -261,3 +261,48 @@ def test_the_desk_cancels_an_event_and_follows_the_refunds(playwright, base, api
     finally:
         browser.close()
     assert order_of(api, fan, order["order_id"])["status"] == "refunded"
+
+
+def test_sign_in_through_the_hosted_ui_with_pkce_as_on_aws(playwright, base, api):
+    """The pages as deployed (config.json in "aws" mode) sign in through Cognito's hosted UI:
+    authorization code with PKCE. Cognito is played here by two routes in the browser."""
+    import base64
+    import hashlib
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    seen: dict[str, dict[str, str]] = {}
+    id_token = api.token([], sub=f"hosted-{uuid.uuid4().hex[:6]}", email="hosted@example.com", name="Hosted")
+
+    def authorize(route):
+        query = {k: v[0] for k, v in parse_qs(urlsplit(route.request.url).query).items()}
+        seen["authorize"] = query
+        back = f"{query['redirect_uri']}?{urlencode({'code': 'the-code', 'state': query['state']})}"
+        route.fulfill(status=302, headers={"Location": back})
+
+    def token(route):
+        if route.request.method == "OPTIONS":
+            return route.fulfill(status=204, headers={"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*"})
+        seen["token"] = {k: v[0] for k, v in parse_qs(route.request.post_data or "").items()}
+        route.fulfill(status=200, json={"id_token": id_token, "token_type": "Bearer"}, headers={"Access-Control-Allow-Origin": "*"})
+
+    browser = launch(playwright)
+    try:
+        context = browser.new_context(service_workers="block", viewport={"width": 390, "height": 844})
+        context.route("**/app/config.json", lambda route: route.fulfill(json={
+            "mode": "aws", "api": "", "cognito": {"domain": "cognito.test", "client_id": "the-client"}}))
+        context.route("https://cognito.test/oauth2/authorize*", authorize)
+        context.route("https://cognito.test/oauth2/token", token)
+        page = context.new_page()
+        page.goto(f"{base}/app/tickets.html")
+        page.locator("#main").get_by_role("button", name="Sign in").click()
+        page.wait_for_url(re.compile(r"/app/tickets\.html$"))
+        expect(page.locator("#main")).to_contain_text("No tickets yet")
+        expect(page.locator("header.top")).to_contain_text("Hosted")
+    finally:
+        browser.close()
+    asked, exchanged = seen["authorize"], seen["token"]
+    assert (asked["response_type"], asked["client_id"], asked["code_challenge_method"]) == ("code", "the-client", "S256")
+    assert asked["redirect_uri"] == exchanged["redirect_uri"] == f"{base}/app/signin.html"
+    assert (exchanged["grant_type"], exchanged["code"], exchanged["client_id"]) == ("authorization_code", "the-code", "the-client")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(exchanged["code_verifier"].encode()).digest()).rstrip(b"=").decode()
+    assert digest == asked["code_challenge"]
