@@ -306,3 +306,30 @@ def test_sign_in_through_the_hosted_ui_with_pkce_as_on_aws(playwright, base, api
     assert (exchanged["grant_type"], exchanged["code"], exchanged["client_id"]) == ("authorization_code", "the-code", "the-client")
     digest = base64.urlsafe_b64encode(hashlib.sha256(exchanged["code_verifier"].encode()).digest()).rstrip(b"=").decode()
     assert digest == asked["code_challenge"]
+
+
+def test_my_tickets_show_their_qr_codes_offline(playwright, base, api, stack, make_event):
+    event_id, types = make_event({"GA": (1200, 10)})
+    fan = api.token([], sub=f"fan-{uuid.uuid4().hex[:6]}", email="fan@example.com", name="Fan")
+    order = buy(api, fan, event_id, [(types["GA"], 2)]).json()
+    assert pay(stack, order).json()["status"] == "succeeded"
+    assert wait_for(lambda: order_of(api, fan, order["order_id"])["status"] == "paid"), "not paid"
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {fan!r})")
+        page = context.new_page()
+        page.goto(f"{base}/app/tickets.html")
+        expect(page.locator("article.ticket img.qr")).to_have_count(2, timeout=SLOW)
+        page.wait_for_function("async () => !!(await navigator.serviceWorker.ready).active")
+        page.reload()
+        page.wait_for_function("() => !!navigator.serviceWorker.controller")
+        expect(page.locator("article.ticket img.qr")).to_have_count(2, timeout=SLOW)
+        context.set_offline(True)
+        page.reload()
+        expect(page.locator("#status")).to_contain_text("Offline: showing the tickets saved on this device")
+        expect(page.locator("article.ticket img.qr")).to_have_count(2)
+        assert page.locator("article.ticket img.qr").evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+        check_page(page, "tickets-offline")
+    finally:
+        browser.close()
