@@ -121,6 +121,16 @@ def test_organiser_customer_and_gate_journey(playwright, base, api, tmp_path):
         expect(verdict).to_have_class(re.compile(r"\bbad\b"))
         check_page(scanner, "scanner-refused")
         expect(scanner.locator("#n-admitted")).to_have_text("1")
+        # The rule behind it, frame by frame (ms): in view, answered slowly, gone 0.7 s, back.
+        fresh = scanner.evaluate("""async () => {
+            const {newScans} = await import('./js/frames.js');
+            const s = newScans(700);
+            const out = [s.frame('A', 0), s.frame('A', 100), s.frame(null, 200)];
+            s.stillSeen('A', 1500);  // the answer to the first frame came at 1.5 s
+            out.push(s.frame('A', 2000), s.frame('B', 2100), s.frame('A', 2200), s.frame('B', 2300), s.frame('A', 3000));
+            return out;
+        }""")
+        assert fresh == [True, False, False, False, True, False, False, True]
     finally:
         browser.close()
     attendees = api.get(f"/api/events/{event_id}/attendees/", token=api.token(["admin"])).json()["attendees"]
