@@ -224,7 +224,6 @@ class World:
         return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
 
 
-
 # ------------------------------------------------------------ Stripe, as a front end and as Stripe
 def pay(world: World, order: dict, card: str = "4242424242424242", *, deliver_webhook: bool = True) -> requests.Response:
     """What Stripe.js does with the publishable key (a PaymentMethod, then confirm), then
