@@ -266,13 +266,16 @@ def cancel(order_id: str, who: Caller) -> orders.OrderOut:
     return orders.as_out(fresh, orders.tickets_of(fresh))
 
 
-def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system") -> bool:
+def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system", pool: str = stripe_budget.FOREGROUND) -> bool:
     """Cancel the PaymentIntent first (so no money can arrive for released seats), then
     release. Returns False if the payment had already gone through or the order had
-    already left pending."""
+    already left pending. The cancel spends one request of `pool` of the Stripe budget
+    (over it: DependencyUnavailable, nothing changed)."""
     intent_id = order.payment.payment_intent_id if order.payment else None
     status = None
     if intent_id:
+        spent = stripe_budget.take("payment_intents.cancel", pool)
+        stripe_budget.still(spent, "payment_intents.cancel", pool)
         intent = payments.cancel_intent(intent_id)
         status = intent.status
         if intent.status != "canceled":
@@ -286,17 +289,20 @@ def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system") 
 
 CLAIM_SECONDS = 30  # how long one expirer owns a lapsed order before another may try it
 MIN_SECONDS_LEFT = 5  # a scheduled run stops taking orders with less time than this left
+GRACE_SECONDS = 20  # a hold is released this long after it lapsed: a payment made just before has its webhook in by then
+PAGE = 100  # lapsed (or uncanceled) orders read at once from one partition
 
 
-def _claim_expiry(order_id: str) -> bool:
-    """Own a lapsed order's expiry for CLAIM_SECONDS (a conditional put on an item of its
-    own, so the order and its indexes are not written): concurrent sold-out answers and
-    overlapping runs each cancel a different order's PaymentIntent, never the same one."""
+def _claim(order_id: str, stage: str = "CLAIM") -> bool:
+    """Own a lapsed order's release (`CLAIM`) or its PaymentIntent's cancel (`CANCEL`) for
+    CLAIM_SECONDS (a conditional put on an item of its own, so the order and its indexes are
+    not written): concurrent sold-out answers and overlapping runs each take a different
+    order, never the same one."""
     from pynamodb.exceptions import PutError
 
     now = clock.now()
     claim = ExpiryClaimItem(
-        *ExpiryClaimItem.key(order_id), until=clock.iso(now + timedelta(seconds=CLAIM_SECONDS)),
+        *ExpiryClaimItem.key(order_id, stage), until=clock.iso(now + timedelta(seconds=CLAIM_SECONDS)),
         ttl=int(now.timestamp()) + 3600,
     )
     try:
@@ -308,18 +314,21 @@ def _claim_expiry(order_id: str) -> bool:
         return False
 
 
-def _give_back(order_id: str) -> None:
-    """Let the next run take a lapsed order at once (an update: the job needs no DeleteItem)."""
-    ExpiryClaimItem(*ExpiryClaimItem.key(order_id)).update(actions=[ExpiryClaimItem.until.set("")])
+def _claim_expiry(order_id: str) -> bool:
+    return _claim(order_id, "CLAIM")
 
 
-def _spend_cancel(time_left: Callable[[], float] | None) -> None:
-    """One PaymentIntent cancel from the background budget. A scheduled run (`time_left`
-    given) waits for the next second while it has time; a checkout's inline reclaim does not."""
+def _give_back(order_id: str, stage: str = "CLAIM") -> None:
+    """Let the next run take the order at once (an update: the job needs no DeleteItem)."""
+    ExpiryClaimItem(*ExpiryClaimItem.key(order_id, stage)).update(actions=[ExpiryClaimItem.until.set("")])
+
+
+def _spend_cancel(time_left: Callable[[], float] | None) -> int:
+    """One PaymentIntent cancel from the background budget (returns the second spent). A
+    scheduled run (`time_left` given) waits for the next second while it has time."""
     while True:
         try:
-            stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
-            return
+            return stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
         except DependencyUnavailable:
             if time_left is None or time_left() < MIN_SECONDS_LEFT + 1:
                 raise
@@ -327,37 +336,100 @@ def _spend_cancel(time_left: Callable[[], float] | None) -> None:
             time.sleep(1 - now.microsecond / 1_000_000 + random.uniform(0, 0.05))
 
 
+def _fan_out(work: Callable[[int], int], workers: int) -> int:
+    """`work(partition)` for every hold partition, `workers` at a time; the sum of what each did."""
+    from ticketing.table import HOLD_PARTITIONS
+
+    if workers <= 1:
+        return sum(work(partition) for partition in range(HOLD_PARTITIONS))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(work, range(HOLD_PARTITIONS)))
+
+
 def expire_lapsed(event_id: str | None = None, limit: int = 100, time_left: Callable[[], float] | None = None,
                   workers: int = 1) -> int:
-    """Expire pending orders whose hold has lapsed, each claimed once (`_claim_expiry`), its
-    PaymentIntent's cancel paced by the Stripe budget. Safe to run concurrently: each release
-    is conditional on the order still being pending, so each order is expired once.
-    `time_left` (seconds, the Lambda context's): stop taking orders near the timeout;
-    `workers`: orders in flight at once (Stripe's latency, not the budget, bounds one)."""
-    found = orders.lapsed(limit, event_id)
+    """Release the seats of pending orders whose hold lapsed GRACE_SECONDS ago, oldest first,
+    without calling Stripe: each order claimed once (`_claim`), its release a transaction
+    conditional on the order still being pending, its PaymentIntent left for
+    `cancel_released` (release-first: README, "Checkout and holds"). Returns how many were
+    released. Safe to run concurrently.
+
+    With `event_id` (a sold-out checkout's inline reclaim): up to `limit` of that event's.
+    Without (the scheduled job): fans out over the hold partitions, `workers` at once, each
+    draining its partition page by page until `limit` in all or `time_left()` (seconds, the
+    Lambda context's) falls under MIN_SECONDS_LEFT."""
     stop = threading.Event()
+    budget = {"left": limit}
+    lock = threading.Lock()
 
     def one(order: OrderItem) -> bool:
         if stop.is_set() or (time_left is not None and time_left() < MIN_SECONDS_LEFT):
+            stop.set()
             return False
-        if not _claim_expiry(order.order_id):
-            return False  # another run or checkout is on it
+        if not _claim(order.order_id):
+            return None  # another run or checkout is on it
         try:
-            if order.payment and order.payment.payment_intent_id:
-                _spend_cancel(time_left)
+            return lifecycle.release(order, "expired", "hold_lapsed", cancel_later=True)
         except DependencyUnavailable:
-            _give_back(order.order_id)
-            stop.set()  # Stripe's budget is spent: the next run goes on
+            _give_back(order.order_id)  # it kept conflicting: the rest go on
             return False
+
+    if event_id is not None:
+        return sum(bool(one(order)) for order in orders.lapsed(limit, event_id, GRACE_SECONDS))
+    return _fan_out(lambda partition: _drain(
+        lambda take: orders.lapsed_in(partition, take, grace_seconds=GRACE_SECONDS), one, stop, budget, lock,
+    ), workers)
+
+
+def _drain(read: Callable[[int], list[OrderItem]], one: Callable[[OrderItem], bool | None], stop: threading.Event,
+           budget: dict[str, int], lock: threading.Lock) -> int:
+    """One partition, page by page: `one(order)` on each (None: another worker has it),
+    until the partition is drained, a page gives nothing to take, `stop` is set, or the
+    run's `budget` of orders (shared by the workers) is used up. Returns how many `one` did."""
+    done = 0
+    while not stop.is_set():
+        with lock:
+            take = min(PAGE, budget["left"])
+            budget["left"] -= take
+        if take <= 0:
+            break
+        page = read(take)
+        results = [one(order) for order in page]
+        done += sum(bool(r) for r in results)
+        with lock:
+            budget["left"] += take - len(page)
+        if len(page) < take or all(r is None for r in results):
+            break  # drained, or what is left is another run's for now
+    return done
+
+
+def cancel_released(limit: int = 1000, time_left: Callable[[], float] | None = None, workers: int = 1) -> int:
+    """Cancel the PaymentIntents of orders released before their cancel (`expire_lapsed`),
+    oldest release first, each claimed once and paced by the Stripe budget's background share.
+    A PaymentIntent that got through meanwhile is not canceled: its webhook settles it as a
+    late payment (seats again if free, else refunded). Returns how many were canceled."""
+    stop = threading.Event()
+    budget = {"left": limit}
+    lock = threading.Lock()
+
+    def one(order: OrderItem) -> bool:
+        if stop.is_set() or (time_left is not None and time_left() < MIN_SECONDS_LEFT):
+            stop.set()
+            return False
+        if not _claim(order.order_id, "CANCEL"):
+            return None
         try:
-            return close(order, "expired", "hold_lapsed")
+            spent = _spend_cancel(time_left)
+            stripe_budget.still(spent, "payment_intents.cancel", stripe_budget.BACKGROUND)
+            intent = payments.cancel_intent(order.payment.payment_intent_id)
         except DependencyUnavailable:
-            _give_back(order.order_id)  # it kept conflicting, or Stripe throttled: the rest go on
+            _give_back(order.order_id, "CANCEL")
+            stop.set()  # the budget is spent (or Stripe throttles): the next run goes on
             return False
         except PaymentProviderError:
             return False  # Stripe is down: the claim lapses and the next run tries again
+        lifecycle.intent_closed(order.order_id, intent.status)
+        return intent.status == "canceled"
 
-    if workers <= 1:
-        return sum(one(order) for order in found)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(one, found))
+    return _fan_out(lambda partition: _drain(lambda take: orders.uncanceled_in(partition, take), one, stop, budget, lock),
+                    workers)

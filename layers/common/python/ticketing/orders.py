@@ -4,6 +4,7 @@ an order is answered. Their state changes are `ticketing.lifecycle`'s."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from ticketing import clock
 from ticketing.auth import Caller
 from ticketing.errors import Conflict, NotFound
 from ticketing.lifecycle import OrderStatus
-from ticketing.table import HOLD_PARTITIONS, OrderItem, TicketItem
+from ticketing.table import HOLD_PARTITIONS, UNCANCELED, OrderItem, TicketItem
 
 # ----------------------------------------------------------------- output
 class CheckoutTicketOut(BaseModel):
@@ -123,18 +124,28 @@ def receipt_of(order: OrderItem) -> ReceiptOut | None:
     return ReceiptOut(status="pending") if order.paid_at else None
 
 
-def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:
-    """Pending orders whose hold has run out, oldest first (up to `limit`)."""
-    now = clock.iso(clock.now())
+def lapsed(limit: int, event_id: str | None = None, grace_seconds: int = 0) -> list[OrderItem]:
+    """Pending orders whose hold ran out more than `grace_seconds` ago, oldest first (up to `limit`)."""
     found: list[OrderItem] = []
     for partition in range(HOLD_PARTITIONS):
-        condition = OrderItem.event_id == event_id if event_id else None
-        for order in OrderItem.gsi2.query(
-            f"HOLDS#{partition}", OrderItem.GSI2SK <= f"{now}#~", filter_condition=condition, limit=limit
-        ):
-            found.append(order)
+        found += lapsed_in(partition, limit, event_id, grace_seconds)
     found.sort(key=lambda order: order.expires_at)
     return found[:limit]
+
+
+def lapsed_in(partition: int, limit: int, event_id: str | None = None, grace_seconds: int = 0) -> list[OrderItem]:
+    """One hold partition's lapsed orders, oldest first (up to `limit`)."""
+    before = clock.iso(clock.now() - timedelta(seconds=grace_seconds))
+    condition = OrderItem.event_id == event_id if event_id else None
+    return list(OrderItem.gsi2.query(
+        f"HOLDS#{partition}", OrderItem.GSI2SK <= f"{before}#~", filter_condition=condition, limit=limit,
+    ))
+
+
+def uncanceled_in(partition: int, limit: int) -> list[OrderItem]:
+    """One partition's released orders whose PaymentIntent is still to be canceled at Stripe,
+    oldest release first (up to `limit`)."""
+    return list(OrderItem.gsi2.query(f"{UNCANCELED}{partition}", limit=limit))
 
 
 def ensure_pending(order: OrderItem) -> None:

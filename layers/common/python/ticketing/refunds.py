@@ -27,7 +27,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, StrictInt, model_validator
 
-from ticketing import clock, mail, orders, payments
+from ticketing import clock, mail, orders, payments, stripe_budget
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput, PaymentProviderError
@@ -296,7 +296,11 @@ def _record_external(order: OrderItem, stripe_refund: payments.RefundResult) -> 
 
 
 def _stripe_refund(payment_intent_id: str, amount: int, reason: str, metadata: dict[str, str], idempotency_key: str) -> payments.RefundResult:
-    """The one call that asks Stripe for a refund."""
+    """The one call that asks Stripe for a refund: it spends one request of the Stripe
+    budget's background share first (over it: DependencyUnavailable, 503 with Retry-After,
+    and the caller gives back what it reserved)."""
+    spent = stripe_budget.take("refunds.create", stripe_budget.BACKGROUND)
+    stripe_budget.still(spent, "refunds.create", stripe_budget.BACKGROUND)
     return payments.refund(payment_intent_id=payment_intent_id, amount=amount, reason=reason, metadata=metadata,
                            idempotency_key=idempotency_key)
 

@@ -8,14 +8,14 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | ticket type     | EVENT#<event_id>    | TYPE#<type_id> |                                        |                                 |
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
-| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
+| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; expired, its PaymentIntent not yet canceled: UNCANCELED#<k> / <released_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
 | ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
 | idempotency record | <Powertools' hashed key> | IDEMPOTENCY |                                     | TTL `ttl` (ticketing.idempotency) |
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
-| who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
+| who expires a lapsed order | EXPIRY#<order_id> | CLAIM (release), CANCEL (its PaymentIntent) |       | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
@@ -27,7 +27,8 @@ id), written at checkout; readers query the 32 partitions and merge. The capacit
 1,000 write units a second per partition at the rates in README's "On-sale runbook".
 
 GSI2 holds pending orders by expiry, spread over HOLD_PARTITIONS keys so a rush does not
-write one index partition; once paid, an order moves to CHARGE#<charge_id> there, so a
+write one index partition; an expired order whose PaymentIntent is still to be canceled at
+Stripe moves to UNCANCELED#<k> (same spread) until it is; once paid, an order moves to CHARGE#<charge_id> there, so a
 refund or dispute event (which names the charge) finds it with one Query.
 
 Inventory shards have a partition each, so the writes of a hot ticket type
@@ -174,6 +175,14 @@ HOLD_PARTITIONS = 16
 
 def hold_partition(order_id: str) -> str:
     return f"HOLDS#{sum(order_id.encode()) % HOLD_PARTITIONS}"
+
+
+UNCANCELED = "UNCANCELED#"
+
+
+def uncanceled_partition(order_id: str) -> str:
+    """Where an order released before its PaymentIntent was canceled waits for the cancel."""
+    return f"{UNCANCELED}{sum(order_id.encode()) % HOLD_PARTITIONS}"
 
 
 EVENT_INDEX_PARTITIONS = 32
@@ -534,8 +543,10 @@ class RateCounterItem(Model):
 
 
 class ExpiryClaimItem(Model):
-    """Who expires a lapsed order (`ticketing.checkout.expire_lapsed`): owned until `until`,
-    so concurrent expirers cancel each PaymentIntent once; gone through the TTL an hour later."""
+    """Who expires a lapsed order (`ticketing.checkout.expire_lapsed`, SK `CLAIM`) or cancels
+    its PaymentIntent afterwards (`cancel_released`, SK `CANCEL`): owned until `until`, so
+    concurrent expirers release each hold and cancel each PaymentIntent once; gone through
+    the TTL an hour later."""
 
     Meta = _Meta
 
@@ -545,8 +556,8 @@ class ExpiryClaimItem(Model):
     ttl = NumberAttribute(null=True)
 
     @staticmethod
-    def key(order_id: str) -> tuple[str, str]:
-        return f"EXPIRY#{order_id}", "CLAIM"
+    def key(order_id: str, stage: str = "CLAIM") -> tuple[str, str]:
+        return f"EXPIRY#{order_id}", stage
 
 
 class AccountItem(Model):

@@ -11,7 +11,7 @@ from ticketing import clock
 from ticketing.errors import Conflict, TooManyRequests
 from ticketing.lifecycle import states as S
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact, update_one
-from ticketing.table import HolderCount, InventoryShard, OrderItem, TicketItem
+from ticketing.table import UNCANCELED, HolderCount, InventoryShard, OrderItem, TicketItem, uncanceled_partition
 
 
 class ShardRace(Exception):
@@ -148,16 +148,25 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
         raise
 
 
-def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None, by: str = "system") -> bool:
+def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None, by: str = "system",
+            cancel_later: bool = False) -> bool:
     """pending -> canceled or expired: give its seats back and void its tickets, in one
     transaction conditional on the order still being pending. Returns False (changing
-    nothing) if the order had already left `pending`."""
+    nothing) if the order had already left `pending`.
+
+    `cancel_later`: the seats go back before the PaymentIntent is canceled (the expiry's
+    release-first): the order waits under `UNCANCELED#<k>` in GSI2 until `intent_closed`.
+    A payment that gets through meanwhile is a late payment (`pay_late` or `refund_late`)."""
     transition = {S.OrderStatus.CANCELED: S.CANCEL, S.OrderStatus.EXPIRED: S.EXPIRE}[S.OrderStatus(to_status)]
     now = clock.iso(clock.now())
     seats = _seats(order)
+    if cancel_later and order.payment and order.payment.payment_intent_id:
+        index = [OrderItem.GSI2PK.set(uncanceled_partition(order.order_id)), OrderItem.GSI2SK.set(f"{now}#{order.order_id}")]
+    else:
+        index = [OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove()]
     actions = [
         OrderItem.status.set(transition.target), OrderItem.closed_reason.set(reason), OrderItem.updated_at.set(now),
-        OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(), *_payment_actions(payment or {}),
+        *index, *_payment_actions(payment or {}),
     ]
     checkpoint("release", order_id=order.order_id)
 
@@ -182,6 +191,19 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
         return False
     order.status = transition.target
     return True
+
+
+def intent_closed(order_id: str, payment_status: str) -> bool:
+    """A released order's PaymentIntent was canceled at Stripe (or had got through, which its
+    webhook settles as a late payment): off the `UNCANCELED` index, the status recorded. Not a
+    transition; conditional on the order still released and waiting, so it never undoes a
+    late payment's index entry. False if it was not waiting any more."""
+    return update_one(
+        OrderItem(*OrderItem.key(order_id)),
+        [OrderItem.payment.status.set(payment_status), OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(),
+         OrderItem.updated_at.set(clock.iso(clock.now()))],
+        OrderItem.status.is_in(*S.LATE) & OrderItem.GSI2PK.startswith(UNCANCELED),
+    )
 
 
 def park(order_id: str, payment_status: str) -> None:
