@@ -51,9 +51,17 @@ class FakeStripe:
         self._ids = itertools.count(1)
         self.v1 = self
         self.payment_intents = self
+        self.throttled = False  # True: every request answered 429, as Stripe past its rate
+
+    def _request(self, name: str) -> None:
+        self.requests[name] += 1
+        if self.throttled:
+            import stripe
+
+            raise stripe.RateLimitError("Too many requests", http_status=429)
 
     def create(self, params: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.requests["payment_intents.create"] += 1
+        self._request("payment_intents.create")
         key = (options or {}).get("idempotency_key")
         for intent in self.intents.values():
             if key and intent["_key"] == key:
@@ -67,11 +75,11 @@ class FakeStripe:
         return self.intents[intent_id]
 
     def retrieve(self, intent_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.requests["payment_intents.retrieve"] += 1
+        self._request("payment_intents.retrieve")
         return self.intents[intent_id]
 
     def cancel(self, intent_id: str, params: Any = None, options: Any = None) -> dict[str, Any]:
-        self.requests["payment_intents.cancel"] += 1
+        self._request("payment_intents.cancel")
         intent = self.intents[intent_id]
         if intent["status"] not in ("succeeded", "canceled"):
             intent["status"] = "canceled"
