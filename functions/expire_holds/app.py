@@ -7,6 +7,7 @@ the order still being pending. A run stops taking orders 5 s before its timeout.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,12 +25,14 @@ WORKERS = 16  # one per hold partition: DynamoDB's latency, not its limits, boun
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, float]:
     time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    began = time.monotonic()
     expired = checkout.expire_lapsed(limit=BATCH, workers=WORKERS, time_left=time_left)
+    release_seconds = round(time.monotonic() - began, 2)
     canceled = checkout.cancel_released(limit=CANCEL_BATCH, workers=WORKERS, time_left=time_left)
     metrics.add_metric(name="HoldsExpired", unit=MetricUnit.Count, value=expired)
     metrics.add_metric(name="PaymentIntentsCanceled", unit=MetricUnit.Count, value=canceled)
     if expired or canceled:
-        logger.info("expired lapsed holds", extra={"expired": expired, "canceled": canceled})
-    return {"expired": expired, "canceled": canceled}
+        logger.info("expired lapsed holds", extra={"expired": expired, "canceled": canceled, "release_seconds": release_seconds})
+    return {"expired": expired, "canceled": canceled, "release_seconds": release_seconds}
