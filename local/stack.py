@@ -42,6 +42,7 @@ TABLE = "ticketing-local"
 BUCKET = "ticketing-qr-local"
 STRIPE_SECRET = "ticketing/local/stripe"
 QR_SECRET = "ticketing/local/qr-signing"
+ADMISSION_SECRET = "ticketing/local/admission"
 QR_PUBLIC_KEYS = "/ticketing/local/qr-public-keys"
 SENDER = "tickets@ticketing.local"
 MAIL_CONFIGURATION_SET = "ticketing-local"
@@ -137,6 +138,7 @@ class Stack:
             "FRONTEND_URL": self.frontend_url,
             "STRIPE_SECRET_NAME": STRIPE_SECRET,
             "QR_SIGNING_SECRET_NAME": QR_SECRET,
+            "ADMISSION_SECRET_NAME": ADMISSION_SECRET,
             "QR_PUBLIC_KEYS_PARAMETER": QR_PUBLIC_KEYS,
             "QR_BUCKET": BUCKET,
             "SENDER_EMAIL": SENDER,
@@ -287,6 +289,8 @@ class Stack:
         stripe_secret = {name: value for name, value in STRIPE_KEYS.items() if name != "publishable_key"}
         secrets.create_secret(Name=STRIPE_SECRET, SecretString=json.dumps(stripe_secret))
         secrets.create_secret(Name=QR_SECRET, SecretString=json.dumps(_new_qr_keys()))
+        secrets.create_secret(Name=ADMISSION_SECRET, SecretString=json.dumps(
+            {"key": base64.urlsafe_b64encode(os.urandom(32)).decode()}))  # the waiting room's token key
         self.publish_qr_keys()
         self._register_webhook()
 

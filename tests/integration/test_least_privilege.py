@@ -48,6 +48,7 @@ LOCAL_NAMES = {
     "QrBucket": stack_module.BUCKET,
     "StripeSecret": stack_module.STRIPE_SECRET,
     "QrSigningSecret": stack_module.QR_SECRET,
+    "AdmissionSecret": stack_module.ADMISSION_SECRET,
     "QrPublicKeysParameter": stack_module.QR_PUBLIC_KEYS,
     "MailConfigurationSet": stack_module.MAIL_CONFIGURATION_SET,
 }

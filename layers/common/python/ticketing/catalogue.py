@@ -10,6 +10,8 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from ticketing import clock, inventory, money
+from ticketing import waiting_room as rooms
+from ticketing.waiting_room import WaitingRoomIn, WaitingRoomOut, WaitingRoomPatch
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
@@ -41,6 +43,7 @@ class EventIn(BaseModel):
     ends_at: AwareDatetime
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3)]
     fixtures: list[FixtureIn] = Field(default_factory=list, max_length=100)
+    waiting_room: WaitingRoomIn | None = None
 
     @field_validator("currency")
     @classmethod
@@ -67,6 +70,7 @@ class EventPatch(BaseModel):
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+    waiting_room: WaitingRoomPatch | None = None
 
 
 class TicketTypePatch(BaseModel):
@@ -115,6 +119,7 @@ class EventOut(BaseModel):
     status: str
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
+    waiting_room: WaitingRoomOut | None = None
 
 
 class EventPage(BaseModel):
@@ -185,7 +190,14 @@ def create_event(data: EventIn, by: Caller) -> EventOut:
         starts_at=starts_at, ends_at=clock.iso(data.ends_at), currency=data.currency,
         status="on_sale", fixtures=fixtures, created_at=clock.iso(now), created_by=by.sub,
     )
-    item.save(condition=EventItem.PK.does_not_exist())
+    if data.waiting_room is None:
+        item.save(condition=EventItem.PK.does_not_exist())
+        return _event_out(item, None)
+    item.waiting_room, listing = rooms.configure(item, data.waiting_room)
+    with TransactWrite(connection=connection()) as tx:
+        tx.save(item, condition=EventItem.PK.does_not_exist())
+        for extra in listing:
+            tx.save(extra)
     return _event_out(item, None)
 
 
@@ -295,6 +307,12 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         if late:
             raise InvalidInput("ends_at", f"Ticket type {late[0].name} sells until {late[0].sales_end}; move its sales_end first.")
     actions = [getattr(EventItem, field).set(getattr(data, field)) for field in ("name", "venue") if field in changes]
+    listing = []
+    if changes.get("waiting_room") is not None:
+        room, listing = rooms.configure(event, data.waiting_room)
+        actions.append(EventItem.waiting_room.set(room))
+    elif "waiting_room" in changes:
+        actions.append(EventItem.waiting_room.remove())
     if "description" in changes:
         actions.append(EventItem.description.set(data.description) if data.description else EventItem.description.remove())
     if "starts_at" in changes or "ends_at" in changes:
@@ -309,6 +327,8 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         if condition_failed(exc):
             raise Conflict(f"Event {event_id} was canceled meanwhile; it can no longer be edited.", code="event_canceled") from exc
         raise
+    for extra in listing:  # the admission job's list of rooms (an item per event: saving again changes nothing)
+        extra.save()
     return _with_types(event, types)  # `update` refreshed `event` from what DynamoDB wrote
 
 
@@ -362,6 +382,7 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
             for f in item.fixtures or []
         ],
         ticket_types=types,
+        waiting_room=rooms.room_out(item.waiting_room),
     )
 
 

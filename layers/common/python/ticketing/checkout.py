@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget
+from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget, waiting_room
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
@@ -162,7 +162,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
+def _hold(event, fixture_id, chosen, who: Caller, admission=None) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
     and reclaiming lapsed holds once before answering sold out."""
     reclaimed = False
@@ -182,7 +182,7 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
                         ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
                     ) from None
             hold = _build_hold(event, fixture_id, chosen, plans, who)
-            lifecycle.place_hold(hold, settings().max_held_per_customer)
+            lifecycle.place_hold(hold, settings().max_held_per_customer, admission)
             return hold
         except inventory.SoldOut:
             reclaimed = True
@@ -193,16 +193,18 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
 
-def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) -> CheckoutOut:
     if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
         raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
+    # A waiting room's admission (signature only, no read): 403 before the budget is spent
+    admission = waiting_room.admission_for(str(data.event_id), who, admission_token)
     # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
     # reads of the budget a request (README, "On-sale runbook").
     spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held
-    hold = _hold(event, fixture_id, chosen, who)
+    hold = _hold(event, fixture_id, chosen, who, admission)  # spends the admission with the hold
     order = hold.order
     try:
         stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second
@@ -216,6 +218,7 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
         )
     except (PaymentProviderError, DependencyUnavailable):
         lifecycle.release(order, "canceled", "payment_setup_failed")
+        waiting_room.give_back(admission, order.order_id)  # not answered 201: the admission stays usable
         raise
     lifecycle.record_payment(
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,

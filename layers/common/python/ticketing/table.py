@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -98,6 +99,17 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class WaitingRoom(MapAttribute):
+    """An event's on-sale waiting room (`ticketing.waiting_room`); `admit_per_minute` None:
+    derived from the Stripe budget."""
+
+    enabled = BooleanAttribute(default=False)
+    opens_at = UnicodeAttribute()
+    admit_per_minute = NumberAttribute(null=True)
+    admission_ttl_seconds = NumberAttribute(default=600)
+    paused = BooleanAttribute(default=False)
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -118,6 +130,7 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    waiting_room = WaitingRoom(null=True)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -633,3 +646,102 @@ class TransitionLogItem(Model):
     @staticmethod
     def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
         return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
+
+
+# ------------------------------------------------------------ waiting room (ticketing.waiting_room)
+QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
+
+
+class QueueRoomItem(Model):
+    """An event whose waiting room is enabled: the admission job ticks every room listed
+    under `QUEUE_ROOMS` (one Query a second)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True, default="QUEUE_ROOMS")
+    SK = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return "QUEUE_ROOMS", f"EVENT#{event_id}"
+
+
+class QueueCounterItem(Model):
+    """One shard of an event's arrival counter: `E` (before opening; `closed` once the room
+    opened) or `L` (after). A join takes the next number of a shard."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="COUNT")
+    count = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, phase: str, shard: int) -> tuple[str, str]:
+        return f"QCOUNT#{event_id}#{phase}#{shard}", "COUNT"
+
+
+class QueueStateItem(Model):
+    """The admission state of an event's waiting room, written by the admission job once a
+    second to each of `replicas` keys (readers take one at random)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="STATE")
+    version = NumberAttribute(default=0)
+    opened = BooleanAttribute(default=False)
+    seed = UnicodeAttribute(null=True)  # the pre-opening draw's key (hex), set at opening
+    early = ListAttribute(of=NumberAttribute, default=list)  # pre-opening arrivals per shard, frozen at opening
+    late = ListAttribute(of=NumberAttribute, default=list)  # arrivals since, per shard, at the last tick
+    serving = NumberAttribute(default=0)  # positions 1..serving are admitted
+    admitted = NumberAttribute(default=0)  # buyers admitted (positions that hold someone)
+    at = NumberAttribute(default=0)  # epoch seconds of the last tick
+    carry = NumberAttribute(default=0)  # a fraction of a buyer owed to the next tick
+    rate = NumberAttribute(default=0)  # buyers a minute now (the setting, slowed under pressure)
+    factor = NumberAttribute(default=1)  # 0.1-1: the slow-down under Stripe pressure
+    sold_out = BooleanAttribute(default=False)
+    paused = BooleanAttribute(default=False)
+    marks = ListAttribute(default=list)  # [[epoch, admitted], ...] every ~10 s, the last TTL's worth
+
+    @staticmethod
+    def key(event_id: str, replica: int) -> tuple[str, str]:
+        return f"QUEUE#{event_id}#STATE#{replica}", "STATE"
+
+
+class QueuePlaceItem(Model):
+    """An account's place in an event's waiting room: the shard and number it drew; once
+    admitted (first poll at or past the front), `admitted_at` and `expires_at` and GSI2
+    `QADMIT#<event>#<k>` / `<expires_at>`; once spent by a checkout, GSI2 `QSPENT#<event>#<k>`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="PLACE")
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    sub = UnicodeAttribute()
+    phase = UnicodeAttribute()  # E (joined before opening) or L
+    shard = NumberAttribute()
+    number = NumberAttribute()  # 0-based, within the shard
+    joined_at = NumberAttribute()  # epoch seconds
+    round = NumberAttribute(default=0)  # how many times this account joined again after spending or lapsing
+    admitted_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    spent_at = UnicodeAttribute(null=True)
+    spent_order = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, sub: str) -> tuple[str, str]:
+        return f"QPLACE#{event_id}#{sub}", "PLACE"
+
+
+def queue_index(event_id: str, sub: str, kind: str) -> str:
+    """GSI2 key of an admitted (`QADMIT`) or spent (`QSPENT`) place."""
+    return f"{kind}#{event_id}#{sum(sub.encode()) % QUEUE_INDEX_PARTITIONS}"

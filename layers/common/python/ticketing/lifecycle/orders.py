@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketing import clock
-from ticketing.errors import Conflict, TooManyRequests
+from ticketing.errors import Conflict, Forbidden, TooManyRequests
+from ticketing.lifecycle import admissions
 from ticketing.lifecycle import states as S
+from ticketing.lifecycle.admissions import Admission
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact, update_one
 from ticketing.table import HolderCount, InventoryShard, OrderItem, TicketItem
 
@@ -105,11 +107,13 @@ def _seats(order: OrderItem) -> int:
 
 
 # ---------------------------------------------------------------- holding
-def place_hold(hold: Hold, hold_limit: int) -> None:
-    """Write the order, its pending tickets and the seats they take, all or nothing.
+def place_hold(hold: Hold, hold_limit: int, admission: Admission | None = None) -> None:
+    """Write the order, its pending tickets and the seats they take, all or nothing; with
+    an `admission` (a waiting room's), spend it in the same transaction.
 
     Raises ShardRace if a shard no longer has the seats planned for it, TooManyRequests
-    if the customer would hold more than `hold_limit` seats for the event."""
+    if the customer would hold more than `hold_limit` seats for the event, Forbidden
+    (`admission_spent`) if the admission was spent already."""
     order = hold.order
     seats = _seats(order)
     too_many = TooManyRequests(
@@ -137,10 +141,15 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
             condition=HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats),
         )
         tx.log(order.order_id, S.HOLD, by=order.customer_sub, why="checkout", ids=order.ticket_ids)
+        if admission is not None:
+            admissions.spend(tx, admission, order.order_id)
 
     try:
         transact(build, what="Checkout")
     except Refused as refused:
+        if "admission" in refused.failed:
+            raise Forbidden("This admission has been used for an order already; join the queue again to buy more.",
+                            code="admission_spent") from refused
         if "holder" in refused.failed:
             raise too_many from refused
         if "shard" in refused.failed:
