@@ -271,9 +271,9 @@ def test_a_failed_payment_gives_the_admission_back(room, queue, stripe_standin, 
 def test_simulation_properties_on_a_smaller_run():
     from bench import waiting_room_sim
 
-    result = waiting_room_sim.simulate(arrivals=20_000, seconds=60, rate=2_000, seed=7)
+    result = waiting_room_sim.simulate(arrivals=20_000, seconds=60, rate=2_000, seed=7, sample=40)
     assert result.admitted_twice == 0 and result.admitted == 20_000
     assert all(abs(n - 2_000) <= 0.05 * 2_000 for n in result.per_minute[:-1])
     assert abs(result.early_rho) < 0.05  # 10,000 pre-opening arrivals: |rho| is about 0.01 by chance
-    assert result.late_inversions_beyond_in_flight == 0  # later arrivals in arrival order (up to the joins in flight)
-    assert result.max_key_wcu < 1000 and result.max_key_rcu < 3000
+    assert result.late_rho > 0.999 and result.late_max_overtake < 0.5  # later arrivals in arrival order, to within the joins in flight
+    assert result.hottest and result.max_key_wcu < 1000 and result.max_key_rcu < 3000  # recorded calls, scaled to the rates
