@@ -256,6 +256,31 @@ def scenario(api, stack):
     ok(api.post(f"/api/me/notifications/{note['id']}/read/", token=refunder))
     ok(api.post("/api/me/notifications/read-all/", token=refunder))
 
+    # the waiting room: one join before opening, one after; the admission job opens it (closing the
+    # pre-opening counters), admits and publishes; a poll for the token, a checkout with it
+    # (checked with the admission key, spent in the hold), the organiser's view
+    opens = datetime.now(timezone.utc) + timedelta(seconds=3)
+    room_id = ok(api.post("/api/events/", token=admin, json={
+        "name": "Queue", "venue": "Hall", "currency": "usd", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=4)),
+        "waiting_room": {"opens_at": iso(opens), "admit_per_minute": 600}}), 201)["id"]
+    room_seats = ok(api.post(f"/api/events/{room_id}/ticket-types/", token=admin,
+                             json={"name": "GA", "price_cents": 1000, "capacity": 10}), 201)["id"]
+    early, later = customer(api, "early"), customer(api, "later")
+    ok(api.post(f"/api/events/{room_id}/queue/", token=early), 201)
+    assert wait_for(lambda: datetime.now(timezone.utc) > opens + timedelta(seconds=1), timeout=10)
+    ok(requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60))
+    ok(api.post(f"/api/events/{room_id}/queue/", token=later), 201)
+
+    def admitted():
+        requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60)
+        return ok(api.get(f"/api/events/{room_id}/queue/me/", token=early))["admission_token"]
+
+    admission = wait_for(admitted, timeout=30)
+    assert admission
+    ok(api.post("/api/tickets/stripe/checkout/", token=early, headers={"Admission-Token": admission},
+                json={"event_id": room_id, "items": [{"ticket_type_id": room_seats, "qty": 1}]}), 201)
+    assert ok(api.get(f"/api/events/{room_id}/queue/", token=admin))["spent"] == 1
+
     # organiser reports, then cancel the event: paid orders refunded, pending canceled
     pending = ok(buy(api, customer(api, "pending"), event_id, [(ga, 1)]), 201)
     ok(api.get(f"/api/events/{event_id}/orders/", token=admin))
