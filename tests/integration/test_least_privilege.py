@@ -48,6 +48,8 @@ LOCAL_NAMES = {
     "QrBucket": stack_module.BUCKET,
     "StripeSecret": stack_module.STRIPE_SECRET,
     "QrSigningSecret": stack_module.QR_SECRET,
+    "AppleWalletSecret": stack_module.APPLE_WALLET_SECRET,
+    "GoogleWalletSecret": stack_module.GOOGLE_WALLET_SECRET,
     "QrPublicKeysParameter": stack_module.QR_PUBLIC_KEYS,
     "MailConfigurationSet": stack_module.MAIL_CONFIGURATION_SET,
 }
@@ -221,6 +223,23 @@ def scenario(api, stack):
     ok(api.post("/api/scanner/checkins/", token=scanner, json=[
         {"code": sign(stack, ticket_ids[2], event_id), "scanned_at": iso(datetime.now(timezone.utc)), "gate": "West"}]))
 
+    # transfer (issue 19): refused (own address: its retry key is forgotten), then given away with a
+    # key; the new holder's listing claims it; the wallet passes of a ticket still held
+    ok(api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"transfers": {"enabled": True}}))
+    giver_sub = f"giver-{uuid.uuid4().hex[:6]}"
+    giver = api.token([], sub=giver_sub, email=f"{giver_sub}@example.com")
+    given = paid_order(api, stack, giver, event_id, [(ga, 2)])
+    kept, gone = (t["id"] for t in given["tickets"])
+    ok(api.post(f"/api/tickets/{gone}/transfer/", token=giver, json={"to_email": f"{giver_sub}@example.com", "to_name": "Me"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}), 422)
+    taker_sub = f"taker-{uuid.uuid4().hex[:6]}"
+    ok(api.post(f"/api/tickets/{gone}/transfer/", token=giver, json={"to_email": f"{taker_sub}@example.com", "to_name": "Taker"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}))
+    taker = api.token([], sub=taker_sub, email=f"{taker_sub}@example.com")
+    assert [t["id"] for t in ok(api.get("/api/me/tickets/", token=taker))["tickets"]] == [gone]
+    assert ok(api.get(f"/api/tickets/{kept}/wallet/apple/", token=giver)).content[:2] == b"PK"
+    assert ok(api.get(f"/api/tickets/{kept}/wallet/google/", token=giver))["save_url"]
+
     # refunds: a customer's partial refund by ticket, and a dispute opened and won
     refunder = customer(api, "refunder")
     refundable = paid_order(api, stack, refunder, event_id, [(ga, 2)])
@@ -324,12 +343,21 @@ def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
 
 def test_private_qr_keys_only_where_tickets_are_signed_and_public_keys_where_the_gate_reads(scenario):
     secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.QR_SECRET}"
+    signers = {"WebhookFunction", "TransferFunction"}  # issue, and re-issue on a transfer
     readers = {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used}
-    assert readers == {"WebhookFunction"}
-    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WebhookFunction"
+    assert readers == signers
+    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid not in signers
                    for pair in allowed(fid))
     public = f"arn:aws:ssm:{stack_module.REGION}:123456789012:parameter{stack_module.QR_PUBLIC_KEYS}"
     assert ("ssm:GetParameter", public) in scenario["VerifyFunction"]
+
+
+def test_the_wallet_keys_only_where_passes_are_made(scenario):
+    for name in (stack_module.APPLE_WALLET_SECRET, stack_module.GOOGLE_WALLET_SECRET):
+        secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{name}"
+        assert {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used} == {"WalletFunction"}
+        assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WalletFunction"
+                       for pair in allowed(fid))
 
 
 def test_the_publishable_key_is_served_without_access_to_the_stripe_secret(scenario):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, StringConstraints, field_validator
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -16,7 +16,7 @@ from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable
 from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
-from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
+from ticketing.table import EventItem, Fixture, TicketTypeItem, TransferPolicy, connection, event_partition
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -58,6 +58,14 @@ class TicketTypeIn(BaseModel):
     sales_end: AwareDatetime | None = None
 
 
+class TransfersIn(BaseModel):
+    """Whether holders may transfer their tickets to someone else, and until when (null:
+    until the event starts)."""
+
+    enabled: StrictBool
+    until: AwareDatetime | None = None
+
+
 class EventPatch(BaseModel):
     """An event's details; only what is sent changes. The currency cannot change (orders
     are in it), nor the fixtures."""
@@ -67,6 +75,7 @@ class EventPatch(BaseModel):
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+    transfers: TransfersIn | None = None
 
 
 class TicketTypePatch(BaseModel):
@@ -104,6 +113,11 @@ class TicketTypeOut(BaseModel):
     on_sale: bool
 
 
+class TransfersOut(BaseModel):
+    enabled: bool
+    until: str | None = None  # null: until the event starts
+
+
 class EventOut(BaseModel):
     id: str
     name: str
@@ -115,6 +129,7 @@ class EventOut(BaseModel):
     status: str
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
+    transfers: TransfersOut = TransfersOut(enabled=False)
 
 
 class EventPage(BaseModel):
@@ -283,7 +298,7 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return _with_types(event, types)
-    for field in ("name", "venue", "starts_at", "ends_at"):
+    for field in ("name", "venue", "starts_at", "ends_at", "transfers"):
         if field in changes and changes[field] is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
     starts_at = data.starts_at or clock.parse_iso(event.starts_at)
@@ -297,6 +312,12 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     actions = [getattr(EventItem, field).set(getattr(data, field)) for field in ("name", "venue") if field in changes]
     if "description" in changes:
         actions.append(EventItem.description.set(data.description) if data.description else EventItem.description.remove())
+    if "transfers" in changes:
+        until = data.transfers.until
+        if until is not None and until > ends_at:
+            raise InvalidInput("transfers.until", "transfers.until must not be after the event ends.")
+        actions.append(EventItem.transfers.set(TransferPolicy(
+            enabled=data.transfers.enabled, until=clock.iso(until) if until else None)))
     if "starts_at" in changes or "ends_at" in changes:
         starts = clock.iso(starts_at)
         actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
@@ -362,6 +383,8 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
             for f in item.fixtures or []
         ],
         ticket_types=types,
+        transfers=TransfersOut(enabled=bool(item.transfers and item.transfers.enabled),
+                               until=item.transfers.until if item.transfers else None),
     )
 
 

@@ -9,7 +9,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
-| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id>; transferred, unclaimed: HOLDING#<email> / same | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue, or its code re-issued) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
@@ -17,6 +17,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
 | who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
+| a ticket's transfer (who held it when) | ORDER#<order_id> | TRANSFER#<at>#<ticket_id>#<v> |                |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -98,6 +100,13 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class TransferPolicy(MapAttribute):
+    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
+
+    enabled = BooleanAttribute(default=False)
+    until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -118,6 +127,7 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    transfers = TransferPolicy(null=True)  # absent: transfers off
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -313,6 +323,8 @@ class TicketItem(Model):
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
     admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
+    code_version = NumberAttribute(null=True)  # the signed code's version (qr.py); absent: 0
+    transferred_at = UnicodeAttribute(null=True)  # the last transfer (ticketing.transfers)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -608,6 +620,31 @@ class NotificationItem(Model):
     @staticmethod
     def unread(sub: str) -> str:
         return f"UNREAD#{sub}"
+
+
+class TransferItem(Model):
+    """Who held a ticket when: one record per transfer, in the order's partition
+    (`ORDER#<order_id>` / `TRANSFER#<at>#<ticket_id>#<code version>`), written with the transfer."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    ticket_id = UnicodeAttribute()
+    from_sub = UnicodeAttribute()
+    from_email = UnicodeAttribute(null=True)
+    from_name = UnicodeAttribute(null=True)
+    to_email = UnicodeAttribute()
+    to_name = UnicodeAttribute()
+    code_version = NumberAttribute()
+    at = UnicodeAttribute()
+    by = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, ticket_id: str, code_version: int) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"TRANSFER#{at}#{ticket_id}#{code_version}"
 
 
 class TransitionLogItem(Model):
