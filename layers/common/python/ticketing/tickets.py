@@ -190,10 +190,15 @@ def my_tickets(who: Caller, *, event_id: str | None = None, status: str | None =
                limit: int = DEFAULT_PAGE, cursor: str | None = None) -> TicketPage:
     """The caller's tickets, newest first; one Query and one BatchGetItem (order statuses).
     On a first page, tickets given to the caller's verified address join their account
-    first (`claim_transferred`: one more Query, empty unless someone gave them a ticket)."""
-    if cursor is None:
-        claim_transferred(who)
+    first (`claim_transferred`: one more Query, empty unless someone gave them a ticket),
+    as their newest; one the index does not show yet (GSIs are eventually consistent) is
+    put at the head of the page from the claim's own answer."""
+    claimed = claim_transferred(who) if cursor is None else []
     found, next_cursor = _page(TicketItem, who, "TICKET#", event_id, status, limit, cursor)
+    shown = {t.ticket_id for t in found}
+    late = [t for t in claimed if t.ticket_id not in shown and (event_id is None or t.event_id == event_id)
+            and (status is None or t.status == status)]
+    found = late + found
     statuses = _order_statuses({t.order_id for t in found})
     tickets = [_ticket_out(t, statuses.get(t.order_id)) for t in found]
     return TicketPage(tickets=tickets, count=len(tickets), next_cursor=next_cursor)
@@ -251,19 +256,17 @@ def _order_out(order: OrderItem, event_name: str | None) -> MyOrderOut:
     )
 
 
-def claim_transferred(who: Caller) -> int:
+def claim_transferred(who: Caller) -> list[TicketItem]:
     """Tickets transferred to the caller's verified address, not yet claimed by an account,
-    become the caller's (`lifecycle.tickets.claim`). An unverified address claims nothing.
-    Answers how many were claimed."""
+    become the caller's (`lifecycle.tickets.claim`); answers them as claimed. An unverified
+    address claims nothing."""
     from ticketing.lifecycle import tickets as lifecycle
 
     if not (who.email and who.email_verified):
-        return 0
+        return []
     email = who.email.lower()
-    claimed = 0
-    for ticket in TicketItem.gsi1.query(lifecycle.holding_partition(email), limit=100):
-        claimed += lifecycle.claim(ticket, sub=who.sub, email=email)
-    return claimed
+    found = TicketItem.gsi1.query(lifecycle.holding_partition(email), limit=100)
+    return [claimed for ticket in found if (claimed := lifecycle.claim(ticket, sub=who.sub, email=email)) is not None]
 
 
 # ------------------------------------------------------------ one ticket

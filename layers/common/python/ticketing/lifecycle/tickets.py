@@ -143,15 +143,16 @@ def transfer(ticket: TicketItem, *, to_email: str, to_name: str, payload: str, v
     return now
 
 
-def claim(ticket: TicketItem, *, sub: str, email: str) -> bool:
+def claim(ticket: TicketItem, *, sub: str, email: str) -> TicketItem | None:
     """A transferred ticket joins the account that signed in with the address it was given
-    to (`states.CLAIM`): it is listed as theirs from now on. False when it was claimed (or
-    transferred on) meanwhile."""
+    to (`states.CLAIM`): it is listed as theirs from now on, as their newest ticket. The
+    ticket as claimed; None when it was claimed (or transferred on) meanwhile."""
     from ticketing.lifecycle.writes import Refused, transact
     from ticketing.table import customer_partition
 
     condition = S.CLAIM.condition(email=email)
-    actions = [TicketItem.customer_sub.set(sub), TicketItem.GSI1PK.set(customer_partition(sub))]
+    listed = f"TICKET#{clock.iso(clock.now())}#{ticket.ticket_id}"
+    actions = [TicketItem.customer_sub.set(sub), TicketItem.GSI1PK.set(customer_partition(sub)), TicketItem.GSI1SK.set(listed)]
 
     def build(tx) -> None:
         tx.update("ticket", TicketItem(*TicketItem.key(ticket.ticket_id)), actions, condition)
@@ -161,5 +162,6 @@ def claim(ticket: TicketItem, *, sub: str, email: str) -> bool:
     try:
         transact(build, what="Claiming the ticket")
     except Refused:
-        return False
-    return True
+        return None
+    ticket.customer_sub, ticket.GSI1PK, ticket.GSI1SK = sub, customer_partition(sub), listed
+    return ticket
