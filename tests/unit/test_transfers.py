@@ -279,3 +279,18 @@ def test_a_re_issued_codes_images_are_stored_apart_from_the_old_ones():
     old = tickets.image_key(ticket_id, qr.sign_with(key, "k1", ticket_id, event_id), "png", 200)
     new = tickets.image_key(ticket_id, qr.sign_with(key, "k1", ticket_id, event_id, 2), "png", 200)
     assert old == f"qr/{ticket_id}/k1/200.png" and new == f"qr/{ticket_id}/k1-v2/200.png"
+
+
+def test_offline_the_tickets_latest_entry_decides_which_code_admits():
+    key = qr.new_private_key()
+    ticket_id, event_id = "tk_" + "2" * 20, "ev_" + "3" * 20
+    codes = [qr.sign_with(key, "k1", ticket_id, event_id, version) for version in (0, 1, 2)]
+    document = {"keys": {"k1": qr.public_key_of(key)}, "event_id": event_id, "voided": []}
+    verdicts = lambda: [offline.verify_offline(document, code)["reason"] for code in codes]  # noqa: E731
+    assert verdicts() == ["ok", "ok", "ok"]  # never transferred, as far as this document knows
+    document["voided"].append({"ticket_id": ticket_id, "code_version": 1, "voided_at": "2029-01-01T00:00:00Z"})
+    assert verdicts() == ["void", "ok", "void"]
+    document["voided"].append({"ticket_id": ticket_id, "code_version": 2, "voided_at": "2029-01-01T00:01:00Z"})
+    assert verdicts() == ["void", "void", "ok"]
+    document["voided"].append({"ticket_id": ticket_id, "code_version": None, "voided_at": "2029-01-01T00:02:00Z"})
+    assert verdicts() == ["void", "void", "void"]  # then refunded: no code admits

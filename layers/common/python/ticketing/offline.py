@@ -38,9 +38,12 @@ def verify_offline(keys_document: dict[str, Any], code: str, event_id: str | Non
     wanted = event_id or keys_document.get("event_id")
     if wanted and wanted != signed.event_id:
         return verdict("wrong_event")
-    for entry in keys_document.get("voided") or []:
-        # An entry with a code_version voids the ticket's other codes only (it was transferred).
-        if entry.get("ticket_id") == signed.ticket_id and (entry.get("code_version") is None or entry["code_version"] != signed.version):
+    # The ticket's latest entry decides; one with a code_version voids the ticket's other
+    # codes only (it was transferred: that version admits).
+    entries = [entry for entry in keys_document.get("voided") or [] if entry.get("ticket_id") == signed.ticket_id]
+    if entries:
+        admits = entries[-1].get("code_version")
+        if admits is None or admits != signed.version:
             return verdict("void")
     ends_at = keys_document.get("event_ends_at")
     if ends_at and signed.event_id == keys_document.get("event_id"):
