@@ -172,3 +172,23 @@ def test_the_templates_placeholder_secret_is_503_not_a_500(passes):
     buyer, order = _paid(passes)
     status, answer, _ = passes["wallet"]("GET", f"/api/tickets/{order['tickets'][0]['id']}/wallet/apple/", claims=_claims(buyer))
     assert (status, answer["code"]) == (503, "wallet_unavailable"), answer
+
+
+def test_the_gate_never_loads_the_wallet_or_transfer_code():
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(ROOT / 'functions/verify/app.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "print(sorted(m for m in sys.modules if m in ('ticketing.wallet', 'ticketing.transfers', 'ticketing.mail')\n"
+        "             or m.startswith(('cryptography.x509', 'cryptography.hazmat.primitives.serialization.pkcs7'))))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers/common/python"), "TABLE_NAME": "t", "QR_PUBLIC_KEYS_PARAMETER": "p",
+           "POWERTOOLS_METRICS_NAMESPACE": "Ticketing"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT / "functions/verify")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
