@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, Str
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import clock, inventory, money
+from ticketing import clock, inventory, money, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
@@ -17,6 +17,7 @@ from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import EventItem, Fixture, TicketTypeItem, TransferPolicy, connection, event_partition
+from ticketing.waitlist import WaitingListIn, WaitingListOut
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -56,6 +57,7 @@ class TicketTypeIn(BaseModel):
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool = False  # off the event page; sold only with a voucher that reveals it (ticketing.vouchers)
 
 
 class TransfersIn(BaseModel):
@@ -76,6 +78,7 @@ class EventPatch(BaseModel):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     transfers: TransfersIn | None = None
+    waiting_list: WaitingListIn | None = None  # issue 19: null turns it off
 
 
 class TicketTypePatch(BaseModel):
@@ -88,6 +91,7 @@ class TicketTypePatch(BaseModel):
     max_per_order: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool | None = None
 
 
 # ----------------------------------------------------------------- outputs
@@ -111,6 +115,7 @@ class TicketTypeOut(BaseModel):
     sales_start: str
     sales_end: str
     on_sale: bool
+    hidden: bool = False
 
 
 class TransfersOut(BaseModel):
@@ -130,6 +135,7 @@ class EventOut(BaseModel):
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
     transfers: TransfersOut = TransfersOut(enabled=False)
+    waiting_list: WaitingListOut | None = None
 
 
 class EventPage(BaseModel):
@@ -236,7 +242,11 @@ def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 
 
 def get_event(event_id: str) -> EventOut:
-    return _with_types(*load_event(event_id))
+    """The public event page: hidden ticket types are left out (a revealing voucher sells them)."""
+    event, types = load_event(event_id)
+    page = _with_types(event, [t for t in types if not t.hidden])
+    waitlist.adjust_page(event, page)  # seats kept for those waiting are not the public's
+    return page
 
 
 def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
@@ -267,7 +277,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
         capacity=data.capacity, max_per_order=data.max_per_order,
         fixture_id=fixture.fixture_id if fixture else None,
         sales_start=clock.iso(sales_start), sales_end=clock.iso(sales_end),
-        shards=len(capacities), created_at=clock.iso(now),
+        shards=len(capacities), created_at=clock.iso(now), hidden=data.hidden or None,
     )
     shards = inventory.new_shards(event_id, type_id, capacities)
     try:
@@ -318,6 +328,8 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
             raise InvalidInput("transfers.until", "transfers.until must not be after the event ends.")
         actions.append(EventItem.transfers.set(TransferPolicy(
             enabled=data.transfers.enabled, until=clock.iso(until) if until else None)))
+    if "waiting_list" in changes:
+        actions.append(waitlist.settings_action(data.waiting_list))
     if "starts_at" in changes or "ends_at" in changes:
         starts = clock.iso(starts_at)
         actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
@@ -346,7 +358,8 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
     for field, value in changes.items():
         if value is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
-    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order") if field in changes]
+    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order", "hidden")
+               if field in changes]
     if "sales_start" in changes or "sales_end" in changes:
         now = clock.now()
         fixture = next((f for f in event.fixtures or [] if f.fixture_id == item.fixture_id), None)
@@ -382,7 +395,7 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
             FixtureOut(id=f.fixture_id, name=f.name, starts_at=f.starts_at, ends_at=f.ends_at)
             for f in item.fixtures or []
         ],
-        ticket_types=types,
+        ticket_types=types, waiting_list=waitlist.settings_of(item),
         transfers=TransfersOut(enabled=bool(item.transfers and item.transfers.enabled),
                                until=item.transfers.until if item.transfers else None),
     )
@@ -396,7 +409,7 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         price_cents=int(item.price_cents), currency=currency, capacity=int(item.capacity),
         available=available, max_per_order=int(item.max_per_order),
         sales_start=item.sales_start, sales_end=item.sales_end,
-        on_sale=item.sales_start <= now < item.sales_end and available > 0,
+        on_sale=item.sales_start <= now < item.sales_end and available > 0, hidden=bool(item.hidden),
     )
 
 

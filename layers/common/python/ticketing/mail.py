@@ -234,6 +234,29 @@ def _transfer_html(n: TransferNotice) -> str:
     )
 
 
+def build_waitlist_offer(to_email: str, to_name: str | None, *, event_name: str, type_name: str, qty: int,
+                         offer_code: str, expires_at: str, checkout_url: str) -> EmailMessage:
+    """A waiting-list offer (issue 19): seats held for the customer until `expires_at`.
+    Plain text only; not an order's mail (no order yet), so the inbox entry is filed by
+    `ticketing.waitlist` itself."""
+    message = EmailMessage(policy=_POLICY)
+    message["Subject"] = _one_line(f"{qty} ticket(s) for {event_name} are held for you")
+    message["From"] = _sender()
+    try:
+        message["To"] = _address(to_email, to_name)
+    except ValueError:
+        raise MailError("the recipient's address cannot receive mail from us", retryable=False, code=INVALID_ADDRESS) from None
+    message["Date"] = formatdate(usegmt=True)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content("\n".join([
+        _greeting(to_name), "",
+        f"Seats came back for {event_name}: {qty} x {type_name} are held for you until {expires_at} (UTC).",
+        f"Check out with the offer code {offer_code} before then: {checkout_url}",
+        "If you do not, they are offered to the next person on the waiting list.",
+    ]) + "\n", subtype="plain", cte="quoted-printable")
+    return message
+
+
 def _skeleton(subject: str, to_email: str, to_name: str | None, order_id: str, kind: str = "") -> EmailMessage:
     message = EmailMessage(policy=_POLICY)
     message["Subject"] = _one_line(subject)
