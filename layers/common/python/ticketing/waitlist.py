@@ -258,7 +258,10 @@ def for_checkout(event: EventItem, chosen: list[tuple[TicketTypeItem, int]], cod
         pointer = None
     if pointer is None or pointer.sub != who.sub:
         raise _refuse("unknown", "There is no such offer of yours.")
-    entry = WaitEntryItem.get(*WaitEntryItem.key(pointer.type_id, int(pointer.seq)), consistent_read=True)
+    try:
+        entry = WaitEntryItem.get(*WaitEntryItem.key(pointer.type_id, int(pointer.seq)), consistent_read=True)
+    except WaitEntryItem.DoesNotExist:
+        raise _refuse("unknown", "There is no such offer of yours.") from None
     if entry.event_id != event.event_id:
         raise _refuse("not_applicable", "This offer is for another event.")
     if entry.state == lifecycle.TAKEN:
