@@ -128,7 +128,10 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     tickets: list[TicketItem] = []
     lines: list[OrderLine] = []
     for index, (ticket_type, qty) in enumerate(chosen):
-        off = voucher.shares[index] if voucher else [0] * qty  # each ticket's share of the discount
+        # Each ticket's share of the voucher's discount. Seam for fees (issue 17): the discount
+        # comes before fees, so fees are computed on `price_cents - off[seat]` per ticket and
+        # the order's total is (prices - discount) + fees.
+        off = voucher.shares[index] if voucher else [0] * qty
         lines.append(
             OrderLine(
                 type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
