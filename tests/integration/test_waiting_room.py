@@ -35,7 +35,7 @@ def test_two_hundred_buyers_are_admitted_at_the_rate_and_check_out_with_their_to
     def join(token: str) -> dict:
         answer = api.post(f"/api/events/{event_id}/queue/", token=token)
         assert answer.status_code == 201, answer.text
-        assert int(answer.headers["Retry-After"]) >= 1
+        assert int(answer.headers["Retry-After"]) >= 0  # 0: a place the front has passed (a gap another join left): poll now
         return answer.json()
 
     requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60)  # opens the room
