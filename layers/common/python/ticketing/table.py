@@ -106,6 +106,28 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class FeesMap(MapAttribute):
+    """An event's service fees (ticketing.fees), copied onto each order sold with them."""
+
+    percent_bps = NumberAttribute(default=0)
+    fixed_cents = NumberAttribute(default=0)
+    per = UnicodeAttribute(default="ticket")  # ticket or order
+    passed_on = BooleanAttribute(default=True)
+    refundable = BooleanAttribute(default=False)
+
+
+class TransferPolicy(MapAttribute):
+    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
+
+    enabled = BooleanAttribute(default=False)
+    until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
+class WaitingListSettings(MapAttribute):
+    enabled = BooleanAttribute(default=False)
+    offer_minutes = NumberAttribute(default=60)
+
+
 class WaitingRoom(MapAttribute):
     """An event's on-sale waiting room (`ticketing.waiting_room`); `admit_per_minute` None:
     derived from the Stripe budget."""
@@ -115,15 +137,6 @@ class WaitingRoom(MapAttribute):
     admit_per_minute = NumberAttribute(null=True)
     admission_ttl_seconds = NumberAttribute(default=600)
     paused = BooleanAttribute(default=False)
-
-class TransferPolicy(MapAttribute):
-    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
-
-    enabled = BooleanAttribute(default=False)
-    until = UnicodeAttribute(null=True)  # null: until the event starts
-class WaitingListSettings(MapAttribute):
-    enabled = BooleanAttribute(default=False)
-    offer_minutes = NumberAttribute(default=60)
 
 
 class EventItem(Model):
@@ -147,6 +160,8 @@ class EventItem(Model):
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
     waiting_room = WaitingRoom(null=True)
+    fees = FeesMap(null=True)  # service fees for new orders (issue 17)
+    max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
     transfers = TransferPolicy(null=True)  # absent: transfers off
     waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
@@ -274,7 +289,12 @@ class OrderItem(Model):
     customer_email = UnicodeAttribute(null=True)
     customer_name = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    total_cents = NumberAttribute()
+    total_cents = NumberAttribute()  # charged: subtotal + the buyer's fees
+    subtotal_cents = NumberAttribute(null=True)  # the tickets' prices (absent: orders before fees, = total)
+    fees_cents = NumberAttribute(null=True)  # the fees the buyer pays (0 when absorbed)
+    all_fees_cents = NumberAttribute(null=True)  # every fee of the order, absorbed ones included
+    fees_returned_cents = NumberAttribute(null=True)  # fees given up by refunds
+    fees = FeesMap(null=True)  # the fees it was sold with
     currency = UnicodeAttribute()
     lines = ListAttribute(of=OrderLine)
     ticket_ids = ListAttribute(of=UnicodeAttribute)
@@ -328,6 +348,7 @@ class TicketItem(Model):
     type_id = UnicodeAttribute()
     type_name = UnicodeAttribute()
     price_cents = NumberAttribute()
+    fee_cents = NumberAttribute(null=True)  # its fee (ticketing.fees), so its refund is exact
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
     customer_sub = UnicodeAttribute()
@@ -363,6 +384,7 @@ class HolderCount(Model):
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)
     held = NumberAttribute(default=0)
+    bought = NumberAttribute(null=True)  # tickets held or paid, against the event's max_per_customer
 
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
@@ -387,6 +409,7 @@ class RefundItem(Model):
     reason = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
+    fees_cents = NumberAttribute(null=True)  # the fees this refund gave up (ticketing.fees.refund_of)
 
     @staticmethod
     def key(order_id: str, refund_id: str) -> tuple[str, str]:
@@ -696,29 +719,6 @@ class TransitionLogItem(Model):
         return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
 
 
-# ------------------------------------------------------------ waiting room (ticketing.waiting_room)
-QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
-
-
-class QueueRoomItem(Model):
-    """An event whose waiting room is enabled: the admission job ticks every room listed
-    under `QUEUE_ROOMS` (one Query a second)."""
-
-    Meta = _Meta
-
-    PK = UnicodeAttribute(hash_key=True, default="QUEUE_ROOMS")
-    SK = UnicodeAttribute(range_key=True)
-    event_id = UnicodeAttribute()
-    ends_at = UnicodeAttribute()
-
-    @staticmethod
-    def key(event_id: str) -> tuple[str, str]:
-        return "QUEUE_ROOMS", f"EVENT#{event_id}"
-
-
-class QueueCounterItem(Model):
-    """One shard of an event's arrival counter: `E` (before opening; `closed` once the room
-    opened) or `L` (after). A join takes the next number of a shard."""
 class VoucherItem(Model):
     """A voucher of one event (issue 19), keyed by its code (unique across events, so a code
     of another event is recognised as such). GSI1 lists an event's vouchers by id (ids are
@@ -762,18 +762,6 @@ class VoucherGuessItem(Model):
     Meta = _Meta
 
     PK = UnicodeAttribute(hash_key=True)
-    SK = UnicodeAttribute(range_key=True, default="COUNT")
-    count = NumberAttribute(default=0)
-    closed = BooleanAttribute(null=True)
-
-    @staticmethod
-    def key(event_id: str, phase: str, shard: int) -> tuple[str, str]:
-        return f"QCOUNT#{event_id}#{phase}#{shard}", "COUNT"
-
-
-class QueueStateItem(Model):
-    """The admission state of an event's waiting room, written by the admission job once a
-    second to each of `replicas` keys (readers take one at random)."""
     SK = UnicodeAttribute(range_key=True, default="VOUCHER_GUESSES")
     window = UnicodeAttribute()
     count = NumberAttribute(default=0)
@@ -793,60 +781,6 @@ class WaitHeadItem(Model):
     Meta = _Meta
 
     PK = UnicodeAttribute(hash_key=True)
-    SK = UnicodeAttribute(range_key=True, default="STATE")
-    version = NumberAttribute(default=0)
-    opened = BooleanAttribute(default=False)
-    seed = UnicodeAttribute(null=True)  # the pre-opening draw's key (hex), set at opening
-    early = ListAttribute(of=NumberAttribute, default=list)  # pre-opening arrivals per shard, frozen at opening
-    late = ListAttribute(of=NumberAttribute, default=list)  # arrivals since, per shard, at the last tick
-    serving = NumberAttribute(default=0)  # positions 1..serving are admitted
-    admitted = NumberAttribute(default=0)  # buyers admitted (positions that hold someone)
-    at = NumberAttribute(default=0)  # epoch seconds of the last tick
-    carry = NumberAttribute(default=0)  # a fraction of a buyer owed to the next tick
-    rate = NumberAttribute(default=0)  # buyers a minute now (the setting, slowed under pressure)
-    factor = NumberAttribute(default=1)  # 0.1-1: the slow-down under Stripe pressure
-    sold_out = BooleanAttribute(default=False)
-    paused = BooleanAttribute(default=False)
-    marks = ListAttribute(default=list)  # [[epoch, admitted], ...] every ~10 s, the last TTL's worth
-
-    @staticmethod
-    def key(event_id: str, replica: int) -> tuple[str, str]:
-        return f"QUEUE#{event_id}#STATE#{replica}", "STATE"
-
-
-class QueuePlaceItem(Model):
-    """An account's place in an event's waiting room: the shard and number it drew; once
-    admitted (first poll at or past the front), `admitted_at` and `expires_at` and GSI2
-    `QADMIT#<event>#<k>` / `<expires_at>`; once spent by a checkout, GSI2 `QSPENT#<event>#<k>`."""
-
-    Meta = _Meta
-
-    PK = UnicodeAttribute(hash_key=True)
-    SK = UnicodeAttribute(range_key=True, default="PLACE")
-    GSI2PK = UnicodeAttribute(null=True)
-    GSI2SK = UnicodeAttribute(null=True)
-    gsi2 = GSI2()
-
-    event_id = UnicodeAttribute()
-    sub = UnicodeAttribute()
-    phase = UnicodeAttribute()  # E (joined before opening) or L
-    shard = NumberAttribute()
-    number = NumberAttribute()  # 0-based, within the shard
-    joined_at = NumberAttribute()  # epoch seconds
-    round = NumberAttribute(default=0)  # how many times this account joined again after spending or lapsing
-    admitted_at = NumberAttribute(null=True)
-    expires_at = NumberAttribute(null=True)
-    spent_at = UnicodeAttribute(null=True)
-    spent_order = UnicodeAttribute(null=True)
-
-    @staticmethod
-    def key(event_id: str, sub: str) -> tuple[str, str]:
-        return f"QPLACE#{event_id}#{sub}", "PLACE"
-
-
-def queue_index(event_id: str, sub: str, kind: str) -> str:
-    """GSI2 key of an admitted (`QADMIT`) or spent (`QSPENT`) place."""
-    return f"{kind}#{event_id}#{sum(sub.encode()) % QUEUE_INDEX_PARTITIONS}"
     SK = UnicodeAttribute(range_key=True, default="HEAD")
     GSI2PK = UnicodeAttribute(default="WAITLISTS")
     GSI2SK = UnicodeAttribute()
@@ -937,3 +871,102 @@ class OfferCodeItem(Model):
     @staticmethod
     def key(code: str) -> tuple[str, str]:
         return f"OFFER#{code}", "META"
+
+
+# ------------------------------------------------------------ waiting room (ticketing.waiting_room)
+QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
+
+
+class QueueRoomItem(Model):
+    """An event whose waiting room is enabled: the admission job ticks every room listed
+    under `QUEUE_ROOMS` (one Query a second)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True, default="QUEUE_ROOMS")
+    SK = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return "QUEUE_ROOMS", f"EVENT#{event_id}"
+
+
+class QueueCounterItem(Model):
+    """One shard of an event's arrival counter: `E` (before opening; `closed` once the room
+    opened) or `L` (after). A join takes the next number of a shard."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="COUNT")
+    count = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, phase: str, shard: int) -> tuple[str, str]:
+        return f"QCOUNT#{event_id}#{phase}#{shard}", "COUNT"
+
+
+class QueueStateItem(Model):
+    """The admission state of an event's waiting room, written by the admission job once a
+    second to each of `replicas` keys (readers take one at random)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="STATE")
+    version = NumberAttribute(default=0)
+    opened = BooleanAttribute(default=False)
+    seed = UnicodeAttribute(null=True)  # the pre-opening draw's key (hex), set at opening
+    early = ListAttribute(of=NumberAttribute, default=list)  # pre-opening arrivals per shard, frozen at opening
+    late = ListAttribute(of=NumberAttribute, default=list)  # arrivals since, per shard, at the last tick
+    serving = NumberAttribute(default=0)  # positions 1..serving are admitted
+    admitted = NumberAttribute(default=0)  # buyers admitted (positions that hold someone)
+    at = NumberAttribute(default=0)  # epoch seconds of the last tick
+    carry = NumberAttribute(default=0)  # a fraction of a buyer owed to the next tick
+    rate = NumberAttribute(default=0)  # buyers a minute now (the setting, slowed under pressure)
+    factor = NumberAttribute(default=1)  # 0.1-1: the slow-down under Stripe pressure
+    sold_out = BooleanAttribute(default=False)
+    paused = BooleanAttribute(default=False)
+    marks = ListAttribute(default=list)  # [[epoch, admitted], ...] every ~10 s, the last TTL's worth
+
+    @staticmethod
+    def key(event_id: str, replica: int) -> tuple[str, str]:
+        return f"QUEUE#{event_id}#STATE#{replica}", "STATE"
+
+
+class QueuePlaceItem(Model):
+    """An account's place in an event's waiting room: the shard and number it drew; once
+    admitted (first poll at or past the front), `admitted_at` and `expires_at` and GSI2
+    `QADMIT#<event>#<k>` / `<expires_at>`; once spent by a checkout, GSI2 `QSPENT#<event>#<k>`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="PLACE")
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    sub = UnicodeAttribute()
+    phase = UnicodeAttribute()  # E (joined before opening) or L
+    shard = NumberAttribute()
+    number = NumberAttribute()  # 0-based, within the shard
+    joined_at = NumberAttribute()  # epoch seconds
+    round = NumberAttribute(default=0)  # how many times this account joined again after spending or lapsing
+    admitted_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    spent_at = UnicodeAttribute(null=True)
+    spent_order = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, sub: str) -> tuple[str, str]:
+        return f"QPLACE#{event_id}#{sub}", "PLACE"
+
+
+def queue_index(event_id: str, sub: str, kind: str) -> str:
+    """GSI2 key of an admitted (`QADMIT`) or spent (`QSPENT`) place."""
+    return f"{kind}#{event_id}#{sum(sub.encode()) % QUEUE_INDEX_PARTITIONS}"
