@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -98,6 +99,16 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class FeesMap(MapAttribute):
+    """An event's service fees (ticketing.fees), copied onto each order sold with them."""
+
+    percent_bps = NumberAttribute(default=0)
+    fixed_cents = NumberAttribute(default=0)
+    per = UnicodeAttribute(default="ticket")  # ticket or order
+    passed_on = BooleanAttribute(default=True)
+    refundable = BooleanAttribute(default=False)
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -118,6 +129,8 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    fees = FeesMap(null=True)  # service fees for new orders (issue 17)
+    max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -242,7 +255,12 @@ class OrderItem(Model):
     customer_email = UnicodeAttribute(null=True)
     customer_name = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    total_cents = NumberAttribute()
+    total_cents = NumberAttribute()  # charged: subtotal + the buyer's fees
+    subtotal_cents = NumberAttribute(null=True)  # the tickets' prices (absent: orders before fees, = total)
+    fees_cents = NumberAttribute(null=True)  # the fees the buyer pays (0 when absorbed)
+    all_fees_cents = NumberAttribute(null=True)  # every fee of the order, absorbed ones included
+    fees_returned_cents = NumberAttribute(null=True)  # fees given up by refunds
+    fees = FeesMap(null=True)  # the fees it was sold with
     currency = UnicodeAttribute()
     lines = ListAttribute(of=OrderLine)
     ticket_ids = ListAttribute(of=UnicodeAttribute)
@@ -294,6 +312,7 @@ class TicketItem(Model):
     type_id = UnicodeAttribute()
     type_name = UnicodeAttribute()
     price_cents = NumberAttribute()
+    fee_cents = NumberAttribute(null=True)  # its fee (ticketing.fees), so its refund is exact
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
     customer_sub = UnicodeAttribute()
@@ -327,6 +346,7 @@ class HolderCount(Model):
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)
     held = NumberAttribute(default=0)
+    bought = NumberAttribute(null=True)  # tickets held or paid, against the event's max_per_customer
 
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
@@ -351,6 +371,7 @@ class RefundItem(Model):
     reason = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
+    fees_cents = NumberAttribute(null=True)  # the fees this refund gave up (ticketing.fees.refund_of)
 
     @staticmethod
     def key(order_id: str, refund_id: str) -> tuple[str, str]:
