@@ -227,9 +227,11 @@ def refund(order_id: str, data: RefundIn, who: Caller, *, by_cancellation: bool 
     )
     amount, refund_id = int(record.amount_cents), record.refund_id
     before = int(order.refunded_cents or 0)
-    if amount == 0:  # free tickets: nothing goes back through Stripe
+    if amount == 0:  # free tickets: nothing goes back through Stripe, and no refund notice (but the event's cancellation's)
         if lifecycle.complete(order_id, record, "succeeded", None, starts, by=who.sub):
             metrics.add_metric(name="Refunds", unit="Count", value=1)
+            if record.reason == "event_canceled":
+                notify(order, 0, record.reason, tickets)
         return _out(RefundItem.get(*RefundItem.key(order_id, refund_id), consistent_read=True))
     try:
         made = _stripe_refund(
