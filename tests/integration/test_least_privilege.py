@@ -331,9 +331,10 @@ def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
 
 def test_private_qr_keys_only_where_tickets_are_signed_and_public_keys_where_the_gate_reads(scenario):
     secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.QR_SECRET}"
+    signers = {"WebhookFunction", "CheckoutFunction"}  # a payment's tickets; a free order's, paid at checkout
     readers = {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used}
-    assert readers == {"WebhookFunction"}
-    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WebhookFunction"
+    assert readers == signers
+    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid not in signers
                    for pair in allowed(fid))
     public = f"arn:aws:ssm:{stack_module.REGION}:123456789012:parameter{stack_module.QR_PUBLIC_KEYS}"
     assert ("ssm:GetParameter", public) in scenario["VerifyFunction"]
