@@ -188,6 +188,7 @@ class Stack:
                     "--parameter", f"FrontendUrl={self.frontend_url}",
                     "--schedule-seconds", str(self.schedule_seconds),
                     "--key-file", str(self.state_dir / "local-jwt-key.pem"),
+                    "--web", str(ROOT / "web"),
                     *(["--concurrency", str(self.concurrency)] if self.concurrency else []),
                 ],
             )
@@ -380,6 +381,7 @@ Local stack is up (Ctrl-C stops everything):
   API            {self.api_url}      (routes from template.yaml; docs at {self.api_url}/api/docs/)
   Stripe         {self.stripe_url}      (localstripe; webhooks go to {self.api_url}{WEBHOOK_PATH})
   AWS            {self.aws_url}      (moto: DynamoDB table {TABLE}, bucket {BUCKET})
+  Pages          {self.api_url}/app/      (sign in with any email; tick admin for the desk, scanner for the gate)
 
 Try it:
   curl -s {self.api_url}/api/events/ | python3 -m json.tool
