@@ -24,7 +24,7 @@ COPIES = {
 }
 LICENSES = {"jsqr": "jsQR", "@noble/ed25519": "noble-ed25519", "uqr": "uqr"}
 # What scanner.html loads on a browser without BarcodeDetector (the decoder included).
-SCANNER = ["scanner.html", "css/app.css", "js/core.js", "js/scanner.js", "js/gatedb.js", "js/verify.js",
+SCANNER = ["scanner.html", "css/app.css", "js/core.js", "js/scanner.js", "js/frames.js", "js/gatedb.js", "js/verify.js",
            "vendor/jsQR.js", "manifest.webmanifest", "icon.svg"]
 BUDGET = 200 * 1024
 

@@ -1,4 +1,5 @@
-"""Expire lapsed holds on a schedule: cancel each PaymentIntent, release its seats.
+"""Expire lapsed holds on a schedule: cancel each PaymentIntent, release its seats; then the
+waiting lists' offer run: lapse offers whose time is up, offer free seats to the first in line.
 
 Overlapping runs are safe: each order is claimed once, and each release is conditional on
 the order still being pending. A run stops taking orders 5 s before its timeout."""
@@ -9,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ticketing import checkout
+from ticketing import checkout, waitlist
 from ticketing.config import settings
 from ticketing.observability import logger, metrics
 
@@ -28,4 +29,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     metrics.add_metric(name="HoldsExpired", unit=MetricUnit.Count, value=expired)
     if expired:
         logger.info("expired lapsed holds", extra={"expired": expired})
-    return {"expired": expired}
+    offers = waitlist.run()  # after the expiry: the seats it freed are offered in this run
+    if any(offers.values()):
+        logger.info("waiting-list offers", extra=offers)
+    return {"expired": expired, **offers}

@@ -2,10 +2,10 @@
 // so the scanner (and my tickets) load through a reload with no network. Network first
 // (a changed page is seen at once), the cache when the network fails or takes over 3 s.
 // The API is never cached here: the pages keep what they need themselves.
-const CACHE = 'app-v1';
+const CACHE = 'app-v2';
 const SHELL = [
   './', 'index.html', 'scanner.html', 'tickets.html', 'signin.html', 'config.json', 'manifest.webmanifest',
-  'css/app.css', 'js/core.js', 'js/scanner.js', 'js/gatedb.js', 'js/verify.js', 'js/tickets.js', 'js/qr.js',
+  'css/app.css', 'js/core.js', 'js/scanner.js', 'js/frames.js', 'js/gatedb.js', 'js/verify.js', 'js/tickets.js', 'js/qr.js',
   'js/home.js', 'js/signin.js', 'vendor/jsQR.js', 'vendor/noble-ed25519.js', 'vendor/uqr.js', 'icon.svg',
 ];
 

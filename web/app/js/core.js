@@ -40,16 +40,23 @@ export function hasRole(...roles) {
   return !!u && !u.expired && roles.some((r) => u.groups.includes(r));
 }
 
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+export const signInUrl = () => new URL('../signin.html', import.meta.url).href;
+
 /** Send the browser to sign in, then back here. */
 export async function signIn() {
   const next = location.pathname + location.search;
   const cfg = await config();
   if (cfg.mode === 'aws' && cfg.cognito) {
-    const redirect = new URL('signin.html', location.href).href;
+    // The hosted UI's authorization code flow with PKCE; signin.html exchanges the code.
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const challenge = b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
+    const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    sessionStorage.setItem('pkce', JSON.stringify({ verifier, state, next }));
     const url = new URL(`https://${cfg.cognito.domain}/oauth2/authorize`);
     url.search = new URLSearchParams({
-      response_type: 'token', client_id: cfg.cognito.client_id, redirect_uri: redirect,
-      scope: 'openid email profile', state: next,
+      response_type: 'code', client_id: cfg.cognito.client_id, redirect_uri: signInUrl(),
+      scope: 'openid email profile', state, code_challenge: challenge, code_challenge_method: 'S256',
     });
     location.assign(url.href);
   } else {

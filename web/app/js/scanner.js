@@ -2,6 +2,7 @@
 // the keys document and a queue in IndexedDB uploaded in batches when the network returns.
 import { $, api, ApiError, el, failure, header, requireUser, show, signIn, timeOnly, user } from './core.js';
 import * as db from './gatedb.js';
+import { newScans } from './frames.js';
 import { verifyOffline } from './verify.js';
 
 const BATCH = 200; // the API takes at most 200 scans an upload
@@ -12,7 +13,7 @@ header('scanner.html');
 
 const state = {
   setup: JSON.parse(localStorage.getItem(SETUP) || 'null'),
-  lastCode: null, lastSeen: 0, stream: null, uploading: false, needsSignIn: false,
+  scans: newScans(GONE_MS), stream: null, uploading: false, needsSignIn: false,
   // Reachability as the last call to the API found it (navigator.onLine says nothing of a
   // venue's Wi-Fi that has lost its uplink).
   online: navigator.onLine,
@@ -238,15 +239,9 @@ async function loop() {
   if (!video || !state.stream) return;
   try {
     const code = await decode(video);
-    const now = performance.now();
-    if (code) {
-      const fresh = code !== state.lastCode || now - state.lastSeen > GONE_MS;
-      state.lastCode = code;
-      state.lastSeen = now;
-      if (fresh) {
-        await handle(code);
-        state.lastSeen = performance.now(); // the answer took a while: the code was in view all along
-      }
+    if (state.scans.frame(code, performance.now())) {
+      await handle(code);
+      state.scans.stillSeen(code, performance.now()); // the answer took a while: the code was in view all along
     }
   } catch { /* a frame that cannot be read */ }
   setTimeout(loop, 100);
@@ -295,7 +290,7 @@ async function handleOffline(code) {
 
 const REASONS = {
   bad_signature: 'Not one of our tickets (or misread): refuse entry.',
-  void: 'This ticket was voided (refunded or canceled): refuse entry.',
+  void: 'This ticket was voided (refunded or canceled) or this code replaced by a transfer: refuse entry.',
   wrong_event: 'This ticket is for another event.',
   event_over: 'The event is over.',
 };

@@ -1,10 +1,9 @@
-// Sign-in. On AWS the Cognito hosted UI sends the browser back here with the ID token in
-// the fragment; on the local stack a small form asks the gateway's /_local/token for one.
-import { $, config, el, failure, header, setToken, show } from './core.js';
+// Sign-in. On AWS the Cognito hosted UI sends the browser back here with an authorization code
+// (PKCE), exchanged here for the ID token; on the local stack a small form asks /_local/token.
+import { $, config, el, failure, header, setToken, show, signInUrl } from './core.js';
 
 const main = $('#main');
 const params = new URLSearchParams(location.search);
-const fragment = new URLSearchParams(location.hash.slice(1));
 
 function done(next) {
   const target = next && next.startsWith('/') && !next.startsWith('//') ? next : 'index.html';
@@ -12,9 +11,25 @@ function done(next) {
 }
 
 const cfg = await config();
-if (fragment.get('id_token')) {
-  setToken(fragment.get('id_token'));
-  done(fragment.get('state'));
+if (params.get('code') && cfg.cognito) {
+  // Back from the hosted UI: the code for an ID token, with the PKCE verifier kept for it.
+  header('signin.html');
+  const pkce = JSON.parse(sessionStorage.getItem('pkce') || 'null');
+  sessionStorage.removeItem('pkce');
+  try {
+    if (!pkce || pkce.state !== params.get('state')) throw new Error('This sign-in was not started here: try again.');
+    const response = await fetch(`https://${cfg.cognito.domain}/oauth2/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ grant_type: 'authorization_code', client_id: cfg.cognito.client_id,
+        code: params.get('code'), redirect_uri: signInUrl(), code_verifier: pkce.verifier }),
+    });
+    const body = await response.json();
+    if (!response.ok || !body.id_token) throw new Error(body.error_description || body.error || `HTTP ${response.status}`);
+    setToken(body.id_token);
+    done(pkce.next);
+  } catch (error) {
+    show(main, el('h1', {}, 'Sign in'), el('p', { class: 'status error' }, failure(error)));
+  }
 } else if (cfg.mode !== 'local') {
   header('signin.html');
   show(main, el('h1', {}, 'Sign in'), el('p', {}, 'Use the button at the top of the page to sign in.'));

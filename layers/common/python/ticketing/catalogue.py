@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, StringConstraints, field_validator
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import clock, fees as fee_rules, inventory, money
+from ticketing import clock, fees as fee_rules, inventory, money, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound, Unprocessable
 from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
-from ticketing.table import EventItem, FeesMap, Fixture, TicketTypeItem, connection, event_partition
+from ticketing.table import EventItem, FeesMap, Fixture, TicketTypeItem, TransferPolicy, connection, event_partition
+from ticketing.waitlist import WaitingListIn, WaitingListOut
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -59,6 +60,15 @@ class TicketTypeIn(BaseModel):
     max_per_order: StrictInt = Field(default=10, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool = False  # off the event page; sold only with a voucher that reveals it (ticketing.vouchers)
+
+
+class TransfersIn(BaseModel):
+    """Whether holders may transfer their tickets to someone else, and until when (null:
+    until the event starts)."""
+
+    enabled: StrictBool
+    until: AwareDatetime | None = None
 
 
 class EventPatch(BaseModel):
@@ -72,6 +82,8 @@ class EventPatch(BaseModel):
     ends_at: AwareDatetime | None = None
     fees: fee_rules.FeesIn | None = None  # null removes them; new orders only
     max_per_customer: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_CUSTOMER)  # null removes the limit
+    transfers: TransfersIn | None = None
+    waiting_list: WaitingListIn | None = None  # issue 19: null turns it off
 
 
 class TicketTypePatch(BaseModel):
@@ -84,6 +96,7 @@ class TicketTypePatch(BaseModel):
     max_per_order: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_ORDER)
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
+    hidden: StrictBool | None = None
 
 
 # ----------------------------------------------------------------- outputs
@@ -108,6 +121,12 @@ class TicketTypeOut(BaseModel):
     sales_start: str
     sales_end: str
     on_sale: bool
+    hidden: bool = False
+
+
+class TransfersOut(BaseModel):
+    enabled: bool
+    until: str | None = None  # null: until the event starts
 
 
 class EventOut(BaseModel):
@@ -123,6 +142,8 @@ class EventOut(BaseModel):
     max_per_customer: int | None = None
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
+    transfers: TransfersOut = TransfersOut(enabled=False)
+    waiting_list: WaitingListOut | None = None
 
 
 class EventPage(BaseModel):
@@ -253,7 +274,11 @@ def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
 
 
 def get_event(event_id: str) -> EventOut:
-    return _with_types(*load_event(event_id))
+    """The public event page: hidden ticket types are left out (a revealing voucher sells them)."""
+    event, types = load_event(event_id)
+    page = _with_types(event, [t for t in types if not t.hidden])
+    waitlist.adjust_page(event, page)  # seats kept for those waiting are not the public's
+    return page
 
 
 def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
@@ -286,7 +311,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
         capacity=data.capacity, max_per_order=data.max_per_order,
         fixture_id=fixture.fixture_id if fixture else None,
         sales_start=clock.iso(sales_start), sales_end=clock.iso(sales_end),
-        shards=len(capacities), created_at=clock.iso(now),
+        shards=len(capacities), created_at=clock.iso(now), hidden=data.hidden or None,
     )
     shards = inventory.new_shards(event_id, type_id, capacities)
     try:
@@ -317,7 +342,7 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return _with_types(event, types)
-    for field in ("name", "venue", "starts_at", "ends_at"):
+    for field in ("name", "venue", "starts_at", "ends_at", "transfers"):
         if field in changes and changes[field] is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
     if "fees" in changes:  # every ticket type must stay chargeable with the new fees
@@ -340,6 +365,14 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     if "max_per_customer" in changes:
         actions.append(EventItem.max_per_customer.set(data.max_per_customer) if data.max_per_customer is not None
                        else EventItem.max_per_customer.remove())
+    if "transfers" in changes:
+        until = data.transfers.until
+        if until is not None and until > ends_at:
+            raise InvalidInput("transfers.until", "transfers.until must not be after the event ends.")
+        actions.append(EventItem.transfers.set(TransferPolicy(
+            enabled=data.transfers.enabled, until=clock.iso(until) if until else None)))
+    if "waiting_list" in changes:
+        actions.append(waitlist.settings_action(data.waiting_list))
     if "starts_at" in changes or "ends_at" in changes:
         starts = clock.iso(starts_at)
         actions += [EventItem.starts_at.set(starts), EventItem.ends_at.set(clock.iso(ends_at)),
@@ -370,7 +403,8 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
             raise InvalidInput(field, f"{field} cannot be removed.")
     if "price_cents" in changes:
         check_minimum(changes["price_cents"], event.currency, event_fees(event), "price_cents")
-    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order") if field in changes]
+    actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order", "hidden")
+               if field in changes]
     if "sales_start" in changes or "sales_end" in changes:
         now = clock.now()
         fixture = next((f for f in event.fixtures or [] if f.fixture_id == item.fixture_id), None)
@@ -408,7 +442,9 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
             FixtureOut(id=f.fixture_id, name=f.name, starts_at=f.starts_at, ends_at=f.ends_at)
             for f in item.fixtures or []
         ],
-        ticket_types=types,
+        ticket_types=types, waiting_list=waitlist.settings_of(item),
+        transfers=TransfersOut(enabled=bool(item.transfers and item.transfers.enabled),
+                               until=item.transfers.until if item.transfers else None),
     )
 
 
@@ -422,7 +458,7 @@ def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability
         currency=currency, capacity=int(item.capacity),
         available=available, max_per_order=int(item.max_per_order),
         sales_start=item.sales_start, sales_end=item.sales_end,
-        on_sale=item.sales_start <= now < item.sales_end and available > 0,
+        on_sale=item.sales_start <= now < item.sales_end and available > 0, hidden=bool(item.hidden),
     )
 
 

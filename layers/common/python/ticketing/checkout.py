@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, fees as fee_rules, inventory, orders, payments, stripe_budget
+from ticketing import cards, catalogue, clock, fees as fee_rules, inventory, orders, payments, stripe_budget, vouchers, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
@@ -61,6 +61,8 @@ class CheckoutIn(BaseModel):
     items: list[CheckoutLine] = Field(min_length=1, max_length=MAX_LINES)
     payment_method_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
     save_card: StrictBool = False
+    voucher_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    offer_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
 
 
 class CheckoutOut(BaseModel):
@@ -75,6 +77,7 @@ class CheckoutOut(BaseModel):
     order_status: str = OrderStatus.PENDING
     expires_at: str
     tickets: list[orders.CheckoutTicketOut]
+    discount_cents: int = 0  # what the voucher took off, before fees (ticketing.vouchers)
 
 
 def _serial() -> str:
@@ -120,17 +123,24 @@ def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]
     return event, chosen
 
 
-def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> lifecycle.Hold:
+def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller,
+                voucher: vouchers.Applied | None = None) -> lifecycle.Hold:
     now = clock.now()
     fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
     created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
+    # Each ticket's share of the voucher's discount comes off its price before fees: fees
+    # are computed on `price_cents - off[seat]` per ticket (ticketing.fees), and the order's
+    # total is (prices - discount) + the buyer's fees.
+    offs = [voucher.shares[index] if voucher else [0] * qty for index, (_, qty) in enumerate(chosen)]
     fees = catalogue.event_fees(event)
-    priced = fee_rules.price_order([int(t.price_cents) for t, qty in chosen for _ in range(qty)], fees)
+    priced = fee_rules.price_order(
+        [int(t.price_cents) - off[seat] for (t, qty), off in zip(chosen, offs, strict=True) for seat in range(qty)], fees)
     each = iter(priced.tickets)
     tickets: list[TicketItem] = []
     lines: list[OrderLine] = []
-    for ticket_type, qty in chosen:
+    for index, (ticket_type, qty) in enumerate(chosen):
+        off = offs[index]
         lines.append(
             OrderLine(
                 type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
@@ -138,7 +148,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
             )
         )
         fixture = fixtures.get(ticket_type.fixture_id or fixture_id or "")
-        for _ in range(qty):
+        for seat in range(qty):
             ticket_id = new_id("tk")
             tickets.append(
                 TicketItem(
@@ -147,8 +157,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     **event_tickets_index(event.event_id, ticket_id, created),
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
-                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), fee_cents=next(each).fee_cents,
-                    currency=event.currency,
+                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat],
+                    fee_cents=next(each).fee_cents, currency=event.currency,
                     status=TicketStatus.PENDING, customer_sub=who.sub, created_at=created,
                     event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
                     fixture_starts_at=fixture.starts_at if fixture else None,
@@ -164,23 +174,29 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
         customer_email=who.email, customer_name=who.name, status=OrderStatus.PENDING,
         total_cents=priced.total_cents, subtotal_cents=priced.subtotal_cents, fees_cents=priced.buyer_fees_cents,
-        all_fees_cents=priced.fees_cents, fees_returned_cents=0,
-        fees=catalogue.fees_map(fees), currency=event.currency,
+        all_fees_cents=priced.fees_cents, fees_returned_cents=0, fees=catalogue.fees_map(fees),
+        currency=event.currency, voucher_code=voucher.code if voucher else None,
+        discount_cents=voucher.discount_cents if voucher else None,
         lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
         refunded_cents=0, created_at=created, expires_at=expires, updated_at=created,
     )
     return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
+def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None, offer=None) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
-    and reclaiming lapsed holds once before answering sold out."""
+    and reclaiming lapsed holds once before answering sold out. Seats kept for a waiting
+    list are not planned; a waiting-list `offer` (claim, shard -> seats) brings its own."""
     reclaimed = False
+    waiting = waitlist.waiting_for(event, [t.type_id for t, _ in chosen])
     for _attempt in range(HOLD_ATTEMPTS):
         remaining = inventory.read_for_hold({t.type_id: (int(t.shards), qty) for t, qty in chosen}, final=reclaimed)
+        remaining = waitlist.keep_for_waiting(remaining, waiting)
         try:
-            plans = {}
+            plans = {offer[0].type_id: offer[1]} if offer else {}
             for ticket_type, qty in chosen:
+                if ticket_type.type_id in plans:
+                    continue
                 try:
                     plans[ticket_type.type_id] = inventory.plan(remaining[ticket_type.type_id], qty)
                 except inventory.SoldOut as sold_out:
@@ -191,7 +207,9 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
                         error="Not enough tickets available", code="sold_out",
                         ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
                     ) from None
-            hold = _build_hold(event, fixture_id, chosen, plans, who)
+            hold = _build_hold(event, fixture_id, chosen, plans, who, voucher)
+            if offer:
+                hold = lifecycle.Hold(hold.order, hold.tickets, offer[0])
             lifecycle.place_hold(hold, settings().max_held_per_customer,
                                  int(event.max_per_customer) if event.max_per_customer is not None else None)
             return hold
@@ -201,6 +219,10 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
                 continue  # nothing to reclaim: the next pass answers sold out
         except lifecycle.ShardRace:
             continue
+        except lifecycle.VoucherSpent:
+            raise vouchers.used_up() from None
+        except waitlist.lifecycle.OfferRefused:
+            raise waitlist.offer_refused() from None
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
 
@@ -211,9 +233,11 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
     # reads of the budget a request (README, "On-sale runbook").
     spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
+    voucher = vouchers.apply(event, chosen, data.voucher_code, who)  # hidden types, the discount (before fees)
+    offer = waitlist.for_checkout(event, chosen, data.offer_code, who)  # a waiting-list offer's held seats
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held
-    hold = _hold(event, fixture_id, chosen, who)
+    hold = _hold(event, fixture_id, chosen, who, voucher, offer)
     order = hold.order
     if int(order.total_cents) == 0:
         return _free(hold)
@@ -251,6 +275,7 @@ def _answer(hold: lifecycle.Hold, client_secret: str | None, intent_id: str | No
         order_status=order_status,
         expires_at=order.expires_at,
         tickets=[orders.CheckoutTicketOut.of(t, order) for t in hold.tickets],
+        discount_cents=int(order.discount_cents or 0),
     )
 
 

@@ -9,7 +9,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
-| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id>; transferred, unclaimed: HOLDING#<email> / same | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue, or its code re-issued) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
@@ -17,8 +17,15 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
 | who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
+| a ticket's transfer (who held it when) | ORDER#<order_id> | TRANSFER#<at>#<ticket_id>#<v> |                |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
+| voucher (issue 19) | VOUCHER#<code>      | META           | VOUCHERS#<event_id> / <voucher_id>     |                                 |
+| wrong voucher codes a customer tried | GUESSES#<sub> | VOUCHER_GUESSES |                          | TTL `ttl` (ticketing.vouchers)  |
+| a type's waiting list (issue 19) | WAIT#<type_id> | HEAD      |                                        | WAITLISTS / <type_id>           |
+| a place on it   | WAIT#<type_id>      | ENTRY#<seq>    | CUSTOMER#<sub> / WAIT#<joined>#<id>    | offered: OFFERS#<k> / <expires_at>#<id> |
+| who is on it    | WAIT#<type_id>      | SUB#<sub>      |                                        |                                 |
+| an offer's code | OFFER#<code>        | META           |                                        | TTL `ttl`                       |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
 and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
@@ -109,6 +116,18 @@ class FeesMap(MapAttribute):
     refundable = BooleanAttribute(default=False)
 
 
+class TransferPolicy(MapAttribute):
+    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
+
+    enabled = BooleanAttribute(default=False)
+    until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
+class WaitingListSettings(MapAttribute):
+    enabled = BooleanAttribute(default=False)
+    offer_minutes = NumberAttribute(default=60)
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -131,6 +150,8 @@ class EventItem(Model):
     created_by = UnicodeAttribute()
     fees = FeesMap(null=True)  # service fees for new orders (issue 17)
     max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
+    transfers = TransferPolicy(null=True)  # absent: transfers off
+    waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -154,6 +175,7 @@ class TicketTypeItem(Model):
     sales_end = UnicodeAttribute()
     shards = NumberAttribute()
     created_at = UnicodeAttribute()
+    hidden = BooleanAttribute(null=True)  # off the event page; sold only with a revealing voucher (issue 19)
 
     @staticmethod
     def key(event_id: str, type_id: str) -> tuple[str, str]:
@@ -280,6 +302,8 @@ class OrderItem(Model):
     receipt_problem = UnicodeAttribute(null=True)  # why, in words the customer sees on the order
     resend_hour = UnicodeAttribute(null=True)  # the UTC hour ("2026-12-02T10") resend_count counts
     resend_count = NumberAttribute(null=True)  # receipts resent in resend_hour (limited, ticketing.fulfilment)
+    voucher_code = UnicodeAttribute(null=True)  # the voucher used (issue 19): its use is given back on release
+    discount_cents = NumberAttribute(null=True)  # what the voucher took off, before fees
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
@@ -332,6 +356,8 @@ class TicketItem(Model):
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
     admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
+    code_version = NumberAttribute(null=True)  # the signed code's version (qr.py); absent: 0
+    transferred_at = UnicodeAttribute(null=True)  # the last transfer (ticketing.transfers)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -631,6 +657,31 @@ class NotificationItem(Model):
         return f"UNREAD#{sub}"
 
 
+class TransferItem(Model):
+    """Who held a ticket when: one record per transfer, in the order's partition
+    (`ORDER#<order_id>` / `TRANSFER#<at>#<ticket_id>#<code version>`), written with the transfer."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    ticket_id = UnicodeAttribute()
+    from_sub = UnicodeAttribute()
+    from_email = UnicodeAttribute(null=True)
+    from_name = UnicodeAttribute(null=True)
+    to_email = UnicodeAttribute()
+    to_name = UnicodeAttribute()
+    code_version = NumberAttribute()
+    at = UnicodeAttribute()
+    by = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, ticket_id: str, code_version: int) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"TRANSFER#{at}#{ticket_id}#{code_version}"
+
+
 class TransitionLogItem(Model):
     """One transition of an order, its tickets or its refunds (see `ticketing.lifecycle`):
     who, when, from, to and why, written in the transition's own transaction and kept in
@@ -654,3 +705,157 @@ class TransitionLogItem(Model):
     @staticmethod
     def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
         return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
+
+
+class VoucherItem(Model):
+    """A voucher of one event (issue 19), keyed by its code (unique across events, so a code
+    of another event is recognised as such). GSI1 lists an event's vouchers by id (ids are
+    time-ordered), which also finds one by id. `uses` moves only in the lifecycle's hold
+    and release transactions (`ticketing.lifecycle.orders`), conditional on `max_uses`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    voucher_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    kind = UnicodeAttribute()  # percent, amount, reveal
+    value = NumberAttribute()  # percent: whole percent 0-100; amount: minor units; reveal: 0
+    ticket_type_ids = ListAttribute(of=UnicodeAttribute, default=list)  # empty: every visible type
+    max_uses = NumberAttribute()
+    uses = NumberAttribute(default=0)
+    valid_from = UnicodeAttribute(null=True)
+    valid_until = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    retired_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"VOUCHER#{code}", "META"
+
+    @staticmethod
+    def event_index(event_id: str) -> str:
+        return f"VOUCHERS#{event_id}"
+
+
+class VoucherGuessItem(Model):
+    """Wrong voucher codes one customer tried in the current window (`ticketing.vouchers`):
+    past the limit, checkout with a code answers 429 until the window ends."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="VOUCHER_GUESSES")
+    window = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(sub: str) -> tuple[str, str]:
+        return f"GUESSES#{sub}", "VOUCHER_GUESSES"
+
+
+class WaitHeadItem(Model):
+    """A ticket type's waiting list (issue 19): the next place number and `waiting`, the
+    seats wanted by those still waiting (not yet offered). While `waiting` > 0 the public
+    sees that many fewer seats (`ticketing.waitlist.public_free`). GSI2 `WAITLISTS` lists
+    every waiting list for the offer run."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="HEAD")
+    GSI2PK = UnicodeAttribute(default="WAITLISTS")
+    GSI2SK = UnicodeAttribute()
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    next_seq = NumberAttribute(default=0)
+    waiting = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(type_id: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", "HEAD"
+
+
+OFFER_PARTITIONS = 8
+
+
+def offer_partition(entry_id: str) -> str:
+    return f"OFFERS#{sum(entry_id.encode()) % OFFER_PARTITIONS}"
+
+
+class WaitEntryItem(Model):
+    """One place on a waiting list, in line by `seq` (its sort key). `state`: waiting ->
+    offered -> taken (checked out with the offer) or lapsed; waiting/offered -> left.
+    While offered, `offer_takes` are the seats held for it (held on their shards) and GSI2
+    holds it by expiry (`OFFERS#<k>`), so the expiry run finds lapsed offers."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi1 = GSI1()
+    gsi2 = GSI2()
+
+    entry_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    qty = NumberAttribute()
+    state = UnicodeAttribute()  # waiting, offered, taken, lapsed, left
+    joined_at = UnicodeAttribute()
+    offer_code = UnicodeAttribute(null=True)
+    offered_at = UnicodeAttribute(null=True)
+    offer_expires_at = UnicodeAttribute(null=True)
+    offer_takes = ListAttribute(of=ShardTake, null=True)
+    order_id = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(type_id: str, seq: int) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"ENTRY#{int(seq):010d}"
+
+
+class WaitMemberItem(Model):
+    """Who is on a type's waiting list (one place each): joining twice finds this."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    seq = NumberAttribute()
+
+    @staticmethod
+    def key(type_id: str, sub: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"SUB#{sub}"
+
+
+class OfferCodeItem(Model):
+    """An offer's code -> its place on the list (checkout with `offer_code` reads this)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"OFFER#{code}", "META"

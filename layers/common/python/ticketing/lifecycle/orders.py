@@ -11,17 +11,22 @@ from ticketing import clock
 from ticketing.errors import Conflict, TooManyRequests
 from ticketing.lifecycle import states as S
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact, update_one
-from ticketing.table import HolderCount, InventoryShard, OrderItem, TicketItem
+from ticketing.table import HolderCount, InventoryShard, OrderItem, TicketItem, VoucherItem
 
 
 class ShardRace(Exception):
     """A shard's seats were taken between our read and our write: read again and retry."""
 
 
+class VoucherSpent(Exception):
+    """The voucher's last use was taken (or it was retired) between our read and our hold."""
+
+
 @dataclass(frozen=True)
 class Hold:
     order: OrderItem
     tickets: list[TicketItem]
+    offer: Any = None  # a waiting-list offer (lifecycle.waitlist.OfferClaim) whose held seats the order takes
 
 
 def shard_of(order: OrderItem) -> dict[str, int]:
@@ -133,17 +138,26 @@ def place_hold(hold: Hold, hold_limit: int, customer_limit: int | None = None) -
         for ticket in hold.tickets:
             tx.save("ticket", ticket, condition=S.T_HOLD.condition())
         for line in order.lines:
+            if hold.offer is not None and line.type_id == hold.offer.type_id:
+                continue  # the offer's seats are held already: the order takes them over
             for take in line.takes:
                 tx.update(
                     "shard", InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
                     actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
                     condition=InventoryShard.remaining >= int(take.qty),
                 )
+        if hold.offer is not None:
+            from ticketing.lifecycle import waitlist
+
+            waitlist.take(tx, hold.offer, order.customer_sub, order.order_id, order.created_at)
         tx.update(
             "holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
             actions=[HolderCount.held.add(seats), HolderCount.bought.add(seats)],
             condition=holder_condition,
         )
+        if order.voucher_code:  # the voucher's use, taken with the seats: never more than max_uses
+            tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(1)],
+                      condition=(VoucherItem.uses < VoucherItem.max_uses) & VoucherItem.retired_at.does_not_exist())
         tx.log(order.order_id, S.HOLD, by=order.customer_sub, why="checkout", ids=order.ticket_ids)
 
     try:
@@ -153,6 +167,12 @@ def place_hold(hold: Hold, hold_limit: int, customer_limit: int | None = None) -
             if customer_limit is not None and _bought(order) + seats > customer_limit:
                 raise _over_limit(customer_limit) from refused
             raise too_many from refused
+        if "voucher" in refused.failed:
+            raise VoucherSpent() from refused
+        if "offer" in refused.failed:
+            from ticketing.lifecycle.waitlist import OfferRefused
+
+            raise OfferRefused() from refused
         if "shard" in refused.failed:
             raise ShardRace() from refused
         raise
@@ -204,6 +224,8 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
                 )
         tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
                   actions=[HolderCount.held.add(-seats), HolderCount.bought.add(-seats)])
+        if order.voucher_code:  # its use back (a voucher is never deleted: retired ones too)
+            tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(-1)])
         tx.update("order", OrderItem(*OrderItem.key(order.order_id)), actions=actions, condition=transition.condition())
         tx.log(order.order_id, transition, by=by, why=reason, from_status=S.OrderStatus.PENDING, ids=order.ticket_ids)
 
