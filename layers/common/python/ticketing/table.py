@@ -106,11 +106,23 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class FeesMap(MapAttribute):
+    """An event's service fees (ticketing.fees), copied onto each order sold with them."""
+
+    percent_bps = NumberAttribute(default=0)
+    fixed_cents = NumberAttribute(default=0)
+    per = UnicodeAttribute(default="ticket")  # ticket or order
+    passed_on = BooleanAttribute(default=True)
+    refundable = BooleanAttribute(default=False)
+
+
 class TransferPolicy(MapAttribute):
     """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
 
     enabled = BooleanAttribute(default=False)
     until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
 class WaitingListSettings(MapAttribute):
     enabled = BooleanAttribute(default=False)
     offer_minutes = NumberAttribute(default=60)
@@ -136,6 +148,8 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    fees = FeesMap(null=True)  # service fees for new orders (issue 17)
+    max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
     transfers = TransferPolicy(null=True)  # absent: transfers off
     waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
@@ -263,7 +277,12 @@ class OrderItem(Model):
     customer_email = UnicodeAttribute(null=True)
     customer_name = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    total_cents = NumberAttribute()
+    total_cents = NumberAttribute()  # charged: subtotal + the buyer's fees
+    subtotal_cents = NumberAttribute(null=True)  # the tickets' prices (absent: orders before fees, = total)
+    fees_cents = NumberAttribute(null=True)  # the fees the buyer pays (0 when absorbed)
+    all_fees_cents = NumberAttribute(null=True)  # every fee of the order, absorbed ones included
+    fees_returned_cents = NumberAttribute(null=True)  # fees given up by refunds
+    fees = FeesMap(null=True)  # the fees it was sold with
     currency = UnicodeAttribute()
     lines = ListAttribute(of=OrderLine)
     ticket_ids = ListAttribute(of=UnicodeAttribute)
@@ -317,6 +336,7 @@ class TicketItem(Model):
     type_id = UnicodeAttribute()
     type_name = UnicodeAttribute()
     price_cents = NumberAttribute()
+    fee_cents = NumberAttribute(null=True)  # its fee (ticketing.fees), so its refund is exact
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
     customer_sub = UnicodeAttribute()
@@ -352,6 +372,7 @@ class HolderCount(Model):
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)
     held = NumberAttribute(default=0)
+    bought = NumberAttribute(null=True)  # tickets held or paid, against the event's max_per_customer
 
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
@@ -376,6 +397,7 @@ class RefundItem(Model):
     reason = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
+    fees_cents = NumberAttribute(null=True)  # the fees this refund gave up (ticketing.fees.refund_of)
 
     @staticmethod
     def key(order_id: str, refund_id: str) -> tuple[str, str]:
