@@ -7,7 +7,7 @@ check (a transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem p
 Query on an index as the index's ARN, an S3 read of a missing object as s3:ListBucket too,
 SES v2 SendEmail as ses:SendEmail on the identity and the configuration set): see
 local/aws.py. A scenario drives every function through the code paths that need each
-permission (checkout, pay, webhook, receipt and its retry, a bounce, refund, dispute, event cancel,
+permission (checkout, a free order, pay, webhook, receipt and its retry, a bounce, refund, dispute, event cancel,
 tickets and QR codes, verify, check-in, offline upload, expiry, organiser reports, vouchers,
 waiting lists and their offers), then
 each function's record is compared with its policy. SAM's own additions (the SQS event
@@ -178,6 +178,13 @@ def scenario(api, stack):
     lapse(stack, held["order_id"])
     ok(buy(api, customer(api, "reclaimer"), event_id, [(last_seat, 1)]), 201)
     assert api.get(f"/api/orders/{held['order_id']}/", token=holder).json()["status"] == "expired"
+    # a free order: paid at checkout (its tickets signed there, its receipt queued), canceled
+    free = ok(api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                       json={"name": "Free", "price_cents": 0, "capacity": 5}), 201)["id"]
+    taker = customer(api, "free")
+    free_order = ok(buy(api, taker, event_id, [(free, 2)]), 201)
+    assert free_order["order_status"] == "paid"
+    ok(api.post(f"/api/orders/{free_order['order_id']}/cancel/", token=taker))
 
     # pay: the webhook fulfils (signs the QR payloads) and sends the receipt
     pay(stack, first)
@@ -402,7 +409,7 @@ def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
 
 def test_private_qr_keys_only_where_tickets_are_signed_and_public_keys_where_the_gate_reads(scenario):
     secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.QR_SECRET}"
-    signers = {"WebhookFunction", "TransferFunction"}  # issue, and re-issue on a transfer
+    signers = {"WebhookFunction", "TransferFunction", "CheckoutFunction"}  # issue, re-issue on a transfer, a free order's
     readers = {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used}
     assert readers == signers
     assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid not in signers

@@ -18,14 +18,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget, vouchers, waiting_room, waitlist
+from ticketing import cards, catalogue, clock, fees as fee_rules, inventory, orders, payments, stripe_budget, vouchers, waiting_room, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
-from ticketing.lifecycle import OrderStatus, TicketStatus
+from ticketing.lifecycle import REFUNDABLE, OrderStatus, TicketStatus
 from ticketing.lifecycle import orders as lifecycle
 from ticketing.lifecycle.writes import condition_failed
+from ticketing.observability import logger
 from ticketing.table import (
     EventItem,
     ExpiryClaimItem,
@@ -66,11 +67,14 @@ class CheckoutIn(BaseModel):
 
 class CheckoutOut(BaseModel):
     order_id: str
-    client_secret: str | None
-    payment_intent_id: str
-    total_cents: int
+    client_secret: str | None  # null for a free order: nothing to pay
+    payment_intent_id: str | None
+    subtotal_cents: int = 0
+    fees_cents: int = 0  # the fees the buyer pays (0 when the organiser absorbs them)
+    total_cents: int  # subtotal_cents + fees_cents: what is charged
     currency: str
-    status: str
+    status: str  # the payment's status (`succeeded` for a free order)
+    order_status: str = OrderStatus.PENDING
     expires_at: str
     tickets: list[orders.CheckoutTicketOut]
     discount_cents: int = 0  # what the voucher took off, before fees (ticketing.vouchers)
@@ -125,13 +129,18 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
     created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
+    # Each ticket's share of the voucher's discount comes off its price before fees: fees
+    # are computed on `price_cents - off[seat]` per ticket (ticketing.fees), and the order's
+    # total is (prices - discount) + the buyer's fees.
+    offs = [voucher.shares[index] if voucher else [0] * qty for index, (_, qty) in enumerate(chosen)]
+    fees = catalogue.event_fees(event)
+    priced = fee_rules.price_order(
+        [int(t.price_cents) - off[seat] for (t, qty), off in zip(chosen, offs, strict=True) for seat in range(qty)], fees)
+    each = iter(priced.tickets)
     tickets: list[TicketItem] = []
     lines: list[OrderLine] = []
     for index, (ticket_type, qty) in enumerate(chosen):
-        # Each ticket's share of the voucher's discount. Seam for fees (issue 17): the discount
-        # comes before fees, so fees are computed on `price_cents - off[seat]` per ticket and
-        # the order's total is (prices - discount) + fees.
-        off = voucher.shares[index] if voucher else [0] * qty
+        off = offs[index]
         lines.append(
             OrderLine(
                 type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
@@ -148,7 +157,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     **event_tickets_index(event.event_id, ticket_id, created),
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
-                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat], currency=event.currency,
+                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat],
+                    fee_cents=next(each).fee_cents, currency=event.currency,
                     status=TicketStatus.PENDING, customer_sub=who.sub, created_at=created,
                     event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
                     fixture_starts_at=fixture.starts_at if fixture else None,
@@ -163,7 +173,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         **event_orders_index(event.event_id, order_id, created),
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
         customer_email=who.email, customer_name=who.name, status=OrderStatus.PENDING,
-        total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines) - (voucher.discount_cents if voucher else 0),
+        total_cents=priced.total_cents, subtotal_cents=priced.subtotal_cents, fees_cents=priced.buyer_fees_cents,
+        all_fees_cents=priced.fees_cents, fees_returned_cents=0, fees=catalogue.fees_map(fees),
         currency=event.currency, voucher_code=voucher.code if voucher else None,
         discount_cents=voucher.discount_cents if voucher else None,
         lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
@@ -200,7 +211,8 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
             hold = _build_hold(event, fixture_id, chosen, plans, who, voucher)
             if offer:
                 hold = lifecycle.Hold(hold.order, hold.tickets, offer[0])
-            lifecycle.place_hold(hold, settings().max_held_per_customer, admission)
+            lifecycle.place_hold(hold, settings().max_held_per_customer,
+                                 int(event.max_per_customer) if event.max_per_customer is not None else None, admission)
             return hold
         except inventory.SoldOut:
             reclaimed = True
@@ -230,6 +242,8 @@ def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) 
     customer_id = _saved_card_customer(data, who)  # before any seat is held
     hold = _hold(event, fixture_id, chosen, who, voucher, offer, admission)  # spends the admission with the hold
     order = hold.order
+    if int(order.total_cents) == 0:
+        return _free(hold)
     try:
         stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second
         intent = payments.create_intent(
@@ -240,7 +254,7 @@ def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) 
             customer_id=customer_id, payment_method_id=data.payment_method_id, save_card=data.save_card,
             return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
-    except (PaymentProviderError, DependencyUnavailable):
+    except (PaymentProviderError, DependencyUnavailable, Unprocessable):
         lifecycle.release(order, "canceled", "payment_setup_failed")
         waiting_room.give_back(admission, order.order_id)  # not answered 201: the admission stays usable
         raise
@@ -248,17 +262,52 @@ def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) 
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,
         error_message=intent.error_message,  # a saved card declined: the order stays pending until its hold lapses
     )
+    return _answer(hold, intent.client_secret, intent.id, intent.status, OrderStatus.PENDING)
+
+
+def _answer(hold: lifecycle.Hold, client_secret: str | None, intent_id: str | None, status: str, order_status: str) -> CheckoutOut:
+    order = hold.order
     return CheckoutOut(
         order_id=order.order_id,
-        client_secret=intent.client_secret,
-        payment_intent_id=intent.id,
+        client_secret=client_secret,
+        payment_intent_id=intent_id,
+        subtotal_cents=int(order.subtotal_cents),
+        fees_cents=int(order.fees_cents),
         total_cents=int(order.total_cents),
         currency=order.currency,
-        status=intent.status,
+        status=status,
+        order_status=order_status,
         expires_at=order.expires_at,
-        tickets=[orders.CheckoutTicketOut.of(t) for t in hold.tickets],
+        tickets=[orders.CheckoutTicketOut.of(t, order) for t in hold.tickets],
         discount_cents=int(order.discount_cents or 0),
     )
+
+
+def _free(hold: lifecycle.Hold) -> CheckoutOut:
+    """An order with nothing to pay: paid at once through the same transition as a paid
+    one (tickets valid with their signed codes, seats sold), no PaymentIntent; its receipt
+    goes out through the receipt queue (the receipts function sends it). If it cannot be
+    marked paid it is released, so nothing stays held for it."""
+    from ticketing import qr, receipts
+
+    order = hold.order
+    try:
+        payloads = {ticket_id: qr.sign(ticket_id, order.event_id) for ticket_id in order.ticket_ids}
+        paid = lifecycle.mark_paid(order, payloads, {"status": "succeeded", "payment_method": "free"}, by=order.customer_sub,
+                                   why="free order: nothing to pay")
+    except Exception:
+        lifecycle.release(order, "canceled", "free_order_failed")
+        raise
+    if not paid:  # the order left pending meanwhile (an event cancellation closed it)
+        fresh = orders.get(order.order_id) or order
+        raise Conflict(f"Order {order.order_id} is {fresh.status}; it could not be completed.", code=f"order_{fresh.status}")
+    try:
+        receipts.queue_receipt(order.order_id)
+    except DependencyUnavailable:  # paid all the same: the order shows its receipt pending, and it can be resent
+        logger.error("free order's receipt not queued", extra={"order_id": order.order_id})
+    for ticket in hold.tickets:
+        ticket.status = TicketStatus.VALID
+    return _answer(hold, None, None, "succeeded", OrderStatus.PAID)
 
 
 def _saved_card_customer(data: CheckoutIn, who: Caller) -> str | None:
@@ -282,8 +331,16 @@ def get_order(order_id: str, who: Caller) -> orders.OrderOut:
 
 
 def cancel(order_id: str, who: Caller) -> orders.OrderOut:
-    """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
+    """Abandon a pending order at once: cancel its PaymentIntent, release its seats. A free
+    order (paid at checkout, nothing to give back) is canceled by refunding its tickets:
+    void, seats back, no Stripe call."""
     order = orders.get_for(order_id, who)
+    if int(order.total_cents) == 0 and order.status in REFUNDABLE:
+        from ticketing import refunds
+
+        refunds.refund(order_id, refunds.RefundIn(), who)
+        fresh = orders.get(order_id) or order
+        return orders.as_out(fresh, orders.tickets_of(fresh))
     orders.ensure_pending(order)
     if not close(order, "canceled", "canceled_by_customer", by=who.sub):
         fresh = orders.get(order_id) or order

@@ -96,6 +96,8 @@ class Receipt:
     lines: tuple[ReceiptLine, ...]
     tickets: tuple[ReceiptTicket, ...]
     order_url: str | None = None  # link to the order in the front end
+    subtotal_cents: int | None = None  # the tickets' prices; with fees_cents, sums to total_cents
+    fees_cents: int = 0  # service fees the buyer paid (0 when absorbed or none)
 
 
 @dataclass(frozen=True)
@@ -323,6 +325,10 @@ def _greeting(name: str | None) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
+def _subtotal(r: Receipt) -> int:
+    return r.subtotal_cents if r.subtotal_cents is not None else r.total_cents - r.fees_cents
+
+
 def _receipt_text(r: Receipt) -> str:
     money = lambda cents: format_money(cents, r.currency)  # noqa: E731
     out = [
@@ -334,6 +340,8 @@ def _receipt_text(r: Receipt) -> str:
         f"Order {r.order_id}",
     ]
     out += [f"  {line.qty} × {line.name} @ {money(line.price_cents)} = {money(line.qty * line.price_cents)}" for line in r.lines]
+    if r.fees_cents:
+        out += [f"Subtotal: {money(_subtotal(r))}", f"Service fees: {money(r.fees_cents)}"]
     out += [f"Total: {money(r.total_cents)}", "", f"Your tickets ({len(r.tickets)}):"]
     out += [f"  {t.serial}  {t.type_name}  (QR code: {t.serial}.png)" for t in r.tickets]
     out += [
@@ -362,6 +370,10 @@ def _receipt_html(r: Receipt) -> str:
         for t in r.tickets
     )
     link = f'<p><a href="{e(r.order_url)}">View your order</a></p>\n' if r.order_url else ""
+    fee_rows = (
+        f'<tr><td colspan="2">Subtotal</td><td style="text-align:right">{money(_subtotal(r))}</td></tr>\n'
+        f'<tr><td colspan="2">Service fees</td><td style="text-align:right">{money(r.fees_cents)}</td></tr>\n'
+    ) if r.fees_cents else ""
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{e(r.event_name)}</title></head>\n"
@@ -374,6 +386,7 @@ def _receipt_html(r: Receipt) -> str:
         '<table cellpadding="4" style="border-collapse:collapse">\n'
         "<tr><th align=\"left\">Item</th><th align=\"right\">Each</th><th align=\"right\">Amount</th></tr>\n"
         f"{rows}"
+        f"{fee_rows}"
         f'<tr><td colspan="2"><strong>Total</strong></td><td style="text-align:right"><strong>{money(r.total_cents)}</strong></td></tr>\n'
         "</table>\n"
         f"<h2 style=\"font-size:16px\">Your tickets ({len(r.tickets)})</h2>\n"

@@ -42,6 +42,7 @@ def receipt_for(order: OrderItem) -> mail.Receipt:
             for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED) and not t.transferred_at
         ),
         order_url=f"{front}/orders/{order.order_id}" if front else None,
+        subtotal_cents=orders.subtotal_of(order), fees_cents=int(order.fees_cents or 0),
     )
 
 
@@ -126,6 +127,11 @@ def deliver_receipt(order: OrderItem) -> bool:
         return False
     _record_receipt(order.order_id, message_id)
     return True
+
+
+def queue_receipt(order_id: str) -> None:
+    """Have the receipts function send this order's receipt (a free order's, paid at checkout)."""
+    _queue_receipt(order_id)
 
 
 def _queue_receipt(order_id: str, delay: int = 0) -> None:
