@@ -5,7 +5,7 @@ SAMENV := .venvs/sam
 PY     := $(VENV)/bin/python
 SAM    := $(SAMENV)/bin/sam
 
-.PHONY: dev test test-unit test-integration test-template openapi lock bench soak reconcile clean
+.PHONY: dev test test-unit web chromium test-integration test-template openapi lock bench soak reconcile clean
 
 # uv (pinned, installed into the dev venv by pip) installs the rest: about 15 s per
 # environment on a fresh machine where pip alone takes a minute and a half.
@@ -31,20 +31,36 @@ $(SAMENV)/.installed: requirements-sam.txt | $(UV)
 venv: $(VENV)/.installed
 sam: $(SAMENV)/.installed
 
+## make web: the pages' npm dependencies (`npm ci` from the committed lock) vendored into
+## web/app/vendor/, and the scanner page's compressed size printed
+WEB_STAMP := web/app/vendor/.built
+$(WEB_STAMP): web/package.json web/package-lock.json tools/build_web.py | $(VENV)/.installed
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	$(PY) -m tools.build_web
+	touch $@
+web: $(WEB_STAMP)
+
+## make chromium: Debian's chromium and chromium-driver for the browser tests (skipped when present)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null; fi
+
 ## make dev: the whole stack on 127.0.0.1 with demo data (Ctrl-C stops it)
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed $(WEB_STAMP)
 	$(PY) -m local.stack
 
 ## make test: every test (template checks, integration on real local stacks, unit), one
 ## pytest worker per core (each starts one local stack on free ports, shared by its
 ## integration tests), tests handed out one by one, in a random order
-test: $(VENV)/.installed $(SAMENV)/.installed
+test: $(VENV)/.installed $(SAMENV)/.installed $(WEB_STAMP) chromium
 	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist loadgroup
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(VENV)/.installed
+test-integration: $(VENV)/.installed $(WEB_STAMP) chromium
 	$(PY) -m pytest -q tests/integration
 
 test-template: $(VENV)/.installed $(SAMENV)/.installed
@@ -75,4 +91,4 @@ reconcile: $(VENV)/.installed
 	PYTHONPATH=layers/common/python $(PY) -m ticketing.reconcile $(ARGS)
 
 clean:
-	rm -rf .venvs .aws-sam .local .pytest_cache
+	rm -rf .venvs .aws-sam .local .pytest_cache web/node_modules web/app/vendor

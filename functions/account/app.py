@@ -1,5 +1,5 @@
 """Account function: the caller's saved cards, payment history and notification inbox
-(`/api/me/...`, issue 17).
+(`/api/me/...`, issue 17), and their places on waiting lists (issue 19).
 
 Only the card routes talk to Stripe: `ticketing.cards` imports the Stripe SDK (through
 `ticketing.payments`) on their first call, not at cold start, so the history and the inbox
@@ -13,7 +13,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict
 
-from ticketing import cards, history, idempotency, inbox
+from ticketing import cards, history, idempotency, inbox, waitlist
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller
 
@@ -106,6 +106,29 @@ def read_all(body: Empty = None) -> inbox.UnreadOut:
                      404: {"description": "No notification of yours has this id", "content": ERROR}})
 def read_one(notification_id: str, body: Empty = None) -> inbox.NotificationOut:
     return inbox.mark_read(require_caller(app), notification_id)
+
+
+@app.post("/api/events/<event_id>/ticket-types/<type_id>/waitlist",
+          summary="Join a sold-out ticket type's waiting list with a quantity; joining again answers the same place",
+          tags=["waiting list"],
+          responses={201: {"description": "On the list: the place and its position (1 = first in line)"},
+                     200: {"description": "Already on the list: the same place"},
+                     404: {"description": "No such event or ticket type", "content": ERROR},
+                     409: {"description": "On sale (`code: not_sold_out`) or the event has no waiting list", "content": ERROR}})
+def join_waitlist(event_id: str, type_id: str, body: waitlist.JoinIn) -> tuple[waitlist.EntryOut, int]:
+    entry, created = waitlist.join(event_id, type_id, body, require_caller(app))
+    return entry, 201 if created else 200
+
+
+@app.delete("/api/events/<event_id>/ticket-types/<type_id>/waitlist", summary="Leave the waiting list (an open offer's seats pass on)",
+            tags=["waiting list"], responses={404: {"description": "You are not on this list", "content": ERROR}})
+def leave_waitlist(event_id: str, type_id: str) -> waitlist.EntryOut:
+    return waitlist.leave(event_id, type_id, require_caller(app))
+
+
+@app.get("/api/me/waitlist", summary="My places on waiting lists, with any open offer", tags=["waiting list"])
+def my_waitlist() -> waitlist.WaitlistPage:
+    return waitlist.mine(require_caller(app))
 
 
 lambda_handler = handler(app)

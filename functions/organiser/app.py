@@ -1,5 +1,5 @@
-"""Organiser function: an event's orders, attendees (JSON or CSV), figures, and canceling
-the event (the refunds run in the background: functions/event_cancel)."""
+"""Organiser function: an event's orders, attendees (JSON or CSV), figures, vouchers, and
+canceling the event (the refunds run in the background: functions/event_cancel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
-from ticketing import event_cancel, exports, reports
+from ticketing import event_cancel, exports, reports, vouchers
 from ticketing.auth import ADMIN
 from ticketing.config import settings
 from ticketing.http import create_app, handler, require_caller, route
@@ -69,6 +69,39 @@ def cancel_event(event_id: str, request: Annotated[event_cancel.CancelIn | None,
        summary="The cancellation's progress: orders done, left, failed (admin)", tags=["organiser"])
 def cancel_progress(event_id: str) -> event_cancel.CancelJobOut:
     return event_cancel.cancel_progress(event_id)
+
+
+VOUCHER_REFUSED = {422: {"description": "A field breaks a voucher rule (value over 100% or below 0, max_uses below the "
+                                         "uses taken, a window ending before it starts): `field` names it"},
+                   404: {"description": "No such event or voucher"}}
+
+
+@route(app, "POST", "/api/events/<event_id>/vouchers", roles=(ADMIN,), denied=ORGANISERS,
+       summary="Create a voucher: a code (given, or 10 characters generated) taking a percentage or an amount off, "
+       "or revealing hidden ticket types (admin)", tags=["vouchers"],
+       responses={201: {"description": "Created"}, 409: {"description": "The code is taken"}, **VOUCHER_REFUSED})
+def create_voucher(event_id: str, voucher: vouchers.VoucherIn) -> tuple[vouchers.VoucherOut, int]:
+    return vouchers.create(event_id, voucher), 201
+
+
+@route(app, "GET", "/api/events/<event_id>/vouchers", roles=(ADMIN,), denied=ORGANISERS,
+       summary="The event's vouchers with their uses (admin)", tags=["vouchers"])
+def list_vouchers(event_id: str, limit: Limit = 50, cursor: Cursor = None) -> vouchers.VoucherPage:
+    return vouchers.list_vouchers(event_id, limit, cursor)
+
+
+@route(app, "PATCH", "/api/events/<event_id>/vouchers/<voucher_id>", roles=(ADMIN,), denied=ORGANISERS,
+       summary="Change a voucher (orders already made keep their discount) (admin)", tags=["vouchers"],
+       responses=VOUCHER_REFUSED)
+def update_voucher(event_id: str, voucher_id: str, changes: vouchers.VoucherPatch) -> vouchers.VoucherOut:
+    return vouchers.update(event_id, voucher_id, changes)
+
+
+@route(app, "DELETE", "/api/events/<event_id>/vouchers/<voucher_id>", roles=(ADMIN,), denied=ORGANISERS,
+       summary="Retire a voucher: no new orders with it; orders made keep their discount (admin)", tags=["vouchers"],
+       responses={404: {"description": "No such voucher"}})
+def retire_voucher(event_id: str, voucher_id: str) -> vouchers.VoucherOut:
+    return vouchers.retire(event_id, voucher_id)
 
 
 lambda_handler = handler(app)

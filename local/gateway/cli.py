@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--integration-timeout", type=float, default=INTEGRATION_TIMEOUT, help="seconds before a 503 (API Gateway: 30)")
     parser.add_argument("--no-background", action="store_true", help="do not run Schedule/SQS events")
+    parser.add_argument("--web", default=None, help="serve web/app (and web/local) of this folder at /app/")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     args = parser.parse_args(argv)
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency, key_file=args.key_file, schedule_seconds=args.schedule_seconds,
             max_body_bytes=args.max_body_bytes, integration_timeout=args.integration_timeout,
             background=not args.no_background, access_log=not args.quiet,
+            web_root=args.web,
         )
     except (OSError, ValueError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)

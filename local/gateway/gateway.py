@@ -19,6 +19,7 @@ from local.gateway.background import Background
 from local.gateway.cors import CorsPolicy
 from local.gateway.pool import FunctionPool, InvokeResult
 from local.gateway.server import RequestHandler, Server
+from local.gateway.static import StaticSite
 from local.packages import only_its_packages
 from local.template import Function, Route, Template, build_context, load_template, resolve_environment
 
@@ -83,6 +84,7 @@ class Gateway:
         physical_names: Mapping[str, str] | None = None,
         background: bool = True,
         access_log: bool = True,
+        web_root: str | os.PathLike[str] | None = None,
     ):
         self.template: Template = load_template(template_path)
         self.host, self.port = host, port
@@ -93,6 +95,9 @@ class Gateway:
         self.integration_timeout = float(integration_timeout)
         self.access_log = access_log
         self.env_sections = load_env_file(env_file)
+        self.site = (
+            StaticSite(web_root, self.env_sections.get("Parameters", {}).get("STRIPE_API_BASE")) if web_root else None
+        )
         self.base_env = dict(os.environ if environ is None else environ)
         self.region = self.base_env.get("AWS_REGION") or self.base_env.get("AWS_DEFAULT_REGION") or "us-east-1"
         names = dict(self.env_sections.get("Queues", {}))

@@ -227,6 +227,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         if raw_path.startswith("/_local/invoke/") and method == "POST":
             return self._invoke_directly(raw_path.rsplit("/", 1)[1], body, origin, request_id)
 
+        if gw.site is not None and gw.site.handles(raw_path):
+            status, headers, data = gw.site.answer(method, raw_path, lower.get("accept-encoding", ""))
+            return self._send(status, headers, data, origin, request_id)
+
         matched = match_route(gw.routes, method, raw_path)
         if matched is None:
             return self._send_json(NOT_FOUND, origin, request_id)

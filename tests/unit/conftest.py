@@ -30,6 +30,9 @@ def aws():
                 {"secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
             ),
         )
+        boto3.client("secretsmanager").create_secret(
+            Name="ticketing/test/admission", SecretString=json.dumps({"key": "unit-admission-key-" + "k" * 40}),
+        )
         yield
 
 
@@ -112,3 +115,68 @@ def stripe_standin():
             os.environ.pop("STRIPE_API_BASE", None)
 
 
+
+
+# ------------------------------------------------ the whole product in process (tests/unit/world.py)
+@pytest.fixture
+def stack(aws, stripe_standin, monkeypatch):
+    """Every function behind the template's routes, in process, over moto and the Stripe
+    stand-in: the integration tests' `stack`, without servers (see tests/unit/world.py)."""
+    from ticketing import clock
+    from tests.unit.world import World, reset_caches
+
+    World.provision(monkeypatch)
+    world = World(os.environ["STRIPE_API_BASE"])
+    yield world
+    clock.freeze(None)
+    reset_caches()
+
+
+@pytest.fixture
+def api(stack):
+    return stack.api
+
+
+@pytest.fixture
+def make_event(api):
+    """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
+    from datetime import datetime, timedelta, timezone
+
+    admin = api.token(["admin"])
+
+    def make(types: dict[str, tuple[int, int]], **event_fields):
+        start = datetime.now(timezone.utc) + timedelta(days=7)
+        body = {
+            "name": f"Test {uuid.uuid4().hex[:6]}", "venue": "Hall", "currency": "usd",
+            "starts_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ends_at": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"), **event_fields,
+        }
+        event = api.post("/api/events/", token=admin, json=body)
+        assert event.status_code == 201, event.text
+        event_id = event.json()["id"]
+        made = {}
+        for name, (price, capacity) in types.items():
+            answer = api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                              json={"name": name, "price_cents": price, "capacity": capacity, "max_per_order": 10})
+            assert answer.status_code == 201, answer.text
+            made[name] = answer.json()["id"]
+        return event_id, made
+
+    return make
+
+
+@pytest.fixture
+def stripe_faults(stack):
+    """`stripe_faults(500)`: the Stripe stand-in fails the next 5 POSTs to /v1/payment_intents
+    with 500 (or 429, "drop", "slow" with `delay=`); cleared when the test ends."""
+    import requests
+
+    url = f"{stack.stripe_url}/_config/faults"
+
+    def inject(status, count=5, path="/v1/payment_intents", method="POST", delay=0):
+        body = {"status": status, "count": count, "path": path, "method": method, "delay": delay}
+        requests.post(url, json=body, timeout=5).raise_for_status()
+
+    inject.clear = lambda: requests.delete(url, timeout=5).raise_for_status()
+    yield inject
+    inject.clear()

@@ -391,6 +391,66 @@ def test_event_cancellation_and_a_check_in(shop):
         assert _problems() == [], plan
 
 
+# ------------------------------------------------------- transfer x check-in (issue 19)
+def _transfers_on(shop) -> None:
+    status, _, _ = shop["catalogue"]("PATCH", f"/api/events/{shop['event']['id']}/", {"transfers": {"enabled": True}}, claims=ADMIN)
+    assert status == 200
+
+
+def test_a_transfer_and_a_check_in_of_the_old_code_never_both_succeed(shop):
+    from ticketing import transfers
+
+    _transfers_on(shop)
+
+    def make():
+        who, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        old_code = _ticket(ticket_id).qr_payload
+        gift = transfers.TransferIn(to_email=f"gift-{uuid.uuid4().hex[:8]}@example.com", to_name="Gift")
+        return {
+            "transfer": lambda: transfers.transfer(ticket_id, gift, who),
+            "checkin": lambda: gate.check_in_code(gate.CodeCheckinIn(code=old_code, gate="North"), SCANNER),
+        }
+
+    endings = set()
+    for plan, out, trace in _each_interleaving(make):
+        transfer, checkin = out["transfer"], out["checkin"]
+        assert transfer.ok != checkin.ok, (plan, out, trace)
+        if transfer.ok:  # the old code was void from the transfer's write on
+            assert isinstance(checkin.error, Conflict) and checkin.code == "void", (plan, out)
+            ticket = _ticket(transfer.value.ticket.id)
+            assert ticket.status == "valid" and int(ticket.code_version) == 1, plan
+        else:  # admitted first: a used ticket is not transferred
+            assert isinstance(transfer.error, Conflict) and transfer.code == "ticket_used", (plan, out)
+        endings.add("transferred" if transfer.ok else "admitted")
+        assert _problems() == [], plan
+    assert endings == {"transferred", "admitted"}
+
+
+def test_two_transfers_of_one_ticket_give_it_to_one_person(shop):
+    from ticketing import transfers
+
+    _transfers_on(shop)
+
+    def make():
+        who, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        to = [transfers.TransferIn(to_email=f"{name}-{uuid.uuid4().hex[:8]}@example.com", to_name=name) for name in ("a", "b")]
+        return {
+            "a": lambda: transfers.transfer(ticket_id, to[0], who),
+            "b": lambda: transfers.transfer(ticket_id, to[1], who),
+        }
+
+    for plan, out, trace in _each_interleaving(make):
+        won = [name for name in ("a", "b") if out[name].ok]
+        assert len(won) == 1, (plan, out, trace)
+        lost = out["b" if won == ["a"] else "a"]
+        assert lost.code in ("ticket_changed", None) and type(lost.error).__name__ in ("Conflict", "NotFound"), (plan, out)
+        ticket = _ticket(out[won[0]].value.ticket.id)
+        assert ticket.holder_email == out[won[0]].value.holder.email and int(ticket.code_version) == 1, plan
+        assert _problems() == [], plan
+
+
 # ------------------------------------------------------------ conflicts are retried
 def test_a_transaction_conflict_is_retried_then_answered_503_and_the_expiry_run_goes_on(shop, monkeypatch):
     from pynamodb.exceptions import TransactWriteError

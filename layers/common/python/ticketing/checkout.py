@@ -18,14 +18,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget
+from ticketing import cards, catalogue, clock, fees as fee_rules, inventory, orders, payments, stripe_budget, vouchers, waiting_room, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
-from ticketing.lifecycle import OrderStatus, TicketStatus
+from ticketing.lifecycle import REFUNDABLE, OrderStatus, TicketStatus
 from ticketing.lifecycle import orders as lifecycle
 from ticketing.lifecycle.writes import condition_failed
+from ticketing.observability import logger
 from ticketing.table import (
     EventItem,
     ExpiryClaimItem,
@@ -60,17 +61,23 @@ class CheckoutIn(BaseModel):
     items: list[CheckoutLine] = Field(min_length=1, max_length=MAX_LINES)
     payment_method_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
     save_card: StrictBool = False
+    voucher_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    offer_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
 
 
 class CheckoutOut(BaseModel):
     order_id: str
-    client_secret: str | None
-    payment_intent_id: str
-    total_cents: int
+    client_secret: str | None  # null for a free order: nothing to pay
+    payment_intent_id: str | None
+    subtotal_cents: int = 0
+    fees_cents: int = 0  # the fees the buyer pays (0 when the organiser absorbs them)
+    total_cents: int  # subtotal_cents + fees_cents: what is charged
     currency: str
-    status: str
+    status: str  # the payment's status (`succeeded` for a free order)
+    order_status: str = OrderStatus.PENDING
     expires_at: str
     tickets: list[orders.CheckoutTicketOut]
+    discount_cents: int = 0  # what the voucher took off, before fees (ticketing.vouchers)
 
 
 def _serial() -> str:
@@ -116,14 +123,24 @@ def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]
     return event, chosen
 
 
-def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller) -> lifecycle.Hold:
+def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[str, dict[int, int]], who: Caller,
+                voucher: vouchers.Applied | None = None) -> lifecycle.Hold:
     now = clock.now()
     fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
     created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
+    # Each ticket's share of the voucher's discount comes off its price before fees: fees
+    # are computed on `price_cents - off[seat]` per ticket (ticketing.fees), and the order's
+    # total is (prices - discount) + the buyer's fees.
+    offs = [voucher.shares[index] if voucher else [0] * qty for index, (_, qty) in enumerate(chosen)]
+    fees = catalogue.event_fees(event)
+    priced = fee_rules.price_order(
+        [int(t.price_cents) - off[seat] for (t, qty), off in zip(chosen, offs, strict=True) for seat in range(qty)], fees)
+    each = iter(priced.tickets)
     tickets: list[TicketItem] = []
     lines: list[OrderLine] = []
-    for ticket_type, qty in chosen:
+    for index, (ticket_type, qty) in enumerate(chosen):
+        off = offs[index]
         lines.append(
             OrderLine(
                 type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
@@ -131,7 +148,7 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
             )
         )
         fixture = fixtures.get(ticket_type.fixture_id or fixture_id or "")
-        for _ in range(qty):
+        for seat in range(qty):
             ticket_id = new_id("tk")
             tickets.append(
                 TicketItem(
@@ -140,7 +157,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     **event_tickets_index(event.event_id, ticket_id, created),
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
-                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents), currency=event.currency,
+                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat],
+                    fee_cents=next(each).fee_cents, currency=event.currency,
                     status=TicketStatus.PENDING, customer_sub=who.sub, created_at=created,
                     event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
                     fixture_starts_at=fixture.starts_at if fixture else None,
@@ -155,22 +173,31 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         **event_orders_index(event.event_id, order_id, created),
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
         customer_email=who.email, customer_name=who.name, status=OrderStatus.PENDING,
-        total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines), currency=event.currency,
+        total_cents=priced.total_cents, subtotal_cents=priced.subtotal_cents, fees_cents=priced.buyer_fees_cents,
+        all_fees_cents=priced.fees_cents, fees_returned_cents=0, fees=catalogue.fees_map(fees),
+        currency=event.currency, voucher_code=voucher.code if voucher else None,
+        discount_cents=voucher.discount_cents if voucher else None,
         lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
         refunded_cents=0, created_at=created, expires_at=expires, updated_at=created,
     )
     return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
+def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None, offer=None,
+          admission=None) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
-    and reclaiming lapsed holds once before answering sold out."""
+    and reclaiming lapsed holds once before answering sold out. Seats kept for a waiting
+    list are not planned; a waiting-list `offer` (claim, shard -> seats) brings its own."""
     reclaimed = False
+    waiting = waitlist.waiting_for(event, [t.type_id for t, _ in chosen])
     for _attempt in range(HOLD_ATTEMPTS):
         remaining = inventory.read_for_hold({t.type_id: (int(t.shards), qty) for t, qty in chosen}, final=reclaimed)
+        remaining = waitlist.keep_for_waiting(remaining, waiting)
         try:
-            plans = {}
+            plans = {offer[0].type_id: offer[1]} if offer else {}
             for ticket_type, qty in chosen:
+                if ticket_type.type_id in plans:
+                    continue
                 try:
                     plans[ticket_type.type_id] = inventory.plan(remaining[ticket_type.type_id], qty)
                 except inventory.SoldOut as sold_out:
@@ -181,8 +208,11 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
                         error="Not enough tickets available", code="sold_out",
                         ticket_type_id=ticket_type.type_id, remaining=sold_out.remaining,
                     ) from None
-            hold = _build_hold(event, fixture_id, chosen, plans, who)
-            lifecycle.place_hold(hold, settings().max_held_per_customer)
+            hold = _build_hold(event, fixture_id, chosen, plans, who, voucher)
+            if offer:
+                hold = lifecycle.Hold(hold.order, hold.tickets, offer[0])
+            lifecycle.place_hold(hold, settings().max_held_per_customer,
+                                 int(event.max_per_customer) if event.max_per_customer is not None else None, admission)
             return hold
         except inventory.SoldOut:
             reclaimed = True
@@ -190,20 +220,30 @@ def _hold(event, fixture_id, chosen, who: Caller) -> lifecycle.Hold:
                 continue  # nothing to reclaim: the next pass answers sold out
         except lifecycle.ShardRace:
             continue
+        except lifecycle.VoucherSpent:
+            raise vouchers.used_up() from None
+        except waitlist.lifecycle.OfferRefused:
+            raise waitlist.offer_refused() from None
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
 
-def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) -> CheckoutOut:
     if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
         raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
+    # A waiting room's admission (signature only, no read): 403 before the budget is spent
+    admission = waiting_room.admission_for(str(data.event_id), who, admission_token)
     # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
     # reads of the budget a request (README, "On-sale runbook").
     spent = stripe_budget.take("payment_intents.create")
     event, chosen = _lines(data)
+    voucher = vouchers.apply(event, chosen, data.voucher_code, who)  # hidden types, the discount (before fees)
+    offer = waitlist.for_checkout(event, chosen, data.offer_code, who)  # a waiting-list offer's held seats
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held
-    hold = _hold(event, fixture_id, chosen, who)
+    hold = _hold(event, fixture_id, chosen, who, voucher, offer, admission)  # spends the admission with the hold
     order = hold.order
+    if int(order.total_cents) == 0:
+        return _free(hold)
     try:
         stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second
         intent = payments.create_intent(
@@ -214,23 +254,60 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
             customer_id=customer_id, payment_method_id=data.payment_method_id, save_card=data.save_card,
             return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
-    except (PaymentProviderError, DependencyUnavailable):
+    except (PaymentProviderError, DependencyUnavailable, Unprocessable):
         lifecycle.release(order, "canceled", "payment_setup_failed")
+        waiting_room.give_back(admission, order.order_id)  # not answered 201: the admission stays usable
         raise
     lifecycle.record_payment(
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,
         error_message=intent.error_message,  # a saved card declined: the order stays pending until its hold lapses
     )
+    return _answer(hold, intent.client_secret, intent.id, intent.status, OrderStatus.PENDING)
+
+
+def _answer(hold: lifecycle.Hold, client_secret: str | None, intent_id: str | None, status: str, order_status: str) -> CheckoutOut:
+    order = hold.order
     return CheckoutOut(
         order_id=order.order_id,
-        client_secret=intent.client_secret,
-        payment_intent_id=intent.id,
+        client_secret=client_secret,
+        payment_intent_id=intent_id,
+        subtotal_cents=int(order.subtotal_cents),
+        fees_cents=int(order.fees_cents),
         total_cents=int(order.total_cents),
         currency=order.currency,
-        status=intent.status,
+        status=status,
+        order_status=order_status,
         expires_at=order.expires_at,
-        tickets=[orders.CheckoutTicketOut.of(t) for t in hold.tickets],
+        tickets=[orders.CheckoutTicketOut.of(t, order) for t in hold.tickets],
+        discount_cents=int(order.discount_cents or 0),
     )
+
+
+def _free(hold: lifecycle.Hold) -> CheckoutOut:
+    """An order with nothing to pay: paid at once through the same transition as a paid
+    one (tickets valid with their signed codes, seats sold), no PaymentIntent; its receipt
+    goes out through the receipt queue (the receipts function sends it). If it cannot be
+    marked paid it is released, so nothing stays held for it."""
+    from ticketing import qr, receipts
+
+    order = hold.order
+    try:
+        payloads = {ticket_id: qr.sign(ticket_id, order.event_id) for ticket_id in order.ticket_ids}
+        paid = lifecycle.mark_paid(order, payloads, {"status": "succeeded", "payment_method": "free"}, by=order.customer_sub,
+                                   why="free order: nothing to pay")
+    except Exception:
+        lifecycle.release(order, "canceled", "free_order_failed")
+        raise
+    if not paid:  # the order left pending meanwhile (an event cancellation closed it)
+        fresh = orders.get(order.order_id) or order
+        raise Conflict(f"Order {order.order_id} is {fresh.status}; it could not be completed.", code=f"order_{fresh.status}")
+    try:
+        receipts.queue_receipt(order.order_id)
+    except DependencyUnavailable:  # paid all the same: the order shows its receipt pending, and it can be resent
+        logger.error("free order's receipt not queued", extra={"order_id": order.order_id})
+    for ticket in hold.tickets:
+        ticket.status = TicketStatus.VALID
+    return _answer(hold, None, None, "succeeded", OrderStatus.PAID)
 
 
 def _saved_card_customer(data: CheckoutIn, who: Caller) -> str | None:
@@ -254,8 +331,16 @@ def get_order(order_id: str, who: Caller) -> orders.OrderOut:
 
 
 def cancel(order_id: str, who: Caller) -> orders.OrderOut:
-    """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
+    """Abandon a pending order at once: cancel its PaymentIntent, release its seats. A free
+    order (paid at checkout, nothing to give back) is canceled by refunding its tickets:
+    void, seats back, no Stripe call."""
     order = orders.get_for(order_id, who)
+    if int(order.total_cents) == 0 and order.status in REFUNDABLE:
+        from ticketing import refunds
+
+        refunds.refund(order_id, refunds.RefundIn(), who)
+        fresh = orders.get(order_id) or order
+        return orders.as_out(fresh, orders.tickets_of(fresh))
     orders.ensure_pending(order)
     if not close(order, "canceled", "canceled_by_customer", by=who.sub):
         fresh = orders.get(order_id) or order

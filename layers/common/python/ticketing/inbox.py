@@ -33,8 +33,8 @@ from ticketing.observability import logger
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
 from ticketing.table import NotificationItem, OrderItem
 
-Kind = Literal["receipt", "refund", "event_changed", "event_canceled", "receipt_undeliverable"]
-KINDS = frozenset({"receipt", "refund", "event_changed", "event_canceled", "receipt_undeliverable"})
+Kind = Literal["receipt", "refund", "event_changed", "event_canceled", "receipt_undeliverable", "waitlist_offer"]
+KINDS = frozenset({"receipt", "refund", "event_changed", "event_canceled", "receipt_undeliverable", "waitlist_offer"})
 DEFAULT_PAGE = 50
 BODY_CHARS = 1000  # an inbox entry's text: the email's plain text, cut here
 READ_ALL_MAX = 1000  # notifications marked read per call (a second call does the rest)

@@ -24,21 +24,26 @@ class CheckoutTicketOut(BaseModel):
     ticket_type_id: str
     ticket_type_name: str
     price_cents: int
+    fees_cents: int = 0  # the fee the buyer pays on it (0 when absorbed)
+    status: str
 
     @classmethod
-    def of(cls, ticket: TicketItem) -> CheckoutTicketOut:
+    def of(cls, ticket: TicketItem, order: OrderItem | None = None) -> CheckoutTicketOut:
         return cls(
             id=ticket.ticket_id, serial=ticket.serial, ticket_type_id=ticket.type_id, ticket_type_name=ticket.type_name,
-            price_cents=int(ticket.price_cents),
+            price_cents=int(ticket.price_cents), fees_cents=buyer_fee(ticket, order), status=ticket.status,
         )
 
 
 class OrderTicketOut(CheckoutTicketOut):
-    status: str
+    pass
 
-    @classmethod
-    def of(cls, ticket: TicketItem) -> OrderTicketOut:
-        return cls(**CheckoutTicketOut.of(ticket).model_dump(), status=ticket.status)
+
+def buyer_fee(ticket: TicketItem, order: OrderItem | None) -> int:
+    """The fee the buyer paid on a ticket: its fee when the order's fees were passed on."""
+    if order is None or order.fees is None or not order.fees.passed_on:
+        return 0
+    return int(ticket.fee_cents or 0)
 
 
 class PaymentOut(BaseModel):
@@ -63,6 +68,8 @@ class OrderOut(BaseModel):
     event_id: str
     fixture_id: str | None = None
     status: str
+    subtotal_cents: int
+    fees_cents: int  # the fees the buyer paid (0 when absorbed)
     total_cents: int
     currency: str
     created_at: str
@@ -104,16 +111,23 @@ def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
         event_id=order.event_id,
         fixture_id=order.fixture_id,
         status=order.status,
+        subtotal_cents=subtotal_of(order),
+        fees_cents=int(order.fees_cents or 0),
         total_cents=int(order.total_cents),
         currency=order.currency,
         created_at=order.created_at,
         expires_at=order.expires_at,
         payment=PaymentOut(**{k: payment.get(k) for k in PaymentOut.model_fields}),
-        tickets=[OrderTicketOut.of(t) for t in tickets],
+        tickets=[OrderTicketOut.of(t, order) for t in tickets],
         refunds=refunds_of(order.order_id) if order.refunded_cents else [],
         refunded_cents=int(order.refunded_cents or 0),
         receipt=receipt_of(order),
     )
+
+
+def subtotal_of(order: OrderItem) -> int:
+    """The tickets' prices (an order made before fees existed: its total)."""
+    return int(order.subtotal_cents) if order.subtotal_cents is not None else int(order.total_cents)
 
 
 def receipt_of(order: OrderItem) -> ReceiptOut | None:

@@ -9,7 +9,7 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
 | order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; expired, its PaymentIntent not yet canceled: UNCANCELED#<k> / <released_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
-| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id>; transferred, unclaimed: HOLDING#<email> / same | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue, or its code re-issued) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
@@ -17,8 +17,15 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
 | who expires a lapsed order | EXPIRY#<order_id> | CLAIM (release), CANCEL (its PaymentIntent) |       | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
+| a ticket's transfer (who held it when) | ORDER#<order_id> | TRANSFER#<at>#<ticket_id>#<v> |                |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
+| voucher (issue 19) | VOUCHER#<code>      | META           | VOUCHERS#<event_id> / <voucher_id>     |                                 |
+| wrong voucher codes a customer tried | GUESSES#<sub> | VOUCHER_GUESSES |                          | TTL `ttl` (ticketing.vouchers)  |
+| a type's waiting list (issue 19) | WAIT#<type_id> | HEAD      |                                        | WAITLISTS / <type_id>           |
+| a place on it   | WAIT#<type_id>      | ENTRY#<seq>    | CUSTOMER#<sub> / WAIT#<joined>#<id>    | offered: OFFERS#<k> / <expires_at>#<id> |
+| who is on it    | WAIT#<type_id>      | SUB#<sub>      |                                        |                                 |
+| an offer's code | OFFER#<code>        | META           |                                        | TTL `ttl`                       |
 
 GSI3 (GSI3PK / GSI3SK): an event's orders `EVENT#<event_id>#ORDERS#<k>` / `<created>#<order_id>`
 and tickets `EVENT#<event_id>#TICKETS#<k>` / `<created>#<ticket_id>`, k in 0-31 (a hash of the
@@ -40,6 +47,7 @@ from __future__ import annotations
 import os
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
@@ -99,6 +107,39 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class FeesMap(MapAttribute):
+    """An event's service fees (ticketing.fees), copied onto each order sold with them."""
+
+    percent_bps = NumberAttribute(default=0)
+    fixed_cents = NumberAttribute(default=0)
+    per = UnicodeAttribute(default="ticket")  # ticket or order
+    passed_on = BooleanAttribute(default=True)
+    refundable = BooleanAttribute(default=False)
+
+
+class TransferPolicy(MapAttribute):
+    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
+
+    enabled = BooleanAttribute(default=False)
+    until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
+class WaitingListSettings(MapAttribute):
+    enabled = BooleanAttribute(default=False)
+    offer_minutes = NumberAttribute(default=60)
+
+
+class WaitingRoom(MapAttribute):
+    """An event's on-sale waiting room (`ticketing.waiting_room`); `admit_per_minute` None:
+    derived from the Stripe budget."""
+
+    enabled = BooleanAttribute(default=False)
+    opens_at = UnicodeAttribute()
+    admit_per_minute = NumberAttribute(null=True)
+    admission_ttl_seconds = NumberAttribute(default=600)
+    paused = BooleanAttribute(default=False)
+
+
 class EventItem(Model):
     Meta = _Meta
 
@@ -119,6 +160,11 @@ class EventItem(Model):
     fixtures = ListAttribute(of=Fixture, default=list)
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
+    waiting_room = WaitingRoom(null=True)
+    fees = FeesMap(null=True)  # service fees for new orders (issue 17)
+    max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
+    transfers = TransferPolicy(null=True)  # absent: transfers off
+    waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:
@@ -142,6 +188,7 @@ class TicketTypeItem(Model):
     sales_end = UnicodeAttribute()
     shards = NumberAttribute()
     created_at = UnicodeAttribute()
+    hidden = BooleanAttribute(null=True)  # off the event page; sold only with a revealing voucher (issue 19)
 
     @staticmethod
     def key(event_id: str, type_id: str) -> tuple[str, str]:
@@ -251,7 +298,12 @@ class OrderItem(Model):
     customer_email = UnicodeAttribute(null=True)
     customer_name = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    total_cents = NumberAttribute()
+    total_cents = NumberAttribute()  # charged: subtotal + the buyer's fees
+    subtotal_cents = NumberAttribute(null=True)  # the tickets' prices (absent: orders before fees, = total)
+    fees_cents = NumberAttribute(null=True)  # the fees the buyer pays (0 when absorbed)
+    all_fees_cents = NumberAttribute(null=True)  # every fee of the order, absorbed ones included
+    fees_returned_cents = NumberAttribute(null=True)  # fees given up by refunds
+    fees = FeesMap(null=True)  # the fees it was sold with
     currency = UnicodeAttribute()
     lines = ListAttribute(of=OrderLine)
     ticket_ids = ListAttribute(of=UnicodeAttribute)
@@ -271,6 +323,8 @@ class OrderItem(Model):
     receipt_problem = UnicodeAttribute(null=True)  # why, in words the customer sees on the order
     resend_hour = UnicodeAttribute(null=True)  # the UTC hour ("2026-12-02T10") resend_count counts
     resend_count = NumberAttribute(null=True)  # receipts resent in resend_hour (limited, ticketing.fulfilment)
+    voucher_code = UnicodeAttribute(null=True)  # the voucher used (issue 19): its use is given back on release
+    discount_cents = NumberAttribute(null=True)  # what the voucher took off, before fees
 
     @staticmethod
     def key(order_id: str) -> tuple[str, str]:
@@ -303,6 +357,7 @@ class TicketItem(Model):
     type_id = UnicodeAttribute()
     type_name = UnicodeAttribute()
     price_cents = NumberAttribute()
+    fee_cents = NumberAttribute(null=True)  # its fee (ticketing.fees), so its refund is exact
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
     customer_sub = UnicodeAttribute()
@@ -322,6 +377,8 @@ class TicketItem(Model):
     voided_by_dispute = UnicodeAttribute(null=True)  # the dispute id, so a dispute won restores it
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
     admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
+    code_version = NumberAttribute(null=True)  # the signed code's version (qr.py); absent: 0
+    transferred_at = UnicodeAttribute(null=True)  # the last transfer (ticketing.transfers)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -336,6 +393,7 @@ class HolderCount(Model):
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)
     held = NumberAttribute(default=0)
+    bought = NumberAttribute(null=True)  # tickets held or paid, against the event's max_per_customer
 
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
@@ -360,6 +418,7 @@ class RefundItem(Model):
     reason = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
+    fees_cents = NumberAttribute(null=True)  # the fees this refund gave up (ticketing.fees.refund_of)
 
     @staticmethod
     def key(order_id: str, refund_id: str) -> tuple[str, str]:
@@ -621,6 +680,31 @@ class NotificationItem(Model):
         return f"UNREAD#{sub}"
 
 
+class TransferItem(Model):
+    """Who held a ticket when: one record per transfer, in the order's partition
+    (`ORDER#<order_id>` / `TRANSFER#<at>#<ticket_id>#<code version>`), written with the transfer."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    ticket_id = UnicodeAttribute()
+    from_sub = UnicodeAttribute()
+    from_email = UnicodeAttribute(null=True)
+    from_name = UnicodeAttribute(null=True)
+    to_email = UnicodeAttribute()
+    to_name = UnicodeAttribute()
+    code_version = NumberAttribute()
+    at = UnicodeAttribute()
+    by = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, ticket_id: str, code_version: int) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"TRANSFER#{at}#{ticket_id}#{code_version}"
+
+
 class TransitionLogItem(Model):
     """One transition of an order, its tickets or its refunds (see `ticketing.lifecycle`):
     who, when, from, to and why, written in the transition's own transaction and kept in
@@ -644,3 +728,256 @@ class TransitionLogItem(Model):
     @staticmethod
     def key(order_id: str, at: str, suffix: str) -> tuple[str, str]:
         return f"ORDER#{order_id}", f"LOG#{at}#{suffix}"
+
+
+class VoucherItem(Model):
+    """A voucher of one event (issue 19), keyed by its code (unique across events, so a code
+    of another event is recognised as such). GSI1 lists an event's vouchers by id (ids are
+    time-ordered), which also finds one by id. `uses` moves only in the lifecycle's hold
+    and release transactions (`ticketing.lifecycle.orders`), conditional on `max_uses`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    gsi1 = GSI1()
+
+    voucher_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    kind = UnicodeAttribute()  # percent, amount, reveal
+    value = NumberAttribute()  # percent: whole percent 0-100; amount: minor units; reveal: 0
+    ticket_type_ids = ListAttribute(of=UnicodeAttribute, default=list)  # empty: every visible type
+    max_uses = NumberAttribute()
+    uses = NumberAttribute(default=0)
+    valid_from = UnicodeAttribute(null=True)
+    valid_until = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    retired_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"VOUCHER#{code}", "META"
+
+    @staticmethod
+    def event_index(event_id: str) -> str:
+        return f"VOUCHERS#{event_id}"
+
+
+class VoucherGuessItem(Model):
+    """Wrong voucher codes one customer tried in the current window (`ticketing.vouchers`):
+    past the limit, checkout with a code answers 429 until the window ends."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="VOUCHER_GUESSES")
+    window = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(sub: str) -> tuple[str, str]:
+        return f"GUESSES#{sub}", "VOUCHER_GUESSES"
+
+
+class WaitHeadItem(Model):
+    """A ticket type's waiting list (issue 19): the next place number and `waiting`, the
+    seats wanted by those still waiting (not yet offered). While `waiting` > 0 the public
+    sees that many fewer seats (`ticketing.waitlist.public_free`). GSI2 `WAITLISTS` lists
+    every waiting list for the offer run."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="HEAD")
+    GSI2PK = UnicodeAttribute(default="WAITLISTS")
+    GSI2SK = UnicodeAttribute()
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    next_seq = NumberAttribute(default=0)
+    waiting = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(type_id: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", "HEAD"
+
+
+OFFER_PARTITIONS = 8
+
+
+def offer_partition(entry_id: str) -> str:
+    return f"OFFERS#{sum(entry_id.encode()) % OFFER_PARTITIONS}"
+
+
+class WaitEntryItem(Model):
+    """One place on a waiting list, in line by `seq` (its sort key). `state`: waiting ->
+    offered -> taken (checked out with the offer) or lapsed; waiting/offered -> left.
+    While offered, `offer_takes` are the seats held for it (held on their shards) and GSI2
+    holds it by expiry (`OFFERS#<k>`), so the expiry run finds lapsed offers."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi1 = GSI1()
+    gsi2 = GSI2()
+
+    entry_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    qty = NumberAttribute()
+    state = UnicodeAttribute()  # waiting, offered, taken, lapsed, left
+    joined_at = UnicodeAttribute()
+    offer_code = UnicodeAttribute(null=True)
+    offered_at = UnicodeAttribute(null=True)
+    offer_expires_at = UnicodeAttribute(null=True)
+    offer_takes = ListAttribute(of=ShardTake, null=True)
+    order_id = UnicodeAttribute(null=True)
+    ended_at = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(type_id: str, seq: int) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"ENTRY#{int(seq):010d}"
+
+
+class WaitMemberItem(Model):
+    """Who is on a type's waiting list (one place each): joining twice finds this."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    seq = NumberAttribute()
+
+    @staticmethod
+    def key(type_id: str, sub: str) -> tuple[str, str]:
+        return f"WAIT#{type_id}", f"SUB#{sub}"
+
+
+class OfferCodeItem(Model):
+    """An offer's code -> its place on the list (checkout with `offer_code` reads this)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="META")
+    type_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    sub = UnicodeAttribute()
+    ttl = NumberAttribute(null=True)
+
+    @staticmethod
+    def key(code: str) -> tuple[str, str]:
+        return f"OFFER#{code}", "META"
+
+
+# ------------------------------------------------------------ waiting room (ticketing.waiting_room)
+QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
+
+
+class QueueRoomItem(Model):
+    """An event whose waiting room is enabled: the admission job ticks every room listed
+    under `QUEUE_ROOMS` (one Query a second)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True, default="QUEUE_ROOMS")
+    SK = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return "QUEUE_ROOMS", f"EVENT#{event_id}"
+
+
+class QueueCounterItem(Model):
+    """One shard of an event's arrival counter: `E` (before opening; `closed` once the room
+    opened) or `L` (after). A join takes the next number of a shard."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="COUNT")
+    count = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, phase: str, shard: int) -> tuple[str, str]:
+        return f"QCOUNT#{event_id}#{phase}#{shard}", "COUNT"
+
+
+class QueueStateItem(Model):
+    """The admission state of an event's waiting room, written by the admission job once a
+    second to each of `replicas` keys (readers take one at random)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="STATE")
+    version = NumberAttribute(default=0)
+    opened = BooleanAttribute(default=False)
+    seed = UnicodeAttribute(null=True)  # the pre-opening draw's key (hex), set at opening
+    early = ListAttribute(of=NumberAttribute, default=list)  # pre-opening arrivals per shard, frozen at opening
+    late = ListAttribute(of=NumberAttribute, default=list)  # arrivals since, per shard, at the last tick
+    serving = NumberAttribute(default=0)  # positions 1..serving are admitted
+    admitted = NumberAttribute(default=0)  # buyers admitted (positions that hold someone)
+    at = NumberAttribute(default=0)  # epoch seconds of the last tick
+    carry = NumberAttribute(default=0)  # a fraction of a buyer owed to the next tick
+    rate = NumberAttribute(default=0)  # buyers a minute now (the setting, slowed under pressure)
+    factor = NumberAttribute(default=1)  # 0.1-1: the slow-down under Stripe pressure
+    sold_out = BooleanAttribute(default=False)
+    paused = BooleanAttribute(default=False)
+    marks = ListAttribute(default=list)  # [[epoch, admitted], ...] every ~10 s, the last TTL's worth
+
+    @staticmethod
+    def key(event_id: str, replica: int) -> tuple[str, str]:
+        return f"QUEUE#{event_id}#STATE#{replica}", "STATE"
+
+
+class QueuePlaceItem(Model):
+    """An account's place in an event's waiting room: the shard and number it drew; once
+    admitted (first poll at or past the front), `admitted_at` and `expires_at` and GSI2
+    `QADMIT#<event>#<k>` / `<expires_at>`; once spent by a checkout, GSI2 `QSPENT#<event>#<k>`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="PLACE")
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    sub = UnicodeAttribute()
+    phase = UnicodeAttribute()  # E (joined before opening) or L
+    shard = NumberAttribute()
+    number = NumberAttribute()  # 0-based, within the shard
+    joined_at = NumberAttribute()  # epoch seconds
+    round = NumberAttribute(default=0)  # how many times this account joined again after spending or lapsing
+    admitted_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    spent_at = UnicodeAttribute(null=True)
+    spent_order = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, sub: str) -> tuple[str, str]:
+        return f"QPLACE#{event_id}#{sub}", "PLACE"
+
+
+def queue_index(event_id: str, sub: str, kind: str) -> str:
+    """GSI2 key of an admitted (`QADMIT`) or spent (`QSPENT`) place."""
+    return f"{kind}#{event_id}#{sum(sub.encode()) % QUEUE_INDEX_PARTITIONS}"

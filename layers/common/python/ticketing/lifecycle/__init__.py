@@ -19,7 +19,14 @@ and the bounded, jittered retry that ends in a 503 with Retry-After.
                a ticket holding a refund is refused at the gate (`void`)
              valid/used -refund_void/refund_void_rest/dispute_void/cancel_void-> void
              void -dispute_restore-> valid/used
+             valid -transfer-> valid (new holder, new code version; the old code void) ;
+               valid/used -claim-> same (the new holder's account takes it)
     refunds  (none) -reserve-> pending -complete-> succeeded ; pending -undo-> (deleted)
+    waiting-list places (`waitlist`, issue 19): (none) -join-> waiting -offer-> offered
+             -take (in the hold's transaction)-> taken ; offered -lapse-> lapsed ;
+             waiting/offered -leave-> left
+    vouchers: a use is taken in the hold's transaction (uses < max_uses) and given back in
+             the release's
     disputes (Stripe's status, fetched whenever an event about it arrives):
              open (needs_response, under_review, warning_*) or lost -> order disputed;
              won or warning_closed -> order restored if it was disputed, else left alone

@@ -8,20 +8,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketing import clock
-from ticketing.errors import Conflict, TooManyRequests
+from ticketing.errors import Conflict, Forbidden, TooManyRequests
+from ticketing.lifecycle import admissions
 from ticketing.lifecycle import states as S
+from ticketing.lifecycle.admissions import Admission
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact, update_one
-from ticketing.table import UNCANCELED, HolderCount, InventoryShard, OrderItem, TicketItem, uncanceled_partition
+from ticketing.table import UNCANCELED, HolderCount, InventoryShard, OrderItem, TicketItem, VoucherItem, uncanceled_partition
 
 
 class ShardRace(Exception):
     """A shard's seats were taken between our read and our write: read again and retry."""
 
 
+class VoucherSpent(Exception):
+    """The voucher's last use was taken (or it was retired) between our read and our hold."""
+
+
 @dataclass(frozen=True)
 class Hold:
     order: OrderItem
     tickets: list[TicketItem]
+    offer: Any = None  # a waiting-list offer (lifecycle.waitlist.OfferClaim) whose held seats the order takes
 
 
 def shard_of(order: OrderItem) -> dict[str, int]:
@@ -105,11 +112,16 @@ def _seats(order: OrderItem) -> int:
 
 
 # ---------------------------------------------------------------- holding
-def place_hold(hold: Hold, hold_limit: int) -> None:
-    """Write the order, its pending tickets and the seats they take, all or nothing.
+def place_hold(hold: Hold, hold_limit: int, customer_limit: int | None = None, admission: Admission | None = None) -> None:
+    """Write the order, its pending tickets and the seats they take, all or nothing; with
+    an `admission` (a waiting room's), spend it in the same transaction.
 
     Raises ShardRace if a shard no longer has the seats planned for it, TooManyRequests
-    if the customer would hold more than `hold_limit` seats for the event."""
+    if the customer would hold more than `hold_limit` seats for the event, Conflict
+    (`customer_limit`) if they would have bought or held more than the event's
+    `customer_limit` tickets, Forbidden (`admission_spent`) if the admission was spent
+    already. The limits are counted on the customer's HolderCount item, under the same
+    conditional write, so concurrent checkouts of one customer cannot pass them."""
     order = hold.order
     seats = _seats(order)
     too_many = TooManyRequests(
@@ -119,33 +131,80 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
     )
     if seats > hold_limit:
         raise too_many
+    if customer_limit is not None and seats > customer_limit:
+        raise _over_limit(customer_limit)
+    holder_condition = HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats)
+    if customer_limit is not None:
+        holder_condition &= HolderCount.bought.does_not_exist() | (HolderCount.bought <= customer_limit - seats)
 
     def build(tx: Tx) -> None:
         tx.save("order", order, condition=S.HOLD.condition())
         for ticket in hold.tickets:
             tx.save("ticket", ticket, condition=S.T_HOLD.condition())
         for line in order.lines:
+            if hold.offer is not None and line.type_id == hold.offer.type_id:
+                continue  # the offer's seats are held already: the order takes them over
             for take in line.takes:
                 tx.update(
                     "shard", InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
                     actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
                     condition=InventoryShard.remaining >= int(take.qty),
                 )
+        if hold.offer is not None:
+            from ticketing.lifecycle import waitlist
+
+            waitlist.take(tx, hold.offer, order.customer_sub, order.order_id, order.created_at)
         tx.update(
             "holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
-            actions=[HolderCount.held.add(seats)],
-            condition=HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats),
+            actions=[HolderCount.held.add(seats), HolderCount.bought.add(seats)],
+            condition=holder_condition,
         )
+        if order.voucher_code:  # the voucher's use, taken with the seats: never more than max_uses
+            tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(1)],
+                      condition=(VoucherItem.uses < VoucherItem.max_uses) & VoucherItem.retired_at.does_not_exist())
         tx.log(order.order_id, S.HOLD, by=order.customer_sub, why="checkout", ids=order.ticket_ids)
+        if admission is not None:
+            admissions.spend(tx, admission, order.order_id)
 
     try:
         transact(build, what="Checkout")
     except Refused as refused:
+        if "admission" in refused.failed:
+            raise Forbidden("This admission has been used for an order already; join the queue again to buy more.",
+                            code="admission_spent") from refused
         if "holder" in refused.failed:
+            if customer_limit is not None and _bought(order) + seats > customer_limit:
+                raise _over_limit(customer_limit) from refused
             raise too_many from refused
+        if "voucher" in refused.failed:
+            raise VoucherSpent() from refused
+        if "offer" in refused.failed:
+            from ticketing.lifecycle.waitlist import OfferRefused
+
+            raise OfferRefused() from refused
         if "shard" in refused.failed:
             raise ShardRace() from refused
         raise
+
+
+def _over_limit(limit: int) -> Conflict:
+    return Conflict(f"One customer may buy at most {limit} tickets for this event (paid and held together).",
+                    error="Ticket limit reached", code="customer_limit", limit=limit)
+
+
+def _bought(order: OrderItem) -> int:
+    try:
+        found = HolderCount.get(*HolderCount.key(order.customer_sub, order.event_id), consistent_read=True)
+    except HolderCount.DoesNotExist:
+        return 0
+    return int(found.bought or 0)
+
+
+def count_bought(tx: Tx, order: OrderItem, change: int) -> None:
+    """Move the customer's count of tickets bought for the event (the per-customer limit)."""
+    if change:
+        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                  actions=[HolderCount.bought.add(change)])
 
 
 def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None, by: str = "system",
@@ -181,7 +240,10 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
                     actions=[InventoryShard.remaining.add(int(take.qty)), InventoryShard.held.add(-int(take.qty))],
                     condition=InventoryShard.held >= int(take.qty),
                 )
-        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)), actions=[HolderCount.held.add(-seats)])
+        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                  actions=[HolderCount.held.add(-seats), HolderCount.bought.add(-seats)])
+        if order.voucher_code:  # its use back (a voucher is never deleted: retired ones too)
+            tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(-1)])
         tx.update("order", OrderItem(*OrderItem.key(order.order_id)), actions=actions, condition=transition.condition())
         tx.log(order.order_id, transition, by=by, why=reason, from_status=S.OrderStatus.PENDING, ids=order.ticket_ids)
 
@@ -225,7 +287,8 @@ def record_payment(order_id: str, **fields: Any) -> None:
 
 
 # ---------------------------------------------------------------- payment
-def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any]) -> bool:
+def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any], *, by: str = "stripe",
+              why: str | None = None) -> bool:
     """pending -> paid in one transaction: the order, its tickets (pending -> valid, with
     their signed QR payloads) and its seats (held -> sold). Returns False, changing
     nothing, if the order had already left `pending` (a duplicate delivery, or canceled)."""
@@ -254,7 +317,7 @@ def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any
                      *charge_index(payment.get("charge_id")), *_payment_actions(payment)],
             condition=S.PAY.condition(),
         )
-        tx.log(order.order_id, S.PAY, by="stripe", why=f"payment {payment.get('payment_intent_id')} succeeded",
+        tx.log(order.order_id, S.PAY, by=by, why=why or f"payment {payment.get('payment_intent_id')} succeeded",
                from_status=S.OrderStatus.PENDING, ids=order.ticket_ids)
 
     try:
@@ -295,6 +358,7 @@ def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[
                     actions=[InventoryShard.remaining.add(-qty), InventoryShard.sold.add(qty)],
                     condition=InventoryShard.remaining >= qty,
                 )
+        count_bought(tx, order, _seats(order))  # its release had taken them off
         tx.update(
             "order", OrderItem(*OrderItem.key(order.order_id)),
             actions=[

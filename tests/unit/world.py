@@ -1,0 +1,339 @@
+"""The whole product in process: every function's handler behind the template's routes,
+moto's `mock_aws` for AWS and the Stripe stand-in on loopback for Stripe. Product rules
+that go through several functions (buy, pay, refund, list, report) are tested here
+with the same calls an integration test makes (`api.post(path, token=..., json=...)`),
+without a gateway, a worker pool or an AWS server: the HTTP path itself is tested in
+tests/integration.
+
+An `api.token(...)` is an opaque string standing for the claims API Gateway's JWT
+authorizer would hand on; a route with an authorizer and no token is answered 401 as
+API Gateway answers it, an undeclared route 404, so a test reads as its integration
+twin. Webhooks are delivered by calling the webhook function with a correctly signed
+body (`pay`, `deliver`): the stand-in's own deliveries are tested in tests/integration.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import boto3
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from local.gateway.events import build_event, build_response
+from local.gateway.routes import match_route
+from local.template import load_template
+from tests.conftest import ROOT, load_function
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+TABLE = "ticketing-test"
+STRIPE_SECRET = "ticketing/test/stripe"
+QR_SECRET = "ticketing/test/qr"
+QR_PUBLIC_KEYS = "/ticketing/test/qr-public-keys"
+BUCKET = "ticketing-qr-test"
+SENDER = "tickets@unit.example"
+MAIL_CONFIGURATION_SET = "ticketing-test"
+SECRET_KEY, PUBLISHABLE_KEY, WEBHOOK_SECRET = "sk_test_unit", "pk_test_unit", "whsec_unit"
+WEBHOOK = "/api/tickets/webhook/"
+QUEUES = {"ReceiptQueue": "RECEIPT_QUEUE_URL", "EventCancelQueue": "CANCEL_QUEUE_URL"}
+# What the integration stack sets besides the template (tests/integration/conftest.py):
+# small shards so small capacities spread over several, a low hold cap to reach it, and a
+# Stripe budget well above what any test asks for.
+ENV = {
+    "STAGE": "test", "QR_SIGNING_SECRET_NAME": QR_SECRET, "QR_PUBLIC_KEYS_PARAMETER": QR_PUBLIC_KEYS,
+    "QR_BUCKET": BUCKET, "SENDER_EMAIL": SENDER, "SES_CONFIGURATION_SET": MAIL_CONFIGURATION_SET,
+    "STRIPE_PUBLISHABLE_KEY": PUBLISHABLE_KEY, "HOLD_MINUTES": "15", "REFUND_CUTOFF_HOURS": "48",
+    "INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12",
+    "STRIPE_RATE_TOTAL": "10000", "STRIPE_RATE_PER_ENDPOINT": "10000", "STRIPE_RATE_BACKGROUND_PERCENT": "50",
+}
+_modules: dict[str, Any] = {}
+
+
+def function_module(logical_id: str) -> Any:
+    """A function's app.py, imported once per test session (a warm container)."""
+    if logical_id not in _modules:
+        _modules[logical_id] = load_function(TEMPLATE.functions[logical_id].code_uri.rstrip("/").rsplit("/", 1)[-1])
+    return _modules[logical_id]
+
+
+def reset_caches() -> None:
+    """What a fresh container would not have: settings, clients and caches of the last test's world."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from ticketing import config, exports, gate, mail, tickets
+
+    config.settings.cache_clear()
+    parameters.clear_caches()
+    mail.reset_client()
+    tickets.reset_client()
+    exports.reset_client()
+    gate.forget_events()
+
+
+class Response:
+    """The parts of `requests.Response` tests read."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status_code, self.content = status, body
+        self.headers = CaseInsensitiveDict(headers)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Context:
+    function_name = "unit"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:unit"
+    aws_request_id = "unit-request"
+    log_group_name = log_stream_name = "unit"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+class Api:
+    """The integration tests' client, answered in process: `api.post(path, token=..., json=...)`."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, dict[str, Any]] = {}
+
+    def token(self, groups: list[str] | None = None, **claims: Any) -> str:
+        sub = claims.pop("sub", f"user-{uuid.uuid4().hex[:8]}")
+        email_verified = claims.pop("email_verified", True)
+        made: dict[str, Any] = {"sub": sub, "email": claims.pop("email", None) or f"{sub}@example.com",
+                                "email_verified": bool(email_verified),
+                                "name": claims.pop("name", None) or sub.replace("-", " ").title()}
+        if groups:
+            made["cognito:groups"] = list(groups)
+        made.update({"iss": "http://127.0.0.1/local", "cognito:username": sub, "aud": "ticketing-local",
+                     "token_use": "id", "auth_time": int(time.time()), "iat": int(time.time()),
+                     "exp": int(time.time()) + 3600, **claims})
+        token = f"unit.{uuid.uuid4().hex}"
+        self._claims[token] = made
+        return token
+
+    def request(self, method: str, path: str, token: str | None = None, *, json: Any = None, data: Any = None,
+                params: dict | None = None, headers: dict | None = None) -> Response:
+        parts = urlsplit(path)
+        query = "&".join(q for q in (parts.query, urlencode(params or {})) if q)
+        header_pairs = dict(headers or {})
+        if json is not None:
+            body = _json_dumps(json).encode()
+            header_pairs.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            body = data.encode() if isinstance(data, str) else bytes(data)
+        else:
+            body = b""
+        if token:
+            header_pairs["Authorization"] = f"Bearer {token}"
+        matched = match_route(TEMPLATE.routes, method, parts.path)
+        if matched is None:
+            return Response(404, [("content-type", "application/json")], b'{"message":"Not Found"}')
+        route, path_parameters = matched
+        claims = None
+        if route.authorizer:
+            claims = self._claims.get(token or "")
+            if claims is None:
+                return Response(401, [("content-type", "application/json")], b'{"message":"Unauthorized"}')
+        event = build_event(method=method, raw_path=parts.path, raw_query=query, headers=list(header_pairs.items()),
+                            body=body, route_key=route.route_key, path_parameters=path_parameters, claims=claims)
+        result = function_module(route.function).lambda_handler(event, _Context())
+        return Response(*build_response(result))
+
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Response:
+        return self.request("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value)
+
+
+class World:
+    """The provisioned account (as local/stack.py provisions it) and what tests read of it."""
+
+    def __init__(self, stripe_url: str) -> None:
+        self.stripe_url = stripe_url
+        self.api = Api()
+
+    @staticmethod
+    def provision(monkeypatch) -> dict[str, str]:
+        from local.stack import _new_qr_keys
+        from ticketing import qr
+
+        for name, value in ENV.items():
+            monkeypatch.setenv(name, value)
+        s3, sqs = boto3.client("s3"), boto3.client("sqs")
+        s3.create_bucket(Bucket=BUCKET)
+        urls = {}
+        for logical_id, variable in QUEUES.items():
+            urls[logical_id] = sqs.create_queue(QueueName=logical_id)["QueueUrl"]
+            monkeypatch.setenv(variable, urls[logical_id])
+        boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+        boto3.client("sesv2").create_configuration_set(ConfigurationSetName=MAIL_CONFIGURATION_SET)
+        keys = _new_qr_keys()
+        boto3.client("secretsmanager").create_secret(Name=QR_SECRET, SecretString=json.dumps(keys))
+        boto3.client("ssm").put_parameter(Name=QR_PUBLIC_KEYS, Value=json.dumps(qr.public_document(keys)), Type="String")
+        reset_caches()
+        return urls
+
+    # ------------------------------------------------------------ reading
+    @staticmethod
+    def client(service: str):
+        return boto3.client(service)
+
+    @staticmethod
+    def shards(type_id: str) -> list[dict[str, int]]:
+        keys = [{"PK": {"S": f"INV#{type_id}#{n}"}, "SK": {"S": "INV"}} for n in range(100)]
+        items = boto3.client("dynamodb").batch_get_item(RequestItems={TABLE: {"Keys": keys, "ConsistentRead": True}})
+        fields = ("shard", "remaining", "held", "sold", "capacity")
+        return sorted(({k: int(item[k]["N"]) for k in fields} for item in items["Responses"][TABLE]), key=lambda s: s["shard"])
+
+    @staticmethod
+    def mail() -> list[dict[str, str]]:
+        """Every email SES accepted, as the AWS stand-in's `/_local/mail` lists them."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        return [{"raw": m.raw_data} for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages if getattr(m, "raw_data", None)]
+
+    def stripe_client(self):
+        import stripe
+
+        return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
+
+
+# ------------------------------------------------------------ Stripe, as a front end and as Stripe
+def pay(world: World, order: dict, card: str = "4242424242424242", *, deliver_webhook: bool = True) -> requests.Response:
+    """What Stripe.js does with the publishable key (a PaymentMethod, then confirm), then
+    Stripe's payment_intent.succeeded (or payment_failed) delivered, signed, to the webhook."""
+    method = requests.post(
+        f"{world.stripe_url}/v1/payment_methods", auth=(PUBLISHABLE_KEY, ""), timeout=10,
+        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
+    )
+    assert method.status_code == 200, method.text
+    confirmed = requests.post(
+        f"{world.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PUBLISHABLE_KEY, ""), timeout=10,
+        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
+    )
+    if deliver_webhook and confirmed.status_code == 200:
+        kind = "payment_intent.succeeded" if confirmed.json()["status"] == "succeeded" else "payment_intent.payment_failed"
+        payload = event_for(order["payment_intent_id"], kind=kind)
+        delivered = deliver(world.api, payload, signed(payload))
+        assert delivered.status_code == 200, delivered.text
+    return confirmed
+
+
+def signed(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
+
+
+def event_for(intent_id: str, kind: str = "payment_intent.succeeded", obj: dict | None = None) -> str:
+    """A Stripe event in today's shape (fixtures3.json's envelope) for `intent_id`."""
+    return json.dumps(
+        {
+            "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "api_version": "2024-06-20",
+            "created": int(time.time()), "livemode": False, "pending_webhooks": 1, "type": kind,
+            "request": {"id": None, "idempotency_key": None},
+            "data": {"object": obj or {"id": intent_id, "object": "payment_intent"}},
+        }
+    )
+
+
+def deliver(api: Api, payload: str, signature: str | None) -> Response:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return api.post(WEBHOOK, data=payload, headers=headers)
+
+
+# ------------------------------------------------------------------ reading the world
+CHECKOUT = "/api/tickets/stripe/checkout/"
+
+
+def buy(api: Api, token: str, event_id: str, items: list[tuple[str, int]], **headers: str) -> Response:
+    body = {"event_id": event_id, "items": [{"ticket_type_id": t, "qty": q} for t, q in items]}
+    return api.post(CHECKOUT, token=token, json=body, headers=headers)
+
+
+def shards(world: World, type_id: str) -> tuple[int, int, int, int]:
+    """(remaining, held, sold, capacity) summed over a type's shards, read from the table."""
+    items = world.shards(type_id)
+    assert items and all(item["remaining"] >= 0 for item in items)
+    total = lambda name: sum(item[name] for item in items)  # noqa: E731
+    return total("remaining"), total("held"), total("sold"), total("capacity")
+
+
+def available(api: Api, event_id: str, type_id: str) -> int:
+    event = api.get(f"/api/events/{event_id}/").json()
+    return next(t["available"] for t in event["ticket_types"] if t["id"] == type_id)
+
+
+def table_item(world: World, pk: str, sk: str = "META") -> dict[str, Any]:
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True).get("Item")
+    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
+
+
+def receipts_for(world: World, order_id: str) -> list[email.message.EmailMessage]:
+    """Receipts SES has accepted for an order (parsed MIME messages)."""
+    found = []
+    for message in world.mail():
+        parsed = email.message_from_string(message["raw"], policy=email.policy.default)
+        if parsed.get("X-Ticketing-Order") == order_id and str(parsed["Subject"]).startswith("Your tickets"):
+            found.append(parsed)
+    return found
+
+
+def stripe_events(world: World, *object_ids: str) -> list[dict[str, str]]:
+    """The Stripe events the webhook has recorded about these objects (any state)."""
+    from ticketing.table import stripe_events_partitions
+
+    ddb, found = boto3.client("dynamodb"), []
+    for partition in stripe_events_partitions():
+        start = None
+        while True:
+            page = ddb.query(TableName=TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
+                             ExpressionAttributeValues={":p": {"S": partition}}, **({"ExclusiveStartKey": start} if start else {}))
+            found += [{k: next(iter(v.values())) for k, v in item.items()}
+                      for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+    return found
+
+
+def dispute(world: World, charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
+    """The dispute at the Stripe stand-in (opened, or moved to `status`) and an event's
+    object for it, shaped like Stripe's own fixture."""
+    import copy
+
+    fixtures = json.loads((ROOT / "tests/fixtures/stripe/fixtures3-dispute.json").read_text())
+    at_stripe = requests.post(f"{world.stripe_url}/_config/disputes", json={
+        "id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000}, timeout=10)
+    assert at_stripe.status_code == 200, at_stripe.text
+    made = copy.deepcopy(fixtures["dispute"])
+    made.update({"id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000})
+    return made
