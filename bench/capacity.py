@@ -12,7 +12,12 @@ by its requests and multiplied by its rate:
   so the figures overstate both.
 - the same with Stripe's limit raised so that STRESS_ADMITTED checkouts a second are admitted
   (what the keys of orders, holds and indexes must carry if Stripe raises the limits);
-- doors-open: SCANS_PER_SECOND check-ins by code.
+- doors-open: SCANS_PER_SECOND check-ins by code;
+- hold release: LAPSED_AT_ONCE holds lapsing at once, released (no Stripe call) by the expiry
+  job's workers, their PaymentIntents canceled afterwards at the background budget's rate;
+- faults: a few checkouts with Stripe answering 429 to everything, DynamoDB throttling the
+  hottest key (the budget's counters), a transaction conflict storm on the shards: the calls
+  each costs per request (`bench.faults` injects them).
 
 Keys that stand for one logical partition over time (the budget's per-second counters) are
 counted as one. `python -m bench.capacity` prints the tables; `make bench` includes them.
@@ -38,7 +43,12 @@ CHECKOUTS_PER_SECOND = 5000
 STRESS_ADMITTED = 1000
 SCANS_PER_SECOND = 1000
 TABLE_WCU_QUOTA = 40_000
-TOP = 3  # keys shown per table/index  # the on-demand table quota (write units a second), raisable
+TOP = 3  # keys shown per table/index
+LAPSED_AT_ONCE = 10_000
+# DynamoDB's latency inside AWS (single-digit ms a request; a transaction of several items
+# more): an assumption, not measured here (moto is far slower). The local stack's figure
+# (`python -m bench.release`) is measured.
+LATENCY_MS = {"PutItem": 8, "UpdateItem": 8, "TransactWriteItems": 25, "Query": 10}
 WEBHOOK_SECRET = "whsec_b"
 
 
@@ -51,9 +61,17 @@ class FakeStripe:
         self._ids = itertools.count(1)
         self.v1 = self
         self.payment_intents = self
+        self.throttled = False  # True: every request answered 429, as Stripe past its rate
+
+    def _request(self, name: str) -> None:
+        self.requests[name] += 1
+        if self.throttled:
+            import stripe
+
+            raise stripe.RateLimitError("Too many requests", http_status=429)
 
     def create(self, params: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.requests["payment_intents.create"] += 1
+        self._request("payment_intents.create")
         key = (options or {}).get("idempotency_key")
         for intent in self.intents.values():
             if key and intent["_key"] == key:
@@ -67,11 +85,11 @@ class FakeStripe:
         return self.intents[intent_id]
 
     def retrieve(self, intent_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.requests["payment_intents.retrieve"] += 1
+        self._request("payment_intents.retrieve")
         return self.intents[intent_id]
 
     def cancel(self, intent_id: str, params: Any = None, options: Any = None) -> dict[str, Any]:
-        self.requests["payment_intents.cancel"] += 1
+        self._request("payment_intents.cancel")
         intent = self.intents[intent_id]
         if intent["status"] not in ("succeeded", "canceled"):
             intent["status"] = "canceled"
@@ -111,7 +129,8 @@ class Phase:
 class Model:
     phases: dict[str, Phase] = field(default_factory=dict)
     admitted_per_second: float = 0.0
-    releases_per_second: float = 0.0  # lapsed holds the expiry job released per second of budget
+    cancels_per_second: float = 0.0  # released holds' PaymentIntents canceled per second of budget
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> statuses, calls per request
     stripe_requests: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
 
@@ -133,6 +152,7 @@ class Model:
             "checkout_over_budget": requests_per_second - admitted_per_second,
             "webhook": admitted_per_second,
             "expiry": admitted_per_second,
+            "expiry_cancel": admitted_per_second,
         }
 
     @staticmethod
@@ -245,19 +265,23 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
                         })
                         status, answer, _ = webhook("POST", "/api/tickets/webhook", raw_body=body, headers={"stripe-signature": signature})
                         assert status == 200 and answer["outcome"] == "paid", answer
-                # Lapsed holds, expired by the scheduled job.
+                # Lapsed holds, released by the scheduled job (no Stripe call), then their
+                # PaymentIntents canceled, paced by the background budget.
                 lapsed_at = clock.now() + timedelta(minutes=config.settings().hold_minutes + 1)
-                with rec.phase("expiry"):
-                    expired = 0
+                clock.freeze(lapsed_at)
+                with rec.phase("expiry"):  # the job's own call, one worker (moto in process is not thread-safe)
+                    released = checkout_domain.expire_lapsed(limit=expire.BATCH, time_left=lambda: 50)
+                    assert released >= lapses, f"only {released} of {lapses} lapsed holds released"  # and the warm-up's
+                with rec.phase("expiry_cancel"):
+                    canceled = 0
                     for second in itertools.count():
-                        if expired >= lapses:
+                        if canceled >= released:
                             break
-                        clock.freeze(lapsed_at + timedelta(seconds=second))  # the budget paces the cancels
-                        # the job's own call, one worker (moto in process is not thread-safe)
-                        done = checkout_domain.expire_lapsed(limit=expire.BATCH, time_left=lambda: 5.5)
-                        assert done, f"only {expired} of {lapses} lapsed holds expired"
-                        expired += done
-                    model.releases_per_second = expired / (second or 1)
+                        clock.freeze(lapsed_at.replace(microsecond=200_000) + timedelta(seconds=second))
+                        done = checkout_domain.cancel_released(limit=expire.CANCEL_BATCH, time_left=lambda: 5.5)
+                        assert done, f"only {canceled} of {released} PaymentIntents canceled"
+                        canceled += done
+                    model.cancels_per_second = canceled / (second or 1)
                 clock.freeze(None)
                 # Doors open: every paid ticket scanned once.
                 codes = [_code(t) for order in paid for t in order["tickets"]][:scans]
@@ -276,12 +300,16 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
                     with rec.phase("checkout_over_budget"):
                         for _ in range(over_budget):
                             checkout(503)
+                # Faults: what a checkout costs when Stripe answers 429 to everything, when the
+                # budget's counters (the hottest key) are throttled, in a conflict storm.
+                model.faults = _faults(rec, fake, checkout, phase)
                 clock.freeze(None)
             phase("checkout", checkouts + lapses)
             if model.admitted_per_second < CHECKOUTS_PER_SECOND:
                 phase("checkout_over_budget", over_budget)
             phase("webhook", len(paid))
-            phase("expiry", lapses)
+            phase("expiry", released)
+            phase("expiry_cancel", canceled)
             phase("scan", len(codes))
             model.stripe_requests = fake.requests
     finally:
@@ -289,6 +317,49 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
         clock.freeze(None)
         mail.reset_client()
     return model
+
+
+FAULT_REQUESTS = 5
+
+
+def _faults(rec: Recorder, fake: FakeStripe, checkout: Any, phase: Any) -> dict[str, dict[str, Any]]:
+    """Each fault for FAULT_REQUESTS checkouts (each in a second of its own, within the
+    budget): the answers and the calls per request, DynamoDB's and Stripe's."""
+    from bench.faults import CONFLICT, THROTTLED, dynamodb_fault
+    from ticketing import clock
+    from ticketing.lifecycle import writes
+
+    pause, writes._pause = writes._pause, lambda attempt: None
+    found: dict[str, dict[str, Any]] = {}
+    scenarios = {
+        "Stripe answers 429 to everything": None,
+        "DynamoDB throttles the budget's counters (the hottest key)": (("BatchGetItem", "UpdateItem"), "RATE#", THROTTLED),
+        "DynamoDB throttles the inventory shards": (("TransactWriteItems",), "INV#", THROTTLED),
+        "transaction conflict storm on the shards": (("TransactWriteItems",), "INV#", CONFLICT),
+    }
+    try:
+        for name, fault in scenarios.items():
+            before = Counter(fake.requests)
+            statuses: Counter = Counter()
+            with rec.phase(f"fault: {name}"):
+                for _ in range(FAULT_REQUESTS):
+                    clock.freeze(clock.now() + timedelta(seconds=1))
+                    fake.throttled = fault is None
+                    try:
+                        if fault is None:
+                            answer = checkout(503)
+                        else:
+                            with dynamodb_fault(*fault):
+                                answer = checkout(503)
+                    finally:
+                        fake.throttled = False
+                    statuses[f"503 {answer.get('code')}"] += 1
+            phase(f"fault: {name}", FAULT_REQUESTS)
+            stripe_calls = {k: v - before[k] for k, v in fake.requests.items() if v - before[k]}
+            found[name] = {"answers": dict(statuses), "stripe": {k: v / FAULT_REQUESTS for k, v in stripe_calls.items()}}
+    finally:
+        writes._pause = pause
+    return found
 
 
 def _code(ticket: dict[str, Any]) -> str:
@@ -320,14 +391,67 @@ def worst(load: dict[tuple[str, str], Units]) -> tuple[float, float]:
     return max((r[2] for r in rows), default=0.0), max((r[3] for r in rows), default=0.0)
 
 
+@dataclass
+class Release:
+    """How fast LAPSED_AT_ONCE lapsed holds come back (`release_figures`)."""
+
+    calls: dict[str, float]  # DynamoDB calls per release
+    latency_ms: float  # per release, one worker, at LATENCY_MS
+    workers: int
+    job_per_second: float  # the job's workers at that latency
+    dynamodb_per_second: float  # what the hottest key a release writes allows
+    hottest: str
+    per_second: float  # the lesser
+    seconds: float  # to release LAPSED_AT_ONCE
+    grace: int
+    worst_seconds: float  # from lapsing to released, at worst: grace + a minute's wait for the run + seconds
+    cancels_per_second: float  # what the budget allows the cancels at most
+    cancel_seconds: float
+    cancels_measured: float  # what the model's run got through a second (its budget samples leave some unused)
+
+
+def release_figures(model: Model) -> Release:
+    from ticketing import checkout
+    from tests.conftest import load_function
+
+    from ticketing import stripe_budget
+    from ticketing.table import HOLD_PARTITIONS
+
+    workers = load_function("expire_holds").WORKERS
+    phase = model.phases["expiry"]
+    calls = {k.split(".")[1]: v / phase.requests for k, v in phase.calls.items() if k.startswith("dynamodb.")}
+    # The sample's few orders need a Query of every partition; at LAPSED_AT_ONCE it is a page of PAGE.
+    calls["Query"] = (HOLD_PARTITIONS + LAPSED_AT_ONCE / checkout.PAGE) / LAPSED_AT_ONCE
+    latency = sum(LATENCY_MS.get(op, 10) * n for op, n in calls.items())
+    job = workers * 1000 / latency
+    bound, hottest_key = float("inf"), ""
+    for (target, key), used in phase.units.items():
+        wcu, rcu = used.wcu / phase.requests, used.rcu / phase.requests
+        limit = min(PARTITION_WCU / wcu if wcu else float("inf"), PARTITION_RCU / rcu if rcu else float("inf"))
+        if limit < bound:
+            bound, hottest_key = limit, f"{target} `{key}`"
+    rate = min(job, bound)
+    seconds = LAPSED_AT_ONCE / rate
+    cancels = stripe_budget.allowance("payment_intents.cancel", stripe_budget.BACKGROUND)
+    return Release(
+        calls=calls, latency_ms=latency, workers=workers, job_per_second=job, dynamodb_per_second=bound,
+        hottest=hottest_key, per_second=rate, seconds=seconds, grace=checkout.GRACE_SECONDS,
+        worst_seconds=checkout.GRACE_SECONDS + 60 + seconds, cancels_per_second=cancels,
+        cancel_seconds=LAPSED_AT_ONCE / cancels, cancels_measured=model.cancels_per_second,
+    )
+
+
 def scenarios(model: Model) -> dict[str, dict[tuple[str, str], Units]]:
     admitted = model.admitted_per_second
+    release = release_figures(model)
     return {
         f"on-sale: {CHECKOUTS_PER_SECOND}/s checkouts, {admitted:.0f}/s admitted by the Stripe budget":
             model.load(model.on_sale(CHECKOUTS_PER_SECOND, admitted)),
         f"on-sale with Stripe's limit raised: {CHECKOUTS_PER_SECOND}/s checkouts, {STRESS_ADMITTED}/s admitted":
             model.load(model.on_sale(CHECKOUTS_PER_SECOND, STRESS_ADMITTED)),
         f"doors open: {SCANS_PER_SECOND}/s check-ins": model.load(Model.doors_open(SCANS_PER_SECOND)),
+        f"hold release: {LAPSED_AT_ONCE:,} lapsed at once, released at {release.per_second:,.0f}/s, canceled at"
+        f" {release.cancels_per_second:.0f}/s": model.load({"expiry": release.per_second, "expiry_cancel": release.cancels_per_second}),
     }
 
 
@@ -342,10 +466,35 @@ def report(model: Model) -> str:
         total = table_total(load)
         flag = " OVER (raise the table's quota)" if total > TABLE_WCU_QUOTA else ""
         lines.append(f"| table total | | {total:,.0f} of {TABLE_WCU_QUOTA:,}{flag} | |")
-    lines.append(f"\nlapsed holds released: {model.releases_per_second:.0f} a second (the Stripe budget's background share paces"
-                 " the cancels)")
+    release = release_figures(model)
+    calls = ", ".join(f"{op} x{n:.2f}" for op, n in sorted(release.calls.items()))
+    lines += [
+        f"\nHold release, {LAPSED_AT_ONCE:,} lapsed at once (seats first, no Stripe call; PaymentIntents canceled after):",
+        f"- DynamoDB calls per release (Query: at that scale): {calls}: about {release.latency_ms:.0f} ms at AWS's latency (assumed:"
+        f" {', '.join(f'{k} {v} ms' for k, v in LATENCY_MS.items())})",
+        f"- the expiry job's {release.workers} workers: {release.job_per_second:,.0f} releases a second; DynamoDB allows"
+        f" {release.dynamodb_per_second:,.0f} a second (hottest key {release.hottest}, the sample's busiest)",
+        f"- lapsed holds returned: {release.per_second:,.0f} a second: {LAPSED_AT_ONCE:,} in {release.seconds:.0f} s; at worst"
+        f" {release.worst_seconds:.0f} s after lapsing ({release.grace} s grace + up to 60 s to the next run + {release.seconds:.0f} s)"
+        f" {'UNDER' if release.worst_seconds < 120 else 'OVER'} 2 minutes",
+        f"- their PaymentIntents canceled at up to {release.cancels_per_second:.0f} a second (the cancel endpoint's rate within"
+        f" the Stripe budget's background share; {release.cancels_measured:.0f} a second in this run): {release.cancel_seconds:.0f} s"
+        " for all; a payment meanwhile is a late payment",
+    ]
+    if model.faults:
+        lines += ["\nFaults (per checkout request; each answered 503 with Retry-After, nothing held)",
+                  "| fault | answers | DynamoDB calls | Stripe calls |", "|---|---|---|---|"]
+        for name, found in model.faults.items():
+            phase = model.phases[f"fault: {name}"]
+            dynamo = ", ".join(f"{k.split('.')[1]} x{v / phase.requests:.2f}" for k, v in sorted(phase.calls.items())
+                               if k.startswith("dynamodb."))
+            stripe_calls = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(found["stripe"].items())) or "none"
+            answers = ", ".join(f"{k} x{v}" for k, v in sorted(found["answers"].items()))
+            lines.append(f"| {name} | {answers} | {dynamo} | {stripe_calls} |")
     lines.append("\nDynamoDB calls per request (recorded)")
     for phase in model.phases.values():
+        if phase.name.startswith("fault: "):
+            continue
         shown = ", ".join(f"{k.split('.')[1]} x{v / phase.requests:.2f}" for k, v in sorted(phase.calls.items()) if k.startswith("dynamodb."))
         lines.append(f"- {phase.name}: {shown}")
     return "\n".join(lines)

@@ -42,7 +42,10 @@ TABLE = "ticketing-local"
 BUCKET = "ticketing-qr-local"
 STRIPE_SECRET = "ticketing/local/stripe"
 QR_SECRET = "ticketing/local/qr-signing"
+ADMISSION_SECRET = "ticketing/local/admission"
 QR_PUBLIC_KEYS = "/ticketing/local/qr-public-keys"
+APPLE_WALLET_SECRET = "ticketing/local/apple-wallet"
+GOOGLE_WALLET_SECRET = "ticketing/local/google-wallet"
 SENDER = "tickets@ticketing.local"
 MAIL_CONFIGURATION_SET = "ticketing-local"
 STRIPE_KEYS = {
@@ -137,7 +140,10 @@ class Stack:
             "FRONTEND_URL": self.frontend_url,
             "STRIPE_SECRET_NAME": STRIPE_SECRET,
             "QR_SIGNING_SECRET_NAME": QR_SECRET,
+            "ADMISSION_SECRET_NAME": ADMISSION_SECRET,
             "QR_PUBLIC_KEYS_PARAMETER": QR_PUBLIC_KEYS,
+            "APPLE_WALLET_SECRET_NAME": APPLE_WALLET_SECRET,
+            "GOOGLE_WALLET_SECRET_NAME": GOOGLE_WALLET_SECRET,
             "QR_BUCKET": BUCKET,
             "SENDER_EMAIL": SENDER,
             "SES_CONFIGURATION_SET": MAIL_CONFIGURATION_SET,
@@ -289,6 +295,11 @@ class Stack:
         stripe_secret = {name: value for name, value in STRIPE_KEYS.items() if name != "publishable_key"}
         secrets.create_secret(Name=STRIPE_SECRET, SecretString=json.dumps(stripe_secret))
         secrets.create_secret(Name=QR_SECRET, SecretString=json.dumps(_new_qr_keys()))
+        secrets.create_secret(Name=ADMISSION_SECRET, SecretString=json.dumps(
+            {"key": base64.urlsafe_b64encode(os.urandom(32)).decode()}))  # the waiting room's token key
+        apple, google = new_wallet_secrets()
+        secrets.create_secret(Name=APPLE_WALLET_SECRET, SecretString=json.dumps(apple))
+        secrets.create_secret(Name=GOOGLE_WALLET_SECRET, SecretString=json.dumps(google))
         self.publish_qr_keys()
         self._register_webhook()
 
@@ -415,6 +426,50 @@ def _new_qr_keys() -> dict[str, Any]:
     )
     kid = "k" + datetime.now(timezone.utc).strftime("%Y%m%d")
     return {"active": kid, "keys": {kid: base64.urlsafe_b64encode(raw).decode()}}
+
+
+def new_wallet_secrets() -> tuple[dict[str, str], dict[str, str]]:
+    """Test stand-ins for the wallet secrets (ticketing.wallet), made at start-up: a
+    self-signed "WWDR" CA and a pass certificate it issued, with the pass certificate's key;
+    and a service account key for Google Wallet. Nothing Apple or Google would accept, but
+    the same shapes, so the signing code is exercised exactly as in AWS."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    def pem_key(key: rsa.RSAPrivateKey) -> str:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ticketing local")])
+
+    now = datetime.now(timezone.utc)
+    ca_key, pass_key, google_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(3))
+    ca = (
+        x509.CertificateBuilder().subject_name(name("Local test WWDR")).issuer_name(name("Local test WWDR"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256())
+    )
+    certificate = (
+        x509.CertificateBuilder().subject_name(name("Pass Type ID: pass.local.ticketing")).issuer_name(ca.subject)
+        .public_key(pass_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    )
+    apple = {
+        "pass_type_identifier": "pass.local.ticketing", "team_identifier": "LOCAL12345", "organization_name": "Ticketing (local)",
+        "certificate_pem": certificate.public_bytes(serialization.Encoding.PEM).decode(), "private_key_pem": pem_key(pass_key),
+        "wwdr_certificate_pem": ca.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    google = {
+        "issuer_id": "3388000000000000001", "client_email": "wallet@ticketing-local.iam.gserviceaccount.com",
+        "private_key": pem_key(google_key), "private_key_id": "local-1",
+    }
+    return apple, google
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ os.environ.update(
         "AWS_REGION": "us-east-1",
         "TABLE_NAME": "ticketing-test",
         "STRIPE_SECRET_NAME": "ticketing/test/stripe",
+        "ADMISSION_SECRET_NAME": "ticketing/test/admission",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_unit",
         "POWERTOOLS_SERVICE_NAME": "ticketing",
         "POWERTOOLS_METRICS_NAMESPACE": "Ticketing",

@@ -7,9 +7,9 @@ check (a transaction as PutItem / UpdateItem / DeleteItem / ConditionCheckItem p
 Query on an index as the index's ARN, an S3 read of a missing object as s3:ListBucket too,
 SES v2 SendEmail as ses:SendEmail on the identity and the configuration set): see
 local/aws.py. A scenario drives every function through the code paths that need each
-permission (checkout, pay, webhook, receipt and its retry, a bounce, refund, dispute, an event's
-change told to its ticket holders, event cancel, tickets and QR codes, verify, check-in,
-offline upload, expiry, organiser reports, vouchers, waiting lists and their offers), then
+permission (checkout, a free order, pay, webhook, receipt and its retry, a bounce, refund, dispute,
+an event's change told to its ticket holders, event cancel, tickets and QR codes, verify,
+check-in, offline upload, expiry, organiser reports, vouchers, waiting lists and their offers), then
 each function's record is compared with its policy. SAM's own additions (the SQS event
 sources' polling, the scheduled function's dead-letter queue) are made by the Lambda
 service, not the code, and are not part of `Policies`.
@@ -49,6 +49,9 @@ LOCAL_NAMES = {
     "QrBucket": stack_module.BUCKET,
     "StripeSecret": stack_module.STRIPE_SECRET,
     "QrSigningSecret": stack_module.QR_SECRET,
+    "AdmissionSecret": stack_module.ADMISSION_SECRET,
+    "AppleWalletSecret": stack_module.APPLE_WALLET_SECRET,
+    "GoogleWalletSecret": stack_module.GOOGLE_WALLET_SECRET,
     "QrPublicKeysParameter": stack_module.QR_PUBLIC_KEYS,
     "MailConfigurationSet": stack_module.MAIL_CONFIGURATION_SET,
 }
@@ -175,6 +178,13 @@ def scenario(api, stack):
     lapse(stack, held["order_id"])
     ok(buy(api, customer(api, "reclaimer"), event_id, [(last_seat, 1)]), 201)
     assert api.get(f"/api/orders/{held['order_id']}/", token=holder).json()["status"] == "expired"
+    # a free order: paid at checkout (its tickets signed there, its receipt queued), canceled
+    free = ok(api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
+                       json={"name": "Free", "price_cents": 0, "capacity": 5}), 201)["id"]
+    taker = customer(api, "free")
+    free_order = ok(buy(api, taker, event_id, [(free, 2)]), 201)
+    assert free_order["order_status"] == "paid"
+    ok(api.post(f"/api/orders/{free_order['order_id']}/cancel/", token=taker))
 
     # pay: the webhook fulfils (signs the QR payloads) and sends the receipt
     pay(stack, first)
@@ -222,6 +232,23 @@ def scenario(api, stack):
     ok(api.post("/api/scanner/checkins/", token=scanner, json=[
         {"code": sign(stack, ticket_ids[2], event_id), "scanned_at": iso(datetime.now(timezone.utc)), "gate": "West"}]))
 
+    # transfer (issue 19): refused (own address: its retry key is forgotten), then given away with a
+    # key; the new holder's listing claims it; the wallet passes of a ticket still held
+    ok(api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"transfers": {"enabled": True}}))
+    giver_sub = f"giver-{uuid.uuid4().hex[:6]}"
+    giver = api.token([], sub=giver_sub, email=f"{giver_sub}@example.com")
+    given = paid_order(api, stack, giver, event_id, [(ga, 2)])
+    kept, gone = (t["id"] for t in given["tickets"])
+    ok(api.post(f"/api/tickets/{gone}/transfer/", token=giver, json={"to_email": f"{giver_sub}@example.com", "to_name": "Me"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}), 422)
+    taker_sub = f"taker-{uuid.uuid4().hex[:6]}"
+    ok(api.post(f"/api/tickets/{gone}/transfer/", token=giver, json={"to_email": f"{taker_sub}@example.com", "to_name": "Taker"},
+                headers={"Idempotency-Key": uuid.uuid4().hex}))
+    taker = api.token([], sub=taker_sub, email=f"{taker_sub}@example.com")
+    assert [t["id"] for t in ok(api.get("/api/me/tickets/", token=taker))["tickets"]] == [gone]
+    assert ok(api.get(f"/api/tickets/{kept}/wallet/apple/", token=giver)).content[:2] == b"PK"
+    assert ok(api.get(f"/api/tickets/{kept}/wallet/google/", token=giver))["save_url"]
+
     # refunds: a customer's partial refund by ticket, and a dispute opened and won
     refunder = customer(api, "refunder")
     refundable = paid_order(api, stack, refunder, event_id, [(ga, 2)])
@@ -262,6 +289,31 @@ def scenario(api, stack):
     assert wait_for(lambda: [n for n in ok(api.get("/api/me/notifications/", token=refunder))["notifications"]
                              if n["kind"] == "event_changed"], timeout=90), "the ticket holder was never told"
 
+
+    # the waiting room: one join before opening, one after; the admission job opens it (closing the
+    # pre-opening counters), admits and publishes; a poll for the token, a checkout with it
+    # (checked with the admission key, spent in the hold), the organiser's view
+    opens = datetime.now(timezone.utc) + timedelta(seconds=3)
+    room_id = ok(api.post("/api/events/", token=admin, json={
+        "name": "Queue", "venue": "Hall", "currency": "usd", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=4)),
+        "waiting_room": {"opens_at": iso(opens), "admit_per_minute": 600}}), 201)["id"]
+    room_seats = ok(api.post(f"/api/events/{room_id}/ticket-types/", token=admin,
+                             json={"name": "GA", "price_cents": 1000, "capacity": 10}), 201)["id"]
+    early, later = customer(api, "early"), customer(api, "later")
+    ok(api.post(f"/api/events/{room_id}/queue/", token=early), 201)
+    assert wait_for(lambda: datetime.now(timezone.utc) > opens + timedelta(seconds=1), timeout=10)
+    ok(requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60))
+    ok(api.post(f"/api/events/{room_id}/queue/", token=later), 201)
+
+    def admitted():
+        requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60)
+        return ok(api.get(f"/api/events/{room_id}/queue/me/", token=early))["admission_token"]
+
+    admission = wait_for(admitted, timeout=30)
+    assert admission
+    ok(api.post("/api/tickets/stripe/checkout/", token=early, headers={"Admission-Token": admission},
+                json={"event_id": room_id, "items": [{"ticket_type_id": room_seats, "qty": 1}]}), 201)
+    assert ok(api.get(f"/api/events/{room_id}/queue/", token=admin))["spent"] == 1
     # vouchers (organiser's routes, a checkout with one); a waiting list: join, the expiry job's
     # offer (email and inbox), its lapse passing the seats to the next in line, a checkout
     # with the offer, the caller's places, leaving
@@ -364,12 +416,21 @@ def test_the_comparison_fails_on_a_missing_and_on_an_unused_permission():
 
 def test_private_qr_keys_only_where_tickets_are_signed_and_public_keys_where_the_gate_reads(scenario):
     secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{stack_module.QR_SECRET}"
+    signers = {"WebhookFunction", "TransferFunction", "CheckoutFunction"}  # issue, re-issue on a transfer, a free order's
     readers = {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used}
-    assert readers == {"WebhookFunction"}
-    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WebhookFunction"
+    assert readers == signers
+    assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid not in signers
                    for pair in allowed(fid))
     public = f"arn:aws:ssm:{stack_module.REGION}:123456789012:parameter{stack_module.QR_PUBLIC_KEYS}"
     assert ("ssm:GetParameter", public) in scenario["VerifyFunction"]
+
+
+def test_the_wallet_keys_only_where_passes_are_made(scenario):
+    for name in (stack_module.APPLE_WALLET_SECRET, stack_module.GOOGLE_WALLET_SECRET):
+        secret = f"arn:aws:secretsmanager:{stack_module.REGION}:123456789012:secret:{name}"
+        assert {fid for fid, used in scenario.items() if ("secretsmanager:GetSecretValue", secret) in used} == {"WalletFunction"}
+        assert not any(covers(pair, ("secretsmanager:GetSecretValue", secret)) for fid in FUNCTIONS if fid != "WalletFunction"
+                       for pair in allowed(fid))
 
 
 def test_the_publishable_key_is_served_without_access_to_the_stripe_secret(scenario):

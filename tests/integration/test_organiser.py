@@ -98,7 +98,7 @@ def test_lowering_capacity_during_a_rush_never_lets_sold_and_held_exceed_it(api,
 
     # Below what is sold and held: 409 and nothing changes.
     before = shard_items(stack, type_id), type_item(stack, event_id, type_id)
-    refused = patch(api, f"/api/events/{event_id}/ticket-types/{type_id}/", admin, {"capacity": held + sold - 1, "price_cents": 1})
+    refused = patch(api, f"/api/events/{event_id}/ticket-types/{type_id}/", admin, {"capacity": held + sold - 1, "price_cents": 100})
     assert refused.status_code == 409 and refused.json()["code"] == "capacity_below_sold"
     assert (shard_items(stack, type_id), type_item(stack, event_id, type_id)) == before
     assert table_item(stack, f"EVENT#{event_id}", f"TYPE#{type_id}")["price_cents"] == "1000"

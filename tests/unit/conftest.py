@@ -30,6 +30,9 @@ def aws():
                 {"secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
             ),
         )
+        boto3.client("secretsmanager").create_secret(
+            Name="ticketing/test/admission", SecretString=json.dumps({"key": "unit-admission-key-" + "k" * 40}),
+        )
         yield
 
 

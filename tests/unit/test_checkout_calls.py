@@ -69,7 +69,7 @@ def test_reading_an_event_is_one_query_and_one_batch_read(catalogue):
         claims=ADMIN,
     )
     for index in range(3):
-        catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": f"T{index}", "price_cents": 1, "capacity": 300}, claims=ADMIN)
+        catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": f"T{index}", "price_cents": 100, "capacity": 300}, claims=ADMIN)
     with count_aws_calls() as calls:
         status, body, _ = catalogue("GET", f"/api/events/{event['id']}/")
     assert status == 200 and len(body["ticket_types"]) == 3

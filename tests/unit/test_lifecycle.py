@@ -38,7 +38,8 @@ def test_every_transition_is_declared_once_with_a_condition():
     names = [(t.entity, t.name) for t in states.TRANSITIONS]
     assert len(names) == len(set(names))
     for transition in states.TRANSITIONS:
-        values = {"refund_id": "rf_1", "dispute_id": "dp_1", "used_at": "2030-01-01T00:00:00Z", "before": 0, "total": 1, "amount": 1}
+        values = {"refund_id": "rf_1", "dispute_id": "dp_1", "used_at": "2030-01-01T00:00:00Z", "before": 0, "total": 1, "amount": 1,
+                  "code_version": 0, "holder_sub": "cust-1", "email": "a@example.com"}
         assert transition.condition(**values) is not None
 
 

@@ -186,7 +186,7 @@ def test_stats_match_a_mix_of_paid_pending_refunded_and_checked_in_orders(api, s
         "capacity": 20, "sold": 4, "held": 2, "available": 14, "checked_in": 1}
     assert {k: per_type["VIP"][k] for k in ("capacity", "sold", "held", "available", "checked_in")} == {
         "capacity": 5, "sold": 0, "held": 0, "available": 5, "checked_in": 0}
-    assert body["money"] == {"currency": "usd", "gross_cents": 6000 + 5000 + 2000, "refunded_cents": 5500, "net_cents": 7500}
+    assert body["money"] == {"currency": "usd", "gross_cents": 6000 + 5000 + 2000, "fees_cents": 0, "refunded_cents": 5500, "net_cents": 7500}
     assert body["orders_by_status"] == {"paid": 1, "refunded": 1, "partially_refunded": 1, "pending": 1}
     # The money agrees with the orders listing.
     listed = api.get(f"/api/events/{event_id}/orders/", token=admin, params={"limit": 100}).json()["orders"]

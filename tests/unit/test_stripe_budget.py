@@ -96,3 +96,31 @@ def test_a_call_at_a_seconds_edge_is_counted_in_the_next_second_too(budget):
         second = stripe_budget.take("payment_intents.create")
         stripe_budget.still(second, "payment_intents.create")  # mid-second: nothing more
         assert _spent("payment_intents.create", 5) == 1
+
+
+def test_a_checkout_refused_by_the_budget_leaves_no_idempotency_record_to_replay(budget, catalogue, stripe_standin):
+    """The 503 is not remembered under its Idempotency-Key: the retry after Retry-After,
+    with the same key and body, holds the seats and answers 201 (and is replayed after)."""
+    buy = Invoker(load_function("checkout"))
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": "Retry", "venue": "Hall", "currency": "usd", "starts_at": "2031-01-01T18:00:00Z", "ends_at": "2031-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 900, "capacity": 100}, claims=ADMIN)
+    body = {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]}
+    claims = {"sub": "retrier", "email_verified": "true"}
+    key = {"idempotency-key": "retry-after-503"}
+    with budget(total=100, per_endpoint=1):
+        clock.freeze(SECOND + timedelta(seconds=0.1))
+        assert buy("POST", "/api/tickets/stripe/checkout/", body, claims={"sub": "first", "email_verified": "true"})[0] == 201
+        status, answer, headers = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims, headers=key)
+        assert status == 503 and answer["code"] == "stripe_budget" and int(headers["Retry-After"]) == 1
+        clock.freeze(SECOND + timedelta(seconds=1.1))  # after Retry-After
+        status, first, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims, headers=key)
+        assert status == 201, first
+        clock.freeze(SECOND + timedelta(seconds=2.1))
+        status, replay, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=claims, headers=key)
+    assert status == 201 and replay["order_id"] == first["order_id"]
+    held = [o for o in OrderItem.scan(OrderItem.PK.startswith("ORDER#") & (OrderItem.event_id == event["id"])) if o.customer_sub == "retrier"]
+    assert len(held) == 1

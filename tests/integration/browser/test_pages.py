@@ -344,3 +344,25 @@ def test_my_tickets_show_their_qr_codes_offline(playwright, base, api, stack, ma
         check_page(page, "tickets-offline")
     finally:
         browser.close()
+
+
+def test_a_voucher_at_checkout_lowers_the_total(playwright, base, api, make_event):
+    event_id, types = make_event({"GA": (4000, 10)})
+    made = api.post(f"/api/events/{event_id}/vouchers/", token=api.token(["admin"]),
+                    json={"code": "HALF", "kind": "percent", "value": 50, "max_uses": 5})
+    assert made.status_code == 201, made.text
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {api.token([], email='v@example.com')!r})")
+        page = context.new_page()
+        page.goto(f"{base}/app/event.html?id={event_id}")
+        page.get_by_label("Quantity of GA").fill("1")
+        page.get_by_label("Voucher code (optional)").fill("NOPE")
+        page.get_by_role("button", name="Buy").click()
+        expect(page.locator("#status")).to_contain_text("voucher", ignore_case=True)
+        page.get_by_label("Voucher code (optional)").fill("HALF")
+        page.get_by_role("button", name="Buy").click()
+        expect(page.locator("#main")).to_contain_text("1 ticket: $20.00 (voucher: $20.00 off)")
+    finally:
+        browser.close()

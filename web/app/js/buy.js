@@ -42,7 +42,9 @@ async function showEvent() {
         'data-price': t.price_cents + (t.fees_cents || 0), disabled: !max || t.on_sale === false }));
   });
   const total = el('p', { id: 'total', 'aria-live': 'polite' });
-  const form = el('form', { id: 'buy' }, rows, total,
+  const voucher = el('div', {}, el('label', { for: 'voucher' }, 'Voucher code (optional)'),
+    el('input', { id: 'voucher', autocomplete: 'off', maxlength: 64, autocapitalize: 'characters' }));
+  const form = el('form', { id: 'buy' }, rows, total, voucher,
     fees ? el('p', { class: 'muted' }, `Fees: ${fees.percent_bps / 100}% + ${money(fees.fixed_cents, event.currency)} per ${fees.per}`
       + (fees.passed_on === false ? ' (paid by the organiser)' : '') + (fees.refundable ? '' : ', not refundable')) : null,
     el('p', { id: 'status', role: 'status', hidden: true }),
@@ -67,7 +69,9 @@ async function checkout(event, form) {
   say('Holding your seats…');
   let order;
   try {
-    order = await api('/api/tickets/stripe/checkout/', { method: 'POST', body: { event_id: event.id, items } });
+    const voucherCode = form.querySelector('#voucher').value.trim();
+    order = await api('/api/tickets/stripe/checkout/', { method: 'POST',
+      body: { event_id: event.id, items, ...(voucherCode ? { voucher_code: voucherCode } : {}) } });
   } catch (error) {
     form.querySelector('button[type=submit]').disabled = false;
     if (error instanceof ApiError && error.status === 401) return signIn();
@@ -82,7 +86,8 @@ export async function showPayment(event, order) {
   const left = el('span', { class: 'countdown' });
   const box = el('div', { id: 'card' });
   show(main, el('h1', {}, `Pay for ${event.name}`),
-    el('p', {}, `${order.tickets.length} ticket${order.tickets.length === 1 ? '' : 's'}: `, el('strong', {}, money(order.total_cents, order.currency))),
+    el('p', {}, `${order.tickets.length} ticket${order.tickets.length === 1 ? '' : 's'}: `, el('strong', {}, money(order.total_cents, order.currency)),
+      order.discount_cents ? ` (voucher: ${money(order.discount_cents, order.currency)} off)` : ''),
     el('p', {}, 'Seats held for ', left, '.'),
     el('p', { id: 'status', role: 'status', hidden: true }), box);
   const timer = countdown(order.expires_at, left);

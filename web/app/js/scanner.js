@@ -290,7 +290,7 @@ async function handleOffline(code) {
 
 const REASONS = {
   bad_signature: 'Not one of our tickets (or misread): refuse entry.',
-  void: 'This ticket was voided (refunded or canceled): refuse entry.',
+  void: 'This ticket was voided (refunded or canceled) or this code replaced by a transfer: refuse entry.',
   wrong_event: 'This ticket is for another event.',
   event_over: 'The event is over.',
 };

@@ -9,14 +9,16 @@ from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, Str
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import clock, inventory, money, waitlist
+from ticketing import clock, fees as fee_rules, inventory, money, waitlist
+from ticketing import waiting_room as rooms
+from ticketing.waiting_room import WaitingRoomIn, WaitingRoomOut, WaitingRoomPatch
 from ticketing.auth import Caller
 from ticketing.config import settings
-from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound
+from ticketing.errors import ConfigurationError, Conflict, DependencyUnavailable, InvalidInput, NotFound, Unprocessable
 from ticketing.ids import MAX_LENGTH as MAX_ID_LENGTH, new_id
 from ticketing.lifecycle.writes import condition_failed, failed_parts
 from ticketing.pages import ID, STAMP, decode_key, encode_cursor
-from ticketing.table import EventItem, Fixture, TicketTypeItem, connection, event_partition
+from ticketing.table import EventItem, FeesMap, Fixture, TicketTypeItem, TransferPolicy, connection, event_partition
 from ticketing.waitlist import WaitingListIn, WaitingListOut
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -25,6 +27,7 @@ MAX_EVENT_LENGTH = timedelta(days=366)
 MAX_SALES_LEAD = timedelta(days=2 * 366)
 MAX_CAPACITY = 1_000_000
 MAX_PER_ORDER = 50
+MAX_PER_CUSTOMER = 1000
 
 
 # ------------------------------------------------------------------ inputs
@@ -42,6 +45,9 @@ class EventIn(BaseModel):
     ends_at: AwareDatetime
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3)]
     fixtures: list[FixtureIn] = Field(default_factory=list, max_length=100)
+    waiting_room: WaitingRoomIn | None = None
+    fees: fee_rules.FeesIn | None = None  # service fees (ticketing.fees)
+    max_per_customer: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_CUSTOMER)  # tickets per customer, paid + held
 
     @field_validator("currency")
     @classmethod
@@ -60,6 +66,14 @@ class TicketTypeIn(BaseModel):
     hidden: StrictBool = False  # off the event page; sold only with a voucher that reveals it (ticketing.vouchers)
 
 
+class TransfersIn(BaseModel):
+    """Whether holders may transfer their tickets to someone else, and until when (null:
+    until the event starts)."""
+
+    enabled: StrictBool
+    until: AwareDatetime | None = None
+
+
 class EventPatch(BaseModel):
     """An event's details; only what is sent changes. The currency cannot change (orders
     are in it), nor the fixtures."""
@@ -69,6 +83,10 @@ class EventPatch(BaseModel):
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
+    waiting_room: WaitingRoomPatch | None = None
+    fees: fee_rules.FeesIn | None = None  # null removes them; new orders only
+    max_per_customer: StrictInt | None = Field(default=None, ge=1, le=MAX_PER_CUSTOMER)  # null removes the limit
+    transfers: TransfersIn | None = None
     waiting_list: WaitingListIn | None = None  # issue 19: null turns it off
 
 
@@ -99,6 +117,7 @@ class TicketTypeOut(BaseModel):
     fixture_id: str | None
     name: str
     price_cents: int
+    fees_cents: int = 0  # the fee a buyer pays on one ticket (all-in price: price_cents + fees_cents)
     currency: str
     capacity: int
     available: int
@@ -107,6 +126,11 @@ class TicketTypeOut(BaseModel):
     sales_end: str
     on_sale: bool
     hidden: bool = False
+
+
+class TransfersOut(BaseModel):
+    enabled: bool
+    until: str | None = None  # null: until the event starts
 
 
 class EventOut(BaseModel):
@@ -118,8 +142,12 @@ class EventOut(BaseModel):
     ends_at: str
     currency: str
     status: str
+    fees: fee_rules.FeesIn | None = None
+    max_per_customer: int | None = None
     fixtures: list[FixtureOut]
     ticket_types: list[TicketTypeOut] | None = None
+    waiting_room: WaitingRoomOut | None = None
+    transfers: TransfersOut = TransfersOut(enabled=False)
     waiting_list: WaitingListOut | None = None
 
 
@@ -161,6 +189,29 @@ def _check_sales(start: datetime, end: datetime, closes: datetime, now: datetime
         raise InvalidInput("sales_start", "Sales must open within two years and before the event ends.")
 
 
+def event_fees(event: EventItem) -> fee_rules.Fees | None:
+    return fee_rules.Fees.of(event.fees.as_dict()) if event.fees is not None else None
+
+
+def fees_map(fees: fee_rules.FeesIn | fee_rules.Fees | None) -> FeesMap | None:
+    if fees is None:
+        return None
+    return FeesMap(**(fees.model_dump() if isinstance(fees, fee_rules.FeesIn) else fees.as_dict()))
+
+
+def check_minimum(price_cents: int, currency: str, fees: fee_rules.Fees | None, field: str) -> None:
+    """A paid price (with the fee the buyer pays) under Stripe's minimum charge for the
+    currency would never be charged: refused when the price or the fees are set."""
+    all_in = price_cents + fee_rules.one_ticket_fee(price_cents, fees)
+    if money.below_minimum(all_in, currency):
+        least = money.minimum_charge(currency)
+        raise Unprocessable(
+            f"A ticket at {all_in} {currency.upper()} minor units (fees included) is under Stripe's minimum charge of "
+            f"{least}; make it free (0) or at least {least}.",
+            error="Below the minimum charge", code="below_minimum_charge", field=field, minimum_cents=least,
+        )
+
+
 def publishable_key() -> str:
     """Stripe's publishable key for the front end: a setting, so serving it needs no access
     to the Stripe secret."""
@@ -190,8 +241,16 @@ def create_event(data: EventIn, by: Caller) -> EventOut:
         event_id=event_id, name=data.name, venue=data.venue, description=data.description,
         starts_at=starts_at, ends_at=clock.iso(data.ends_at), currency=data.currency,
         status="on_sale", fixtures=fixtures, created_at=clock.iso(now), created_by=by.sub,
+        fees=fees_map(data.fees), max_per_customer=data.max_per_customer,
     )
-    item.save(condition=EventItem.PK.does_not_exist())
+    if data.waiting_room is None:
+        item.save(condition=EventItem.PK.does_not_exist())
+        return _event_out(item, None)
+    item.waiting_room, listing = rooms.configure(item, data.waiting_room)
+    with TransactWrite(connection=connection()) as tx:
+        tx.save(item, condition=EventItem.PK.does_not_exist())
+        for extra in listing:
+            tx.save(extra)
     return _event_out(item, None)
 
 
@@ -236,7 +295,8 @@ def get_event(event_id: str) -> EventOut:
 
 def _with_types(event: EventItem, types: list[TicketTypeItem]) -> EventOut:
     seats = inventory.availability((t.type_id, int(t.shards)) for t in types)
-    return _event_out(event, [_type_out(t, event.currency, seats.get(t.type_id)) for t in types])
+    fees = event_fees(event)
+    return _event_out(event, [_type_out(t, event.currency, seats.get(t.type_id), fees) for t in types])
 
 
 def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
@@ -246,6 +306,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
         fixture = next((f for f in event.fixtures if f.fixture_id == str(data.fixture_id)), None)
         if fixture is None:
             raise InvalidInput("fixture_id", f"Event {event_id} has no fixture {data.fixture_id}.")
+    check_minimum(data.price_cents, event.currency, event_fees(event), "price_cents")
     now = clock.now()
     closes = clock.parse_iso(fixture.ends_at if fixture else event.ends_at)
     sales_start = data.sales_start or now
@@ -275,7 +336,7 @@ def create_ticket_type(event_id: str, data: TicketTypeIn) -> TicketTypeOut:
         if "event" in failed_parts(exc, ["event"]):  # the condition check comes first
             raise InvalidInput("event_id", f"Event {event_id} is not on sale any more.") from exc
         raise
-    return _type_out(item, event.currency, inventory.Availability(data.capacity, data.capacity, 0, 0))
+    return _type_out(item, event.currency, inventory.Availability(data.capacity, data.capacity, 0, 0), event_fees(event))
 
 
 # ---------------------------------------------------------------- editing
@@ -294,9 +355,13 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         return _with_types(event, types)
-    for field in ("name", "venue", "starts_at", "ends_at"):
+    for field in ("name", "venue", "starts_at", "ends_at", "transfers"):
         if field in changes and changes[field] is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
+    if "fees" in changes:  # every ticket type must stay chargeable with the new fees
+        new_fees = fee_rules.Fees.of(data.fees)
+        for ticket_type in types:
+            check_minimum(int(ticket_type.price_cents), event.currency, new_fees, "fees")
     starts_at = data.starts_at or clock.parse_iso(event.starts_at)
     ends_at = data.ends_at or clock.parse_iso(event.ends_at)
     if "starts_at" in changes or "ends_at" in changes:
@@ -306,8 +371,25 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         if late:
             raise InvalidInput("ends_at", f"Ticket type {late[0].name} sells until {late[0].sales_end}; move its sales_end first.")
     actions = [getattr(EventItem, field).set(getattr(data, field)) for field in ("name", "venue") if field in changes]
+    listing = []
+    if changes.get("waiting_room") is not None:
+        room, listing = rooms.configure(event, data.waiting_room)
+        actions.append(EventItem.waiting_room.set(room))
+    elif "waiting_room" in changes:
+        actions.append(EventItem.waiting_room.remove())
     if "description" in changes:
         actions.append(EventItem.description.set(data.description) if data.description else EventItem.description.remove())
+    if "fees" in changes:  # orders already made keep the fees they were sold with
+        actions.append(EventItem.fees.set(fees_map(data.fees)) if data.fees is not None else EventItem.fees.remove())
+    if "max_per_customer" in changes:
+        actions.append(EventItem.max_per_customer.set(data.max_per_customer) if data.max_per_customer is not None
+                       else EventItem.max_per_customer.remove())
+    if "transfers" in changes:
+        until = data.transfers.until
+        if until is not None and until > ends_at:
+            raise InvalidInput("transfers.until", "transfers.until must not be after the event ends.")
+        actions.append(EventItem.transfers.set(TransferPolicy(
+            enabled=data.transfers.enabled, until=clock.iso(until) if until else None)))
     if "waiting_list" in changes:
         actions.append(waitlist.settings_action(data.waiting_list))
     if "starts_at" in changes or "ends_at" in changes:
@@ -333,6 +415,8 @@ def update_event(event_id: str, data: EventPatch) -> EventOut:
         raise
     if new:  # sent again unchanged: perhaps a retry of a change whose queueing failed
         event_changes.resume(event_id)
+    for extra in listing:  # the admission job's list of rooms (an item per event: saving again changes nothing)
+        extra.save()
     return _with_types(event, types)  # `update` refreshed `event` from what DynamoDB wrote
 
 
@@ -349,6 +433,8 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
     for field, value in changes.items():
         if value is None:
             raise InvalidInput(field, f"{field} cannot be removed.")
+    if "price_cents" in changes:
+        check_minimum(changes["price_cents"], event.currency, event_fees(event), "price_cents")
     actions = [getattr(TicketTypeItem, field).set(changes[field]) for field in ("name", "price_cents", "max_per_order", "hidden")
                if field in changes]
     if "sales_start" in changes or "sales_end" in changes:
@@ -374,7 +460,7 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
         item.update(actions=actions, condition=TicketTypeItem.PK.exists())
     fresh = TicketTypeItem.get(*TicketTypeItem.key(event_id, type_id), consistent_read=True)
     seats = inventory.availability([(fresh.type_id, int(fresh.shards))])
-    return _type_out(fresh, event.currency, seats.get(type_id))
+    return _type_out(fresh, event.currency, seats.get(type_id), event_fees(event))
 
 
 # ---------------------------------------------------------------- shaping
@@ -382,20 +468,27 @@ def _event_out(item: EventItem, types: list[TicketTypeOut] | None) -> EventOut:
     return EventOut(
         id=item.event_id, name=item.name, venue=item.venue, description=item.description,
         starts_at=item.starts_at, ends_at=item.ends_at, currency=item.currency, status=item.status,
+        fees=fee_rules.FeesIn(**event_fees(item).as_dict()) if item.fees is not None else None,
+        max_per_customer=int(item.max_per_customer) if item.max_per_customer is not None else None,
         fixtures=[
             FixtureOut(id=f.fixture_id, name=f.name, starts_at=f.starts_at, ends_at=f.ends_at)
             for f in item.fixtures or []
         ],
         ticket_types=types, waiting_list=waitlist.settings_of(item),
+        waiting_room=rooms.room_out(item.waiting_room),
+        transfers=TransfersOut(enabled=bool(item.transfers and item.transfers.enabled),
+                               until=item.transfers.until if item.transfers else None),
     )
 
 
-def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability | None) -> TicketTypeOut:
+def _type_out(item: TicketTypeItem, currency: str, seats: inventory.Availability | None,
+              fees: fee_rules.Fees | None = None) -> TicketTypeOut:
     now = clock.iso(clock.now())
     available = seats.remaining if seats else 0
     return TicketTypeOut(
         id=item.type_id, event_id=item.event_id, fixture_id=item.fixture_id, name=item.name,
-        price_cents=int(item.price_cents), currency=currency, capacity=int(item.capacity),
+        price_cents=int(item.price_cents), fees_cents=fee_rules.one_ticket_fee(int(item.price_cents), fees),
+        currency=currency, capacity=int(item.capacity),
         available=available, max_per_order=int(item.max_per_order),
         sales_start=item.sales_start, sales_end=item.sales_end,
         on_sale=item.sales_start <= now < item.sales_end and available > 0, hidden=bool(item.hidden),

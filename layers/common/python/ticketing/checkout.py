@@ -18,14 +18,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
-from ticketing import cards, catalogue, clock, inventory, orders, payments, stripe_budget, vouchers, waitlist
+from ticketing import cards, catalogue, clock, fees as fee_rules, inventory, orders, payments, stripe_budget, vouchers, waiting_room, waitlist
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound, PaymentProviderError, Unprocessable
 from ticketing.ids import new_id
-from ticketing.lifecycle import OrderStatus, TicketStatus
+from ticketing.lifecycle import REFUNDABLE, OrderStatus, TicketStatus
 from ticketing.lifecycle import orders as lifecycle
 from ticketing.lifecycle.writes import condition_failed
+from ticketing.observability import logger
 from ticketing.table import (
     EventItem,
     ExpiryClaimItem,
@@ -66,11 +67,14 @@ class CheckoutIn(BaseModel):
 
 class CheckoutOut(BaseModel):
     order_id: str
-    client_secret: str | None
-    payment_intent_id: str
-    total_cents: int
+    client_secret: str | None  # null for a free order: nothing to pay
+    payment_intent_id: str | None
+    subtotal_cents: int = 0
+    fees_cents: int = 0  # the fees the buyer pays (0 when the organiser absorbs them)
+    total_cents: int  # subtotal_cents + fees_cents: what is charged
     currency: str
-    status: str
+    status: str  # the payment's status (`succeeded` for a free order)
+    order_status: str = OrderStatus.PENDING
     expires_at: str
     tickets: list[orders.CheckoutTicketOut]
     discount_cents: int = 0  # what the voucher took off, before fees (ticketing.vouchers)
@@ -125,10 +129,18 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     fixtures = {f.fixture_id: f for f in event.fixtures or []}
     order_id = new_id("or")
     created, expires = clock.iso(now), clock.iso(now + timedelta(minutes=settings().hold_minutes))
+    # Each ticket's share of the voucher's discount comes off its price before fees: fees
+    # are computed on `price_cents - off[seat]` per ticket (ticketing.fees), and the order's
+    # total is (prices - discount) + the buyer's fees.
+    offs = [voucher.shares[index] if voucher else [0] * qty for index, (_, qty) in enumerate(chosen)]
+    fees = catalogue.event_fees(event)
+    priced = fee_rules.price_order(
+        [int(t.price_cents) - off[seat] for (t, qty), off in zip(chosen, offs, strict=True) for seat in range(qty)], fees)
+    each = iter(priced.tickets)
     tickets: list[TicketItem] = []
     lines: list[OrderLine] = []
     for index, (ticket_type, qty) in enumerate(chosen):
-        off = voucher.shares[index] if voucher else [0] * qty  # each ticket's share of the discount
+        off = offs[index]
         lines.append(
             OrderLine(
                 type_id=ticket_type.type_id, name=ticket_type.name, qty=qty, price_cents=int(ticket_type.price_cents),
@@ -145,7 +157,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
                     **event_tickets_index(event.event_id, ticket_id, created),
                     ticket_id=ticket_id, serial=_serial(), order_id=order_id, event_id=event.event_id,
                     fixture_id=ticket_type.fixture_id or fixture_id, type_id=ticket_type.type_id,
-                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat], currency=event.currency,
+                    type_name=ticket_type.name, price_cents=int(ticket_type.price_cents) - off[seat],
+                    fee_cents=next(each).fee_cents, currency=event.currency,
                     status=TicketStatus.PENDING, customer_sub=who.sub, created_at=created,
                     event_name=event.name, event_ends_at=fixture.ends_at if fixture else event.ends_at,
                     fixture_starts_at=fixture.starts_at if fixture else None,
@@ -160,7 +173,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
         **event_orders_index(event.event_id, order_id, created),
         order_id=order_id, event_id=event.event_id, fixture_id=fixture_id, customer_sub=who.sub,
         customer_email=who.email, customer_name=who.name, status=OrderStatus.PENDING,
-        total_cents=sum(int(line.price_cents) * int(line.qty) for line in lines) - (voucher.discount_cents if voucher else 0),
+        total_cents=priced.total_cents, subtotal_cents=priced.subtotal_cents, fees_cents=priced.buyer_fees_cents,
+        all_fees_cents=priced.fees_cents, fees_returned_cents=0, fees=catalogue.fees_map(fees),
         currency=event.currency, voucher_code=voucher.code if voucher else None,
         discount_cents=voucher.discount_cents if voucher else None,
         lines=lines, ticket_ids=[t.ticket_id for t in tickets], payment=Payment(),
@@ -169,7 +183,8 @@ def _build_hold(event: EventItem, fixture_id: str | None, chosen, plans: dict[st
     return lifecycle.Hold(order, tickets)
 
 
-def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None, offer=None) -> lifecycle.Hold:
+def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | None = None, offer=None,
+          admission=None) -> lifecycle.Hold:
     """Plan and place the hold, re-reading the shards when another buyer got there first,
     and reclaiming lapsed holds once before answering sold out. Seats kept for a waiting
     list are not planned; a waiting-list `offer` (claim, shard -> seats) brings its own."""
@@ -196,7 +211,8 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
             hold = _build_hold(event, fixture_id, chosen, plans, who, voucher)
             if offer:
                 hold = lifecycle.Hold(hold.order, hold.tickets, offer[0])
-            lifecycle.place_hold(hold, settings().max_held_per_customer)
+            lifecycle.place_hold(hold, settings().max_held_per_customer,
+                                 int(event.max_per_customer) if event.max_per_customer is not None else None, admission)
             return hold
         except inventory.SoldOut:
             reclaimed = True
@@ -211,9 +227,11 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
     raise DependencyUnavailable("Too many buyers at once for these tickets; try again.", retry_after=1, code="contention")
 
 
-def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
+def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) -> CheckoutOut:
     if not who.email_verified:  # the receipt goes to this address: only to one its owner proved
         raise Unprocessable("Verify your email address before buying: the tickets are sent to it.", code="email_unverified")
+    # A waiting room's admission (signature only, no read): 403 before the budget is spent
+    admission = waiting_room.admission_for(str(data.event_id), who, admission_token)
     # Over Stripe's rate: 503 before any read or hold, so a rush past the budget costs two
     # reads of the budget a request (README, "On-sale runbook").
     spent = stripe_budget.take("payment_intents.create")
@@ -222,8 +240,10 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
     offer = waitlist.for_checkout(event, chosen, data.offer_code, who)  # a waiting-list offer's held seats
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     customer_id = _saved_card_customer(data, who)  # before any seat is held
-    hold = _hold(event, fixture_id, chosen, who, voucher, offer)
+    hold = _hold(event, fixture_id, chosen, who, voucher, offer, admission)  # spends the admission with the hold
     order = hold.order
+    if int(order.total_cents) == 0:
+        return _free(hold)
     try:
         stripe_budget.still(spent, "payment_intents.create")  # the hold took us into the next second
         intent = payments.create_intent(
@@ -234,24 +254,60 @@ def checkout(data: CheckoutIn, who: Caller) -> CheckoutOut:
             customer_id=customer_id, payment_method_id=data.payment_method_id, save_card=data.save_card,
             return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
-    except (PaymentProviderError, DependencyUnavailable):
+    except (PaymentProviderError, DependencyUnavailable, Unprocessable):
         lifecycle.release(order, "canceled", "payment_setup_failed")
+        waiting_room.give_back(admission, order.order_id)  # not answered 201: the admission stays usable
         raise
     lifecycle.record_payment(
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,
         error_message=intent.error_message,  # a saved card declined: the order stays pending until its hold lapses
     )
+    return _answer(hold, intent.client_secret, intent.id, intent.status, OrderStatus.PENDING)
+
+
+def _answer(hold: lifecycle.Hold, client_secret: str | None, intent_id: str | None, status: str, order_status: str) -> CheckoutOut:
+    order = hold.order
     return CheckoutOut(
         order_id=order.order_id,
-        client_secret=intent.client_secret,
-        payment_intent_id=intent.id,
+        client_secret=client_secret,
+        payment_intent_id=intent_id,
+        subtotal_cents=int(order.subtotal_cents),
+        fees_cents=int(order.fees_cents),
         total_cents=int(order.total_cents),
         currency=order.currency,
-        status=intent.status,
+        status=status,
+        order_status=order_status,
         expires_at=order.expires_at,
-        tickets=[orders.CheckoutTicketOut.of(t) for t in hold.tickets],
+        tickets=[orders.CheckoutTicketOut.of(t, order) for t in hold.tickets],
         discount_cents=int(order.discount_cents or 0),
     )
+
+
+def _free(hold: lifecycle.Hold) -> CheckoutOut:
+    """An order with nothing to pay: paid at once through the same transition as a paid
+    one (tickets valid with their signed codes, seats sold), no PaymentIntent; its receipt
+    goes out through the receipt queue (the receipts function sends it). If it cannot be
+    marked paid it is released, so nothing stays held for it."""
+    from ticketing import qr, receipts
+
+    order = hold.order
+    try:
+        payloads = {ticket_id: qr.sign(ticket_id, order.event_id) for ticket_id in order.ticket_ids}
+        paid = lifecycle.mark_paid(order, payloads, {"status": "succeeded", "payment_method": "free"}, by=order.customer_sub,
+                                   why="free order: nothing to pay")
+    except Exception:
+        lifecycle.release(order, "canceled", "free_order_failed")
+        raise
+    if not paid:  # the order left pending meanwhile (an event cancellation closed it)
+        fresh = orders.get(order.order_id) or order
+        raise Conflict(f"Order {order.order_id} is {fresh.status}; it could not be completed.", code=f"order_{fresh.status}")
+    try:
+        receipts.queue_receipt(order.order_id)
+    except DependencyUnavailable:  # paid all the same: the order shows its receipt pending, and it can be resent
+        logger.error("free order's receipt not queued", extra={"order_id": order.order_id})
+    for ticket in hold.tickets:
+        ticket.status = TicketStatus.VALID
+    return _answer(hold, None, None, "succeeded", OrderStatus.PAID)
 
 
 def _saved_card_customer(data: CheckoutIn, who: Caller) -> str | None:
@@ -275,8 +331,16 @@ def get_order(order_id: str, who: Caller) -> orders.OrderOut:
 
 
 def cancel(order_id: str, who: Caller) -> orders.OrderOut:
-    """Abandon a pending order at once: cancel its PaymentIntent, release its seats."""
+    """Abandon a pending order at once: cancel its PaymentIntent, release its seats. A free
+    order (paid at checkout, nothing to give back) is canceled by refunding its tickets:
+    void, seats back, no Stripe call."""
     order = orders.get_for(order_id, who)
+    if int(order.total_cents) == 0 and order.status in REFUNDABLE:
+        from ticketing import refunds
+
+        refunds.refund(order_id, refunds.RefundIn(), who)
+        fresh = orders.get(order_id) or order
+        return orders.as_out(fresh, orders.tickets_of(fresh))
     orders.ensure_pending(order)
     if not close(order, "canceled", "canceled_by_customer", by=who.sub):
         fresh = orders.get(order_id) or order
@@ -287,13 +351,16 @@ def cancel(order_id: str, who: Caller) -> orders.OrderOut:
     return orders.as_out(fresh, orders.tickets_of(fresh))
 
 
-def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system") -> bool:
+def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system", pool: str = stripe_budget.FOREGROUND) -> bool:
     """Cancel the PaymentIntent first (so no money can arrive for released seats), then
     release. Returns False if the payment had already gone through or the order had
-    already left pending."""
+    already left pending. The cancel spends one request of `pool` of the Stripe budget
+    (over it: DependencyUnavailable, nothing changed)."""
     intent_id = order.payment.payment_intent_id if order.payment else None
     status = None
     if intent_id:
+        spent = stripe_budget.take("payment_intents.cancel", pool)
+        stripe_budget.still(spent, "payment_intents.cancel", pool)
         intent = payments.cancel_intent(intent_id)
         status = intent.status
         if intent.status != "canceled":
@@ -307,17 +374,20 @@ def close(order: OrderItem, to_status: str, reason: str, *, by: str = "system") 
 
 CLAIM_SECONDS = 30  # how long one expirer owns a lapsed order before another may try it
 MIN_SECONDS_LEFT = 5  # a scheduled run stops taking orders with less time than this left
+GRACE_SECONDS = 20  # a hold is released this long after it lapsed: a payment made just before has its webhook in by then
+PAGE = 100  # lapsed (or uncanceled) orders read at once from one partition
 
 
-def _claim_expiry(order_id: str) -> bool:
-    """Own a lapsed order's expiry for CLAIM_SECONDS (a conditional put on an item of its
-    own, so the order and its indexes are not written): concurrent sold-out answers and
-    overlapping runs each cancel a different order's PaymentIntent, never the same one."""
+def _claim(order_id: str, stage: str = "CLAIM") -> bool:
+    """Own a lapsed order's release (`CLAIM`) or its PaymentIntent's cancel (`CANCEL`) for
+    CLAIM_SECONDS (a conditional put on an item of its own, so the order and its indexes are
+    not written): concurrent sold-out answers and overlapping runs each take a different
+    order, never the same one."""
     from pynamodb.exceptions import PutError
 
     now = clock.now()
     claim = ExpiryClaimItem(
-        *ExpiryClaimItem.key(order_id), until=clock.iso(now + timedelta(seconds=CLAIM_SECONDS)),
+        *ExpiryClaimItem.key(order_id, stage), until=clock.iso(now + timedelta(seconds=CLAIM_SECONDS)),
         ttl=int(now.timestamp()) + 3600,
     )
     try:
@@ -329,18 +399,21 @@ def _claim_expiry(order_id: str) -> bool:
         return False
 
 
-def _give_back(order_id: str) -> None:
-    """Let the next run take a lapsed order at once (an update: the job needs no DeleteItem)."""
-    ExpiryClaimItem(*ExpiryClaimItem.key(order_id)).update(actions=[ExpiryClaimItem.until.set("")])
+def _claim_expiry(order_id: str) -> bool:
+    return _claim(order_id, "CLAIM")
 
 
-def _spend_cancel(time_left: Callable[[], float] | None) -> None:
-    """One PaymentIntent cancel from the background budget. A scheduled run (`time_left`
-    given) waits for the next second while it has time; a checkout's inline reclaim does not."""
+def _give_back(order_id: str, stage: str = "CLAIM") -> None:
+    """Let the next run take the order at once (an update: the job needs no DeleteItem)."""
+    ExpiryClaimItem(*ExpiryClaimItem.key(order_id, stage)).update(actions=[ExpiryClaimItem.until.set("")])
+
+
+def _spend_cancel(time_left: Callable[[], float] | None) -> int:
+    """One PaymentIntent cancel from the background budget (returns the second spent). A
+    scheduled run (`time_left` given) waits for the next second while it has time."""
     while True:
         try:
-            stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
-            return
+            return stripe_budget.take("payment_intents.cancel", stripe_budget.BACKGROUND)
         except DependencyUnavailable:
             if time_left is None or time_left() < MIN_SECONDS_LEFT + 1:
                 raise
@@ -348,37 +421,100 @@ def _spend_cancel(time_left: Callable[[], float] | None) -> None:
             time.sleep(1 - now.microsecond / 1_000_000 + random.uniform(0, 0.05))
 
 
+def _fan_out(work: Callable[[int], int], workers: int) -> int:
+    """`work(partition)` for every hold partition, `workers` at a time; the sum of what each did."""
+    from ticketing.table import HOLD_PARTITIONS
+
+    if workers <= 1:
+        return sum(work(partition) for partition in range(HOLD_PARTITIONS))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(work, range(HOLD_PARTITIONS)))
+
+
 def expire_lapsed(event_id: str | None = None, limit: int = 100, time_left: Callable[[], float] | None = None,
                   workers: int = 1) -> int:
-    """Expire pending orders whose hold has lapsed, each claimed once (`_claim_expiry`), its
-    PaymentIntent's cancel paced by the Stripe budget. Safe to run concurrently: each release
-    is conditional on the order still being pending, so each order is expired once.
-    `time_left` (seconds, the Lambda context's): stop taking orders near the timeout;
-    `workers`: orders in flight at once (Stripe's latency, not the budget, bounds one)."""
-    found = orders.lapsed(limit, event_id)
+    """Release the seats of pending orders whose hold lapsed GRACE_SECONDS ago, oldest first,
+    without calling Stripe: each order claimed once (`_claim`), its release a transaction
+    conditional on the order still being pending, its PaymentIntent left for
+    `cancel_released` (release-first: README, "Checkout and holds"). Returns how many were
+    released. Safe to run concurrently.
+
+    With `event_id` (a sold-out checkout's inline reclaim): up to `limit` of that event's.
+    Without (the scheduled job): fans out over the hold partitions, `workers` at once, each
+    draining its partition page by page until `limit` in all or `time_left()` (seconds, the
+    Lambda context's) falls under MIN_SECONDS_LEFT."""
     stop = threading.Event()
+    budget = {"left": limit}
+    lock = threading.Lock()
 
     def one(order: OrderItem) -> bool:
         if stop.is_set() or (time_left is not None and time_left() < MIN_SECONDS_LEFT):
+            stop.set()
             return False
-        if not _claim_expiry(order.order_id):
-            return False  # another run or checkout is on it
+        if not _claim(order.order_id):
+            return None  # another run or checkout is on it
         try:
-            if order.payment and order.payment.payment_intent_id:
-                _spend_cancel(time_left)
+            return lifecycle.release(order, "expired", "hold_lapsed", cancel_later=True)
         except DependencyUnavailable:
-            _give_back(order.order_id)
-            stop.set()  # Stripe's budget is spent: the next run goes on
+            _give_back(order.order_id)  # it kept conflicting: the rest go on
             return False
+
+    if event_id is not None:
+        return sum(bool(one(order)) for order in orders.lapsed(limit, event_id, GRACE_SECONDS))
+    return _fan_out(lambda partition: _drain(
+        lambda take: orders.lapsed_in(partition, take, grace_seconds=GRACE_SECONDS), one, stop, budget, lock,
+    ), workers)
+
+
+def _drain(read: Callable[[int], list[OrderItem]], one: Callable[[OrderItem], bool | None], stop: threading.Event,
+           budget: dict[str, int], lock: threading.Lock) -> int:
+    """One partition, page by page: `one(order)` on each (None: another worker has it),
+    until the partition is drained, a page gives nothing to take, `stop` is set, or the
+    run's `budget` of orders (shared by the workers) is used up. Returns how many `one` did."""
+    done = 0
+    while not stop.is_set():
+        with lock:
+            take = min(PAGE, budget["left"])
+            budget["left"] -= take
+        if take <= 0:
+            break
+        page = read(take)
+        results = [one(order) for order in page]
+        done += sum(bool(r) for r in results)
+        with lock:
+            budget["left"] += take - len(page)
+        if len(page) < take or all(r is None for r in results):
+            break  # drained, or what is left is another run's for now
+    return done
+
+
+def cancel_released(limit: int = 1000, time_left: Callable[[], float] | None = None, workers: int = 1) -> int:
+    """Cancel the PaymentIntents of orders released before their cancel (`expire_lapsed`),
+    oldest release first, each claimed once and paced by the Stripe budget's background share.
+    A PaymentIntent that got through meanwhile is not canceled: its webhook settles it as a
+    late payment (seats again if free, else refunded). Returns how many were canceled."""
+    stop = threading.Event()
+    budget = {"left": limit}
+    lock = threading.Lock()
+
+    def one(order: OrderItem) -> bool:
+        if stop.is_set() or (time_left is not None and time_left() < MIN_SECONDS_LEFT):
+            stop.set()
+            return False
+        if not _claim(order.order_id, "CANCEL"):
+            return None
         try:
-            return close(order, "expired", "hold_lapsed")
+            spent = _spend_cancel(time_left)
+            stripe_budget.still(spent, "payment_intents.cancel", stripe_budget.BACKGROUND)
+            intent = payments.cancel_intent(order.payment.payment_intent_id)
         except DependencyUnavailable:
-            _give_back(order.order_id)  # it kept conflicting, or Stripe throttled: the rest go on
+            _give_back(order.order_id, "CANCEL")
+            stop.set()  # the budget is spent (or Stripe throttles): the next run goes on
             return False
         except PaymentProviderError:
             return False  # Stripe is down: the claim lapses and the next run tries again
+        lifecycle.intent_closed(order.order_id, intent.status)
+        return intent.status == "canceled"
 
-    if workers <= 1:
-        return sum(one(order) for order in found)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return sum(pool.map(one, found))
+    return _fan_out(lambda partition: _drain(lambda take: orders.uncanceled_in(partition, take), one, stop, budget, lock),
+                    workers)

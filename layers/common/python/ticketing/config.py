@@ -34,6 +34,9 @@ class Settings:
     qr_public_keys_parameter: str = ""  # the SSM parameter of the QR public keys; set where tickets are verified
     stripe_publishable_key: str = ""  # pk_...: set where the payment config is served
     ses_configuration_set: str = ""  # the SES configuration set every email is sent with (bounces, complaints)
+    admission_secret_name: str = ""  # the waiting room's admission-token key; set where tokens are signed or checked
+    apple_wallet_secret_name: str = ""  # the Apple pass certificate and key (ticketing.wallet); set where passes are made
+    google_wallet_secret_name: str = ""  # the Google Wallet service account key (ticketing.wallet)
     # Stripe's rate as a budget (ticketing.stripe_budget): requests a second, every instance together
     stripe_rate_total: int = 100  # Stripe's live-mode account limit (25 in test mode)
     stripe_rate_per_endpoint: int = 25  # Stripe's per-endpoint limit (PaymentIntent creation, ...)
@@ -79,6 +82,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         qr_public_keys_parameter=env.get("QR_PUBLIC_KEYS_PARAMETER", "").strip(),
         stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", "").strip(),
         ses_configuration_set=env.get("SES_CONFIGURATION_SET", "").strip(),
+        admission_secret_name=env.get("ADMISSION_SECRET_NAME", "").strip(),
+        apple_wallet_secret_name=env.get("APPLE_WALLET_SECRET_NAME", "").strip(),
+        google_wallet_secret_name=env.get("GOOGLE_WALLET_SECRET_NAME", "").strip(),
         stripe_rate_total=_int(env, "STRIPE_RATE_TOTAL", 100, 1, 100_000),
         stripe_rate_per_endpoint=_int(env, "STRIPE_RATE_PER_ENDPOINT", 25, 1, 100_000),
         stripe_rate_background_percent=_int(env, "STRIPE_RATE_BACKGROUND_PERCENT", 50, 1, 99),

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import checkout, clock, orders, refunds
+from ticketing import checkout, clock, orders, refunds, stripe_budget
 from ticketing.auth import ADMIN, Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
@@ -197,7 +197,7 @@ def _settle(order: OrderItem, job: CancelJobItem, again: bool = True) -> tuple[s
         return "done", "refunded", int(made.amount_cents)
     if status == OrderStatus.PENDING:
         try:
-            closed = checkout.close(order, "canceled", "event_canceled")
+            closed = checkout.close(order, "canceled", "event_canceled", pool=stripe_budget.BACKGROUND)
         except (PaymentProviderError, DependencyUnavailable) as exc:
             raise RetryLater(f"canceling the payment failed: {exc.detail}") from exc
         if closed:

@@ -151,9 +151,14 @@ class OfflineOut(BaseModel):
 
 
 class VoidedOut(BaseModel):
+    """A voided ticket, or a ticket whose code was re-issued (transferred): then
+    `code_version` is its current code's version, which admits; its other codes do not.
+    Null: no code of the ticket admits."""
+
     ticket_id: str
     serial: str | None = None
     voided_at: str
+    code_version: int | None = None
 
 
 class KeysOut(BaseModel):
@@ -180,7 +185,7 @@ def verify(code: str, who: Caller, event_id: str | None = None) -> VerifyOut:
         _audit(now, "verify", "rejected", "bad_signature", who, code=code)
         return VerifyOut(is_valid=False, reason="bad_signature")
     ticket = _get(signed.ticket_id)
-    reason = _reason(ticket, now, signed_event=signed.event_id, wanted_event=event_id)
+    reason = _reason(ticket, now, signed_event=signed.event_id, wanted_event=event_id, signed_version=signed.version)
     _audit(now, "verify", "ok" if reason == OK else "rejected", reason, who, code=code, ticket=ticket,
            ticket_id=signed.ticket_id, event_id=signed.event_id, trusted=reason != "bad_signature")
     if ticket is None:
@@ -195,7 +200,8 @@ def verify(code: str, who: Caller, event_id: str | None = None) -> VerifyOut:
     )
 
 
-def _reason(ticket: TicketItem | None, now: datetime, *, signed_event: str | None = None, wanted_event: str | None = None) -> str:
+def _reason(ticket: TicketItem | None, now: datetime, *, signed_event: str | None = None, wanted_event: str | None = None,
+            signed_version: int | None = None) -> str:
     if ticket is None:
         return "unknown_ticket"
     if signed_event is not None and ticket.event_id != signed_event:
@@ -204,6 +210,8 @@ def _reason(ticket: TicketItem | None, now: datetime, *, signed_event: str | Non
         return "wrong_event"
     if ticket.status == VOID or (ticket.status == VALID and ticket.refund_id):
         return "void"  # voided, or its refund is reserved: it will be void in a moment
+    if signed_version is not None and signed_version != int(ticket.code_version or 0):
+        return "void"  # a code the ticket no longer has: it was transferred since
     if ticket.status == PENDING:
         return "unpaid"
     if ticket.status == USED:
@@ -281,10 +289,11 @@ class InvalidCode(InvalidInput):
 
 
 def check_in(ticket_id: str, who: Caller, gate: str = DEFAULT_GATE, *, event_id: str | None = None,
-             code: str | None = None) -> CheckinOut:
+             code: str | None = None, code_version: int | None = None) -> CheckinOut:
     """valid -> used in one conditional write. Conflict (409) with `reason` when the ticket
     is not valid, with `first_used_at` and `gate` when it was already used; NotFound (404)
-    with reason unknown_ticket when there is no such ticket."""
+    with reason unknown_ticket when there is no such ticket. `code_version`: the scanned
+    code's, which must be the ticket's current one (else `void`: it was transferred)."""
     now = clock.now()
     at = clock.iso(now)
     if event_id and _over_for_every_ticket(event_id, at):
@@ -292,20 +301,26 @@ def check_in(ticket_id: str, who: Caller, gate: str = DEFAULT_GATE, *, event_id:
         raise _refusal(ticket_id, None, "event_over")
     # The ticket's copy of its event's end is the write's hint; only when that copy alone
     # refuses (the event was postponed since checkout) does the event's current end decide.
-    done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=event_id, copy_not_over=True)
-    if not done and _only_the_copy_is_over(ticket, at, event_id):
+    done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=event_id, copy_not_over=True,
+                                      code_version=code_version)
+    if not done and _only_the_copy_is_over(ticket, at, event_id) and _same_code(ticket, code_version):
         ends_at = event_end(ticket)
         if not ends_at or ends_at >= at:
-            done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=ticket.event_id)
+            done, ticket = lifecycle.check_in(ticket_id, at=at, gate=gate, scanner=who.sub, event_id=ticket.event_id,
+                                              code_version=code_version)
     if done:
         _audit(now, "checkin", "accepted", OK, who, gate=gate, code=code, ticket=ticket, ticket_id=ticket_id, event_id=event_id)
         return CheckinOut(ticket=CheckedInTicket(
             id=ticket.ticket_id, serial=ticket.serial, ticket_type_name=ticket.type_name, event_id=ticket.event_id,
             event_name=ticket.event_name, used_at=at, gate=gate,
         ))
-    reason = _reason(ticket, now, wanted_event=event_id)
+    reason = _reason(ticket, now, wanted_event=event_id, signed_version=code_version)
     _audit(now, "checkin", "rejected", reason, who, gate=gate, code=code, ticket=ticket, ticket_id=ticket_id, event_id=event_id)
     raise _refusal(ticket_id, ticket, reason)
+
+
+def _same_code(ticket: TicketItem | None, code_version: int | None) -> bool:
+    return code_version is None or (ticket is not None and int(ticket.code_version or 0) == code_version)
 
 
 def check_in_code(data: CodeCheckinIn, who: Caller) -> CheckinOut:
@@ -321,7 +336,7 @@ def check_in_code(data: CodeCheckinIn, who: Caller) -> CheckinOut:
         _audit(now, "checkin", "rejected", "wrong_event", who, gate=data.gate, code=data.code, ticket_id=signed.ticket_id,
                event_id=signed.event_id)
         raise _refusal(signed.ticket_id, None, "wrong_event")
-    return check_in(signed.ticket_id, who, data.gate, event_id=signed.event_id, code=data.code)
+    return check_in(signed.ticket_id, who, data.gate, event_id=signed.event_id, code=data.code, code_version=signed.version)
 
 
 def _refusal(ticket_id: str, ticket: TicketItem | None, reason: str) -> DomainError:
@@ -334,7 +349,7 @@ def _refusal(ticket_id: str, ticket: TicketItem | None, reason: str) -> DomainEr
             first_used_at=ticket.used_at, gate=ticket.gate or DEFAULT_GATE,
         )
     details = {
-        "void": "This ticket was voided (refunded or canceled); refuse entry.",
+        "void": "This ticket was voided (refunded or canceled) or this code replaced (transferred); refuse entry.",
         "unpaid": "This ticket's order is not paid; refuse entry and send the holder to the box office.",
         "wrong_event": "This ticket is for another event; send the holder to the right venue.",
         "event_over": "The event this ticket is for is over; refuse entry.",
@@ -401,9 +416,16 @@ def _settle(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans
 
 def _admit(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans: list[OfflineScanIn], times: list[str],
            signed: dict[int, qr.Verified], who: Caller, answer) -> None:
-    first_index = indexes[0]
-    earliest = Admission(gate=scans[first_index].gate, used_at=times[first_index])
     for _ in range(OFFLINE_ATTEMPTS):
+        if ticket is not None:  # a code the ticket no longer has (transferred since): void
+            current = int(ticket.code_version or 0)
+            for index in [i for i in indexes if signed[i].version != current]:
+                answer(index, "void", "void")
+            indexes = [i for i in indexes if signed[i].version == current]
+            if not indexes:
+                return
+        first_index = indexes[0]
+        earliest = Admission(gate=scans[first_index].gate, used_at=times[first_index])
         reason = _reason(ticket, clock.now(), signed_event=signed[first_index].event_id)
         if reason in ("unknown_ticket", "bad_signature", "unpaid", "void"):
             for index in indexes:
@@ -416,7 +438,7 @@ def _admit(ticket: TicketItem | None, ticket_id: str, indexes: list[int], scans:
         if existing is None or (earliest.used_at < existing.used_at and not online):
             done, now_ticket = lifecycle.admit_offline(
                 ticket_id, at=earliest.used_at, gate=earliest.gate, scanner=who.sub,
-                earlier_than=existing.used_at if existing else None,
+                earlier_than=existing.used_at if existing else None, code_version=signed[first_index].version,
             )
             if not done:
                 ticket = now_ticket  # someone else wrote it meanwhile: decide again on what it is now
@@ -471,13 +493,16 @@ def keys_document(event_id: str | None, since: str | None = None, cursor: str | 
     restored: list[VoidedOut] = []
     next_cursor = last = None
     for item in TicketItem.gsi2.query(
-        f"VOIDED#{event_id}", condition, attributes_to_get=["ticket_id", "serial", "voided_at", "GSI2SK", "status"],
+        f"VOIDED#{event_id}", condition,
+        attributes_to_get=["ticket_id", "serial", "voided_at", "GSI2SK", "status", "code_version"],
     ):
         if len(voided) + len(restored) == MAX_VOIDED:
             next_cursor = last
             break
-        entry = VoidedOut(ticket_id=item.ticket_id, serial=item.serial, voided_at=item.voided_at or "")
-        (voided if item.status == VOID else restored).append(entry)
+        version = int(item.code_version or 0)
+        entry = VoidedOut(ticket_id=item.ticket_id, serial=item.serial, voided_at=item.voided_at or "",
+                          code_version=version if item.status != VOID and version else None)
+        (voided if item.status == VOID or version else restored).append(entry)
         last = item.GSI2SK
     return KeysOut(
         event_id=event_id, event_name=event.name, event_ends_at=event.ends_at, keys=keys, voided=voided,

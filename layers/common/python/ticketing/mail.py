@@ -97,6 +97,8 @@ class Receipt:
     lines: tuple[ReceiptLine, ...]
     tickets: tuple[ReceiptTicket, ...]
     order_url: str | None = None  # link to the order in the front end
+    subtotal_cents: int | None = None  # the tickets' prices; with fees_cents, sums to total_cents
+    fees_cents: int = 0  # service fees the buyer paid (0 when absorbed or none)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,21 @@ class EventChangedNotice:
     was_venue: str
     dedupe: str  # what the inbox files it under, so telling twice is one entry
     event_url: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferNotice:
+    """Told to a ticket's new holder: who gave it, for what, and how to find it."""
+
+    order_id: str
+    to_email: str
+    to_name: str
+    from_name: str | None
+    event_name: str
+    starts_at: str  # ISO 8601 UTC with Z
+    serial: str
+    type_name: str
+    tickets_url: str | None = None  # "my tickets" in the front end
 
 
 class MailError(Exception):
@@ -246,6 +263,43 @@ def _changed_html(n: EventChangedNotice) -> str:
     )
 
 
+def build_transfer_notice(notice: TransferNotice) -> EmailMessage:
+    """The new holder's notice: plain text and HTML, no QR image (the code is in their
+    tickets once they sign in with this address; an email is not where it should travel)."""
+    message = _skeleton(f"A ticket for {notice.event_name} was given to you", notice.to_email, notice.to_name, notice.order_id)
+    message.set_content(_transfer_text(notice), subtype="plain", cte="quoted-printable")
+    message.add_alternative(_transfer_html(notice), subtype="html", cte="quoted-printable")
+    return message
+
+
+def _transfer_lines(n: TransferNotice) -> tuple[str, str]:
+    giver = _one_line(n.from_name or "") or "Its holder"
+    return (f"{giver} gave you a ticket: {n.type_name} ({n.serial}) for {n.event_name}, {_when(n.starts_at)}.",
+            "Sign in with this email address to see it and its QR code in your tickets. "
+            "The code sent to the previous holder no longer admits anyone.")
+
+
+def _transfer_text(n: TransferNotice) -> str:
+    gave, how = _transfer_lines(n)
+    out = [_greeting(n.to_name), "", gave, how]
+    if n.tickets_url:
+        out += ["", f"Your tickets: {n.tickets_url}"]
+    return "\n".join(out) + "\n"
+
+
+def _transfer_html(n: TransferNotice) -> str:
+    e = html.escape
+    gave, how = _transfer_lines(n)
+    link = f'<p><a href="{e(n.tickets_url)}">Your tickets</a></p>\n' if n.tickets_url else ""
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{e(n.event_name)}</title></head>\n"
+        '<body style="font-family:sans-serif;color:#222">\n'
+        f"<p>{e(_greeting(n.to_name))}</p>\n<p>{e(gave)}</p>\n<p>{e(how)}</p>\n{link}"
+        "</body></html>\n"
+    )
+
+
 def build_waitlist_offer(to_email: str, to_name: str | None, *, event_name: str, type_name: str, qty: int,
                          offer_code: str, expires_at: str, checkout_url: str) -> EmailMessage:
     """A waiting-list offer (issue 19): seats held for the customer until `expires_at`.
@@ -335,6 +389,10 @@ def _greeting(name: str | None) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
+def _subtotal(r: Receipt) -> int:
+    return r.subtotal_cents if r.subtotal_cents is not None else r.total_cents - r.fees_cents
+
+
 def _receipt_text(r: Receipt) -> str:
     money = lambda cents: format_money(cents, r.currency)  # noqa: E731
     out = [
@@ -346,6 +404,8 @@ def _receipt_text(r: Receipt) -> str:
         f"Order {r.order_id}",
     ]
     out += [f"  {line.qty} × {line.name} @ {money(line.price_cents)} = {money(line.qty * line.price_cents)}" for line in r.lines]
+    if r.fees_cents:
+        out += [f"Subtotal: {money(_subtotal(r))}", f"Service fees: {money(r.fees_cents)}"]
     out += [f"Total: {money(r.total_cents)}", "", f"Your tickets ({len(r.tickets)}):"]
     out += [f"  {t.serial}  {t.type_name}  (QR code: {t.serial}.png)" for t in r.tickets]
     out += [
@@ -374,6 +434,10 @@ def _receipt_html(r: Receipt) -> str:
         for t in r.tickets
     )
     link = f'<p><a href="{e(r.order_url)}">View your order</a></p>\n' if r.order_url else ""
+    fee_rows = (
+        f'<tr><td colspan="2">Subtotal</td><td style="text-align:right">{money(_subtotal(r))}</td></tr>\n'
+        f'<tr><td colspan="2">Service fees</td><td style="text-align:right">{money(r.fees_cents)}</td></tr>\n'
+    ) if r.fees_cents else ""
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{e(r.event_name)}</title></head>\n"
@@ -386,6 +450,7 @@ def _receipt_html(r: Receipt) -> str:
         '<table cellpadding="4" style="border-collapse:collapse">\n'
         "<tr><th align=\"left\">Item</th><th align=\"right\">Each</th><th align=\"right\">Amount</th></tr>\n"
         f"{rows}"
+        f"{fee_rows}"
         f'<tr><td colspan="2"><strong>Total</strong></td><td style="text-align:right"><strong>{money(r.total_cents)}</strong></td></tr>\n'
         "</table>\n"
         f"<h2 style=\"font-size:16px\">Your tickets ({len(r.tickets)})</h2>\n"

@@ -27,3 +27,26 @@ def normalise_currency(code: str) -> str:
     if lowered not in CURRENCIES:
         raise ValueError(f"'{code}' is not an ISO 4217 currency code Stripe accepts")
     return lowered
+
+
+# Stripe's minimum charge per currency, in minor units ("Minimum and maximum charge amounts",
+# docs.stripe.com/currencies). Stripe states the others as the equivalent of US$0.50 at the
+# day's rate, which no table can hold: there checkout answers Stripe's own refusal
+# (`amount_too_small`) as the same 422 `below_minimum_charge` (ticketing.payments).
+MINIMUM_CHARGE = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250,
+    "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200, "nok": 300,
+    "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
+    "krw": 1000,  # not on Stripe's table: US$0.50 is about 700 won; 1,000 leaves room for the rate
+}
+
+
+def minimum_charge(currency: str) -> int | None:
+    """Stripe's smallest charge in `currency` (minor units), or None where only Stripe knows."""
+    return MINIMUM_CHARGE.get(currency.lower())
+
+
+def below_minimum(amount: int, currency: str) -> bool:
+    """A paid amount (above 0) that Stripe would refuse as too small."""
+    least = minimum_charge(currency)
+    return least is not None and 0 < amount < least

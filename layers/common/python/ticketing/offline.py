@@ -8,7 +8,8 @@ the keys document cannot be read. Needs only `cryptography` (through ticketing.q
 AWS, no database, no network.
 
 Offline a scanner can tell ok, bad_signature, void (voided before the document was
-fetched), wrong_event and event_over. It cannot tell already_used across gates (it keeps
+fetched, or a code replaced by a transfer: the entry's `code_version` is the one that still
+admits), wrong_event and event_over. It cannot tell already_used across gates (it keeps
 its own list of what it admitted; the upload reports duplicates and conflicts) and it
 never sees unpaid (a pending ticket has no signed code).
 """
@@ -37,8 +38,13 @@ def verify_offline(keys_document: dict[str, Any], code: str, event_id: str | Non
     wanted = event_id or keys_document.get("event_id")
     if wanted and wanted != signed.event_id:
         return verdict("wrong_event")
-    if signed.ticket_id in {entry.get("ticket_id") for entry in keys_document.get("voided") or []}:
-        return verdict("void")
+    # The ticket's latest entry decides; one with a code_version voids the ticket's other
+    # codes only (it was transferred: that version admits).
+    entries = [entry for entry in keys_document.get("voided") or [] if entry.get("ticket_id") == signed.ticket_id]
+    if entries:
+        admits = entries[-1].get("code_version")
+        if admits is None or admits != signed.version:
+            return verdict("void")
     ends_at = keys_document.get("event_ends_at")
     if ends_at and signed.event_id == keys_document.get("event_id"):
         moment = _moment(now)

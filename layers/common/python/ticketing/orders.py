@@ -4,6 +4,7 @@ an order is answered. Their state changes are `ticketing.lifecycle`'s."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from ticketing import clock
 from ticketing.auth import Caller
 from ticketing.errors import Conflict, NotFound
 from ticketing.lifecycle import OrderStatus
-from ticketing.table import HOLD_PARTITIONS, OrderItem, TicketItem
+from ticketing.table import HOLD_PARTITIONS, UNCANCELED, OrderItem, TicketItem
 
 # ----------------------------------------------------------------- output
 class CheckoutTicketOut(BaseModel):
@@ -23,21 +24,26 @@ class CheckoutTicketOut(BaseModel):
     ticket_type_id: str
     ticket_type_name: str
     price_cents: int
+    fees_cents: int = 0  # the fee the buyer pays on it (0 when absorbed)
+    status: str
 
     @classmethod
-    def of(cls, ticket: TicketItem) -> CheckoutTicketOut:
+    def of(cls, ticket: TicketItem, order: OrderItem | None = None) -> CheckoutTicketOut:
         return cls(
             id=ticket.ticket_id, serial=ticket.serial, ticket_type_id=ticket.type_id, ticket_type_name=ticket.type_name,
-            price_cents=int(ticket.price_cents),
+            price_cents=int(ticket.price_cents), fees_cents=buyer_fee(ticket, order), status=ticket.status,
         )
 
 
 class OrderTicketOut(CheckoutTicketOut):
-    status: str
+    pass
 
-    @classmethod
-    def of(cls, ticket: TicketItem) -> OrderTicketOut:
-        return cls(**CheckoutTicketOut.of(ticket).model_dump(), status=ticket.status)
+
+def buyer_fee(ticket: TicketItem, order: OrderItem | None) -> int:
+    """The fee the buyer paid on a ticket: its fee when the order's fees were passed on."""
+    if order is None or order.fees is None or not order.fees.passed_on:
+        return 0
+    return int(ticket.fee_cents or 0)
 
 
 class PaymentOut(BaseModel):
@@ -62,6 +68,8 @@ class OrderOut(BaseModel):
     event_id: str
     fixture_id: str | None = None
     status: str
+    subtotal_cents: int
+    fees_cents: int  # the fees the buyer paid (0 when absorbed)
     total_cents: int
     currency: str
     created_at: str
@@ -103,16 +111,23 @@ def as_out(order: OrderItem, tickets: Iterable[TicketItem]) -> OrderOut:
         event_id=order.event_id,
         fixture_id=order.fixture_id,
         status=order.status,
+        subtotal_cents=subtotal_of(order),
+        fees_cents=int(order.fees_cents or 0),
         total_cents=int(order.total_cents),
         currency=order.currency,
         created_at=order.created_at,
         expires_at=order.expires_at,
         payment=PaymentOut(**{k: payment.get(k) for k in PaymentOut.model_fields}),
-        tickets=[OrderTicketOut.of(t) for t in tickets],
+        tickets=[OrderTicketOut.of(t, order) for t in tickets],
         refunds=refunds_of(order.order_id) if order.refunded_cents else [],
         refunded_cents=int(order.refunded_cents or 0),
         receipt=receipt_of(order),
     )
+
+
+def subtotal_of(order: OrderItem) -> int:
+    """The tickets' prices (an order made before fees existed: its total)."""
+    return int(order.subtotal_cents) if order.subtotal_cents is not None else int(order.total_cents)
 
 
 def receipt_of(order: OrderItem) -> ReceiptOut | None:
@@ -123,18 +138,28 @@ def receipt_of(order: OrderItem) -> ReceiptOut | None:
     return ReceiptOut(status="pending") if order.paid_at else None
 
 
-def lapsed(limit: int, event_id: str | None = None) -> list[OrderItem]:
-    """Pending orders whose hold has run out, oldest first (up to `limit`)."""
-    now = clock.iso(clock.now())
+def lapsed(limit: int, event_id: str | None = None, grace_seconds: int = 0) -> list[OrderItem]:
+    """Pending orders whose hold ran out more than `grace_seconds` ago, oldest first (up to `limit`)."""
     found: list[OrderItem] = []
     for partition in range(HOLD_PARTITIONS):
-        condition = OrderItem.event_id == event_id if event_id else None
-        for order in OrderItem.gsi2.query(
-            f"HOLDS#{partition}", OrderItem.GSI2SK <= f"{now}#~", filter_condition=condition, limit=limit
-        ):
-            found.append(order)
+        found += lapsed_in(partition, limit, event_id, grace_seconds)
     found.sort(key=lambda order: order.expires_at)
     return found[:limit]
+
+
+def lapsed_in(partition: int, limit: int, event_id: str | None = None, grace_seconds: int = 0) -> list[OrderItem]:
+    """One hold partition's lapsed orders, oldest first (up to `limit`)."""
+    before = clock.iso(clock.now() - timedelta(seconds=grace_seconds))
+    condition = OrderItem.event_id == event_id if event_id else None
+    return list(OrderItem.gsi2.query(
+        f"HOLDS#{partition}", OrderItem.GSI2SK <= f"{before}#~", filter_condition=condition, limit=limit,
+    ))
+
+
+def uncanceled_in(partition: int, limit: int) -> list[OrderItem]:
+    """One partition's released orders whose PaymentIntent is still to be canceled at Stripe,
+    oldest release first (up to `limit`)."""
+    return list(OrderItem.gsi2.query(f"{UNCANCELED}{partition}", limit=limit))
 
 
 def ensure_pending(order: OrderItem) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import stripe
 
-from ticketing.errors import DependencyUnavailable, PaymentProviderError
+from ticketing.errors import DependencyUnavailable, PaymentProviderError, Unprocessable
 from ticketing.secrets import stripe_keys
 
 TIMEOUT_SECONDS = 5  # x2 with the one retry: well inside the functions' 25 s timeout
@@ -60,6 +60,9 @@ def _translate(exc: stripe.StripeError, doing: str) -> Exception:
         return DependencyUnavailable(
             f"The payment provider is busy while {doing}; try again in a few seconds.", retry_after=2, code="stripe_rate_limited"
         )
+    if getattr(exc, "code", None) == "amount_too_small":  # a currency whose minimum only Stripe knows (ticketing.money)
+        return Unprocessable(f"The amount is under Stripe's minimum charge for this currency ({doing}).",
+                             error="Below the minimum charge", code="below_minimum_charge")
     message = getattr(exc, "user_message", None) or "The payment provider could not be reached; try again."
     return PaymentProviderError(f"{message} ({doing})", code="stripe_error")
 

@@ -21,13 +21,28 @@ The signature covers ``b"ticketing-qr\\0v1\\0kid\\0<kid>\\0ticket\\0<ticket_id>\
 labelled, NUL-separated fields under a version tag, so a signature made for one field
 order, format version or purpose cannot be replayed as another. The kid is signed too.
 
+Code versions (version 2 of the format): a ticket's code is re-issued when the ticket is
+transferred (`ticketing.transfers`), and the new code must differ from the old one, which
+stops admitting at once. Its *code version* (1 to `MAX_CODE_VERSION`; a TKT1 code is
+version 0) is signed into it::
+
+    TKT2:<kid>:<ticket_id>:<event_id>:<code version>:<signature>
+
+over ``b"ticketing-qr\\0v2\\0kid\\0<kid>\\0ticket\\0<ticket_id>\\0event\\0<event_id>\\0version\\0<n>"``.
+The ticket item keeps its current version (`code_version`); the gate refuses any other
+(`void`), and the scanners' voided list names the ticket with its current version, so an
+offline scanner refuses the older codes and admits the current one (`ticketing.offline`).
+A TKT2 code is 2 to 4 characters longer: at most `MAX_PAYLOAD_LENGTH` (156), 151 with a
+9-character kid and a one-digit version, still a version-8 QR code up to 152 (a version-9
+one, 53 modules, beyond).
+
 Length: 149 characters with a 9-character kid, at most `MAX_PAYLOAD_LENGTH` (152) with
 a 12-character one, so every payload fits a version-8 QR code at error correction M
 (49×49 modules, 57 with the quiet zone: 3.5 pixels a module at 200 pixels).
 
 Private keys live in Secrets Manager (``QR_SIGNING_SECRET_NAME``) as
 ``{"active": "<kid>", "keys": {"<kid>": "<URL-safe base64 raw 32-byte Ed25519 private key>"}}``,
-readable only where tickets are signed (`sign`: the webhook's fulfilment). Their public
+readable only where tickets are signed (`sign`: the webhook's fulfilment, and a transfer). Their public
 keys are published apart, in an SSM parameter (``QR_PUBLIC_KEYS_PARAMETER``) as
 ``{"keys": {"<kid>": "<URL-safe base64 raw public key>"}}``: the gate reads that one alone
 (`public_keys`, `verify`), so nothing that verifies can sign. Rotation adds a key and makes
@@ -53,8 +68,11 @@ from typing import Any, TypeVar
 from ticketing.errors import ConfigurationError, DependencyUnavailable
 
 VERSION_TAG = "TKT1"
+VERSIONED_TAG = "TKT2"  # a re-issued code: carries its code version
 MAX_KID_LENGTH = 12
-MAX_PAYLOAD_LENGTH = len(VERSION_TAG) + 1 + MAX_KID_LENGTH + 1 + 23 + 1 + 23 + 1 + 86  # 152
+MAX_CODE_VERSION = 999  # re-issues of one ticket's code (transfers)
+MAX_V1_LENGTH = len(VERSION_TAG) + 1 + MAX_KID_LENGTH + 1 + 23 + 1 + 23 + 1 + 86  # 152
+MAX_PAYLOAD_LENGTH = MAX_V1_LENGTH + 1 + len(str(MAX_CODE_VERSION))  # 156
 MIN_SIZE = 100
 MAX_SIZE = 1024
 QUIET_ZONE = 4  # modules, as the QR specification asks
@@ -65,7 +83,10 @@ _KID_RE = re.compile(_KID)
 _TICKET_RE = re.compile(rf"tk_[{_B32}]{{20}}")
 _EVENT_RE = re.compile(rf"ev_[{_B32}]{{20}}")
 _PAYLOAD_RE = re.compile(
-    rf"{VERSION_TAG}:({_KID}):(tk_[{_B32}]{{20}}):(ev_[{_B32}]{{20}}):([A-Za-z0-9_-]{{86}})"
+    rf"{VERSION_TAG}:({_KID}):(tk_[{_B32}]{{20}}):(ev_[{_B32}]{{20}}):()([A-Za-z0-9_-]{{86}})"
+)
+_VERSIONED_RE = re.compile(
+    rf"{VERSIONED_TAG}:({_KID}):(tk_[{_B32}]{{20}}):(ev_[{_B32}]{{20}}):([1-9][0-9]{{0,2}}):([A-Za-z0-9_-]{{86}})"
 )
 
 REASONS = ("malformed", "unknown_key", "bad_signature")
@@ -91,13 +112,17 @@ class Verified:
     ticket_id: str
     event_id: str
     kid: str
+    version: int = 0  # the code version (TKT1: 0)
 
 
 # -- signing and verifying with explicit keys (no AWS) ---------------------------------
 
 
-def _message(kid: str, ticket_id: str, event_id: str) -> bytes:
-    return "\0".join(("ticketing-qr", "v1", "kid", kid, "ticket", ticket_id, "event", event_id)).encode("ascii")
+def _message(kid: str, ticket_id: str, event_id: str, version: int = 0) -> bytes:
+    if version == 0:
+        return "\0".join(("ticketing-qr", "v1", "kid", kid, "ticket", ticket_id, "event", event_id)).encode("ascii")
+    fields = ("ticketing-qr", "v2", "kid", kid, "ticket", ticket_id, "event", event_id, "version", str(version))
+    return "\0".join(fields).encode("ascii")
 
 
 def _b64decode(text: str) -> bytes:
@@ -146,16 +171,21 @@ def public_key_of(private_b64: str) -> str:
     return _b64encode(raw)
 
 
-def sign_with(private_b64: str, kid: str, ticket_id: str, event_id: str) -> str:
-    """The payload for a ticket, signed with the given key. ValueError for a bad id or kid."""
+def sign_with(private_b64: str, kid: str, ticket_id: str, event_id: str, version: int = 0) -> str:
+    """The payload for a ticket, signed with the given key: TKT1 for code version 0, TKT2
+    with the version for a re-issued code. ValueError for a bad id, kid or version."""
     if not isinstance(kid, str) or not _KID_RE.fullmatch(kid):
         raise ValueError(f"kid must be 1 to {MAX_KID_LENGTH} of A-Z a-z 0-9 - _, got {kid!r}")
     if not isinstance(ticket_id, str) or not _TICKET_RE.fullmatch(ticket_id):
         raise ValueError(f"not a ticket id: {ticket_id!r}")
     if not isinstance(event_id, str) or not _EVENT_RE.fullmatch(event_id):
         raise ValueError(f"not an event id: {event_id!r}")
-    signature = _private_key(private_b64).sign(_message(kid, ticket_id, event_id))
-    return f"{VERSION_TAG}:{kid}:{ticket_id}:{event_id}:{_b64encode(signature).rstrip('=')}"
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_CODE_VERSION:
+        raise ValueError(f"code version must be 0 to {MAX_CODE_VERSION}, got {version!r}")
+    signature = _b64encode(_private_key(private_b64).sign(_message(kid, ticket_id, event_id, version))).rstrip("=")
+    if version == 0:
+        return f"{VERSION_TAG}:{kid}:{ticket_id}:{event_id}:{signature}"
+    return f"{VERSIONED_TAG}:{kid}:{ticket_id}:{event_id}:{version}:{signature}"
 
 
 def verify_with(payload: str, keys: dict[str, str]) -> Verified:
@@ -168,10 +198,11 @@ def verify_with(payload: str, keys: dict[str, str]) -> Verified:
 
     if not isinstance(payload, str) or len(payload) > MAX_PAYLOAD_LENGTH or not payload.isascii():
         raise BadSignature("malformed")
-    match = _PAYLOAD_RE.fullmatch(payload)
+    match = _PAYLOAD_RE.fullmatch(payload) or _VERSIONED_RE.fullmatch(payload)
     if match is None:
         raise BadSignature("malformed")
-    kid, ticket_id, event_id, signature_text = match.groups()
+    kid, ticket_id, event_id, version_text, signature_text = match.groups()
+    version = int(version_text or 0)
     signature = _b64decode(signature_text)  # the pattern admits only valid base64 characters
     if _b64encode(signature).rstrip("=") != signature_text:
         raise BadSignature("malformed")  # non-canonical spelling of a signature
@@ -179,10 +210,10 @@ def verify_with(payload: str, keys: dict[str, str]) -> Verified:
     if public_b64 is None:
         raise BadSignature("unknown_key")
     try:
-        _public_key(public_b64).verify(signature, _message(kid, ticket_id, event_id))
+        _public_key(public_b64).verify(signature, _message(kid, ticket_id, event_id, version))
     except InvalidSignature:
         raise BadSignature("bad_signature") from None
-    return Verified(ticket_id=ticket_id, event_id=event_id, kid=kid)
+    return Verified(ticket_id=ticket_id, event_id=event_id, kid=kid, version=version)
 
 
 # -- the keys in Secrets Manager --------------------------------------------------------
@@ -256,10 +287,10 @@ def public_keys() -> dict[str, str]:
     return _load("parameter", settings().qr_public_keys_parameter, "QR_PUBLIC_KEYS_PARAMETER", check_public_document)
 
 
-def sign(ticket_id: str, event_id: str) -> str:
-    """The payload for a ticket, signed with the active key."""
+def sign(ticket_id: str, event_id: str, version: int = 0) -> str:
+    """The payload for a ticket (its code `version`), signed with the active key."""
     active, keys = _secret()
-    return sign_with(keys[active], active, ticket_id, event_id)
+    return sign_with(keys[active], active, ticket_id, event_id, version)
 
 
 def verify(payload: str, keys: dict[str, str] | None = None) -> Verified:

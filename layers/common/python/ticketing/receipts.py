@@ -38,9 +38,11 @@ def receipt_for(order: OrderItem) -> mail.Receipt:
         lines=tuple(mail.ReceiptLine(name=line.name, qty=int(line.qty), price_cents=int(line.price_cents)) for line in order.lines),
         tickets=tuple(
             mail.ReceiptTicket(ticket_id=t.ticket_id, serial=t.serial, type_name=t.type_name, price_cents=int(t.price_cents), qr_payload=t.qr_payload or "")
-            for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED)
+            # A ticket given to someone else (ticketing.transfers) is theirs: its code never goes to the buyer.
+            for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED) and not t.transferred_at
         ),
         order_url=f"{front}/orders/{order.order_id}" if front else None,
+        subtotal_cents=orders.subtotal_of(order), fees_cents=int(order.fees_cents or 0),
     )
 
 
@@ -125,6 +127,11 @@ def deliver_receipt(order: OrderItem) -> bool:
         return False
     _record_receipt(order.order_id, message_id)
     return True
+
+
+def queue_receipt(order_id: str) -> None:
+    """Have the receipts function send this order's receipt (a free order's, paid at checkout)."""
+    _queue_receipt(order_id)
 
 
 def _queue_receipt(order_id: str, delay: int = 0) -> None:

@@ -27,7 +27,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, StrictInt, model_validator
 
-from ticketing import clock, mail, orders, payments
+from ticketing import clock, fees as fee_rules, mail, orders, payments, stripe_budget
 from ticketing.auth import Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, Forbidden, InvalidInput, PaymentProviderError
@@ -83,8 +83,17 @@ def _event_starts(order: OrderItem, tickets: list[TicketItem]) -> str:
     return EventItem.get(*EventItem.key(order.event_id)).starts_at
 
 
-def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, list[TicketItem], str]:
-    """(amount, tickets to void, event start) for this request, or the refusal."""
+def _ticket_refund(order: OrderItem, ticket: TicketItem, organiser: bool) -> tuple[int, int]:
+    """(to the buyer, fee given up) for one ticket, by the fees the order was sold with."""
+    order_fees = fee_rules.Fees.of(order.fees.as_dict()) if order.fees is not None else None
+    priced = fee_rules.PricedTicket(int(ticket.price_cents), int(ticket.fee_cents or 0))
+    return fee_rules.refund_of(priced, order_fees, organiser=organiser)
+
+
+def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, int, list[TicketItem], str]:
+    """(amount, fees given up, tickets to void, event start) for this request, or the
+    refusal. A ticket gives back its price, and its fee when the fee comes back
+    (`ticketing.fees.refund_of`: refundable fees, or an organiser's refund)."""
     if order.status not in REFUNDABLE:
         code = "already_refunded" if order.status == OrderStatus.REFUNDED else f"order_{order.status}"
         raise Conflict(f"Order {order.order_id} is {order.status}; it cannot be refunded.", code=code)
@@ -105,17 +114,23 @@ def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, list[Tick
             if ticket.status not in (TicketStatus.VALID, TicketStatus.USED) or ticket.refund_id:
                 raise Conflict(f"Ticket {ticket_id} is {ticket.status} and cannot be refunded.", code="ticket_not_refundable")
             chosen.append(ticket)
-        amount = sum(int(t.price_cents) for t in chosen)
+        parts = [_ticket_refund(order, t, admin) for t in chosen]
+        amount, fees_back = sum(p[0] for p in parts), sum(p[1] for p in parts)
     elif data.amount_cents is not None:
         if not admin:
             raise Forbidden("Refunding an amount is for organisers; customers refund whole tickets.")
-        amount, chosen = data.amount_cents, []
+        amount, fees_back, chosen = data.amount_cents, 0, []
     else:
-        amount = left
         chosen = [t for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED) and not t.refund_id]
         if not admin and any(t.status == TicketStatus.USED for t in chosen):
             raise lifecycle.ticket_used()
-    if amount > left or amount <= 0:
+        fees_left = int(order.all_fees_cents or 0) - int(order.fees_returned_cents or 0)
+        if admin:  # the organiser gives back everything left, fees included
+            amount, fees_back = left, fees_left
+        else:
+            parts = [_ticket_refund(order, t, False) for t in chosen]
+            amount, fees_back = min(left, sum(p[0] for p in parts)), min(fees_left, sum(p[1] for p in parts))
+    if amount > left or amount < 0 or (amount == 0 and not chosen):
         raise Conflict(
             f"Only {left} of {int(order.total_cents)} {order.currency.upper()} cents are left to refund on this order.",
             code="over_refund" if left else "already_refunded",
@@ -128,7 +143,7 @@ def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, list[Tick
                 f"Refunds close {settings().refund_cutoff_hours} hours before the event starts; ask the organiser.",
                 code="refund_window_closed",
             )
-    return amount, chosen, starts
+    return amount, fees_back, chosen, starts
 
 
 NOTICE_REASONS = {
@@ -196,10 +211,11 @@ def refund(order_id: str, data: RefundIn, who: Caller, *, by_cancellation: bool 
     def attempt() -> tuple[OrderItem, RefundItem, list[TicketItem], str]:
         order = orders.get_for(order_id, who)  # another customer's order is a 404
         check_reason(data.reason, who, by_cancellation=by_cancellation)
-        amount, tickets, starts = _plan(order, data, who)  # 409 once nothing is left
+        amount, fees_back, tickets, starts = _plan(order, data, who)  # 409 once nothing is left
         refund_id = new_id("rf")
         record = RefundItem(
             *RefundItem.key(order_id, refund_id), refund_id=refund_id, order_id=order_id, amount_cents=amount,
+            fees_cents=fees_back,
             currency=order.currency, status="pending", ticket_ids=[t.ticket_id for t in tickets], reason=data.reason,
             created_at=clock.iso(clock.now()), created_by=who.sub,
         )
@@ -211,6 +227,12 @@ def refund(order_id: str, data: RefundIn, who: Caller, *, by_cancellation: bool 
     )
     amount, refund_id = int(record.amount_cents), record.refund_id
     before = int(order.refunded_cents or 0)
+    if amount == 0:  # free tickets: nothing goes back through Stripe, and no refund notice (but the event's cancellation's)
+        if lifecycle.complete(order_id, record, "succeeded", None, starts, by=who.sub):
+            metrics.add_metric(name="Refunds", unit="Count", value=1)
+            if record.reason == "event_canceled":
+                notify(order, 0, record.reason, tickets)
+        return _out(RefundItem.get(*RefundItem.key(order_id, refund_id), consistent_read=True))
     try:
         made = _stripe_refund(
             order.payment.payment_intent_id, amount, data.reason,
@@ -296,7 +318,11 @@ def _record_external(order: OrderItem, stripe_refund: payments.RefundResult) -> 
 
 
 def _stripe_refund(payment_intent_id: str, amount: int, reason: str, metadata: dict[str, str], idempotency_key: str) -> payments.RefundResult:
-    """The one call that asks Stripe for a refund."""
+    """The one call that asks Stripe for a refund: it spends one request of the Stripe
+    budget's background share first (over it: DependencyUnavailable, 503 with Retry-After,
+    and the caller gives back what it reserved)."""
+    spent = stripe_budget.take("refunds.create", stripe_budget.BACKGROUND)
+    stripe_budget.still(spent, "refunds.create", stripe_budget.BACKGROUND)
     return payments.refund(payment_intent_id=payment_intent_id, amount=amount, reason=reason, metadata=metadata,
                            idempotency_key=idempotency_key)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ticketing import catalogue, clock, inventory
+from ticketing import catalogue, clock, fees as fee_rules, inventory, orders
 from ticketing.errors import NotFound
 from ticketing.lifecycle import EVER_PAID, ISSUED
 from ticketing.pages import every as _every
@@ -47,6 +47,8 @@ class OrderSummaryLineOut(BaseModel):
 class OrderSummaryOut(BaseModel):
     order_id: str
     status: str
+    subtotal_cents: int
+    fees_cents: int
     total_cents: int
     refunded_cents: int
     currency: str
@@ -72,7 +74,8 @@ def list_orders(event_id: str, status: str | None, limit: int, cursor: str | Non
     found, cursor_after = _gather(OrderItem, event_index_partitions(event_id, "ORDERS"), _page_size(limit), cursor, condition)
     summaries = [
         OrderSummaryOut(
-            order_id=o.order_id, status=o.status, total_cents=int(o.total_cents), refunded_cents=int(o.refunded_cents or 0),
+            order_id=o.order_id, status=o.status, subtotal_cents=orders.subtotal_of(o), fees_cents=int(o.fees_cents or 0),
+            total_cents=int(o.total_cents), refunded_cents=int(o.refunded_cents or 0),
             currency=o.currency, customer_sub=o.customer_sub, customer_email=o.customer_email, customer_name=o.customer_name,
             created_at=o.created_at, paid_at=o.paid_at, payment_intent_id=o.payment.payment_intent_id if o.payment else None,
             lines=[OrderSummaryLineOut(ticket_type_id=l.type_id, name=l.name, qty=int(l.qty), price_cents=int(l.price_cents)) for l in o.lines],
@@ -171,10 +174,13 @@ class TypeStatsOut(BaseModel):
 
 
 class MoneyOut(BaseModel):
+    """gross - refunded - fees == net: what the organiser keeps (ticketing.fees.organiser_net)."""
+
     currency: str
-    gross_cents: int  # every order ever paid (disputed and refunded ones included)
+    gross_cents: int  # what buyers paid on every order ever paid (disputed and refunded ones included)
+    fees_cents: int = 0  # service fees kept (absorbed ones included; fees refunds gave up excluded)
     refunded_cents: int  # refunds reserved or made on those orders
-    net_cents: int
+    net_cents: int  # to the organiser
 
 
 class StatsOut(BaseModel):
@@ -192,13 +198,16 @@ def stats(event_id: str) -> StatsOut:
     checked_in: dict[str, int] = {}
     for ticket in _every(TicketItem, event_index_partitions(event_id, "TICKETS"), TicketItem.status == "used", ["type_id", "status"]):
         checked_in[ticket.type_id] = checked_in.get(ticket.type_id, 0) + 1
-    gross = refunded = 0
+    gross = refunded = fees = fees_returned = 0
     by_status: dict[str, int] = {}
-    for order in _every(OrderItem, event_index_partitions(event_id, "ORDERS"), None, ["status", "total_cents", "refunded_cents"]):
+    for order in _every(OrderItem, event_index_partitions(event_id, "ORDERS"), None,
+                        ["status", "total_cents", "refunded_cents", "all_fees_cents", "fees_returned_cents"]):
         by_status[order.status] = by_status.get(order.status, 0) + 1
         if order.status in EVER_PAID:
             gross += int(order.total_cents)
             refunded += int(order.refunded_cents or 0)
+            fees += int(order.all_fees_cents or 0)
+            fees_returned += int(order.fees_returned_cents or 0)
     per_type = []
     for t in types:
         s = seats.get(t.type_id) or inventory.Availability(int(t.capacity), 0, 0, 0)
@@ -208,6 +217,7 @@ def stats(event_id: str) -> StatsOut:
         ))
     return StatsOut(
         event_id=event_id, status=event.status, ticket_types=per_type,
-        money=MoneyOut(currency=event.currency, gross_cents=gross, refunded_cents=refunded, net_cents=gross - refunded),
+        money=MoneyOut(currency=event.currency, gross_cents=gross, fees_cents=fees - fees_returned, refunded_cents=refunded,
+                       net_cents=fee_rules.organiser_net(gross, refunded, fees, fees_returned)),
         orders_by_status=dict(sorted(by_status.items())), computed_at=clock.iso(clock.now()),
     )

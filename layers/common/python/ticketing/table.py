@@ -8,15 +8,16 @@ Single-table design (see README, "Data model"). Keys are built only here.
 | ticket type     | EVENT#<event_id>    | TYPE#<type_id> |                                        |                                 |
 | inventory shard | INV#<type_id>#<n>   | INV            |                                        |                                 |
 | refund          | ORDER#<order_id>    | REFUND#<id>    |                                        |                                 |
-| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
-| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id> | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue) |
+| order           | ORDER#<order_id>    | META           | CUSTOMER#<sub> / ORDER#<created>#<id>  | pending: HOLDS#<k> / <expires_at>#<id>; expired, its PaymentIntent not yet canceled: UNCANCELED#<k> / <released_at>#<id>; paid: CHARGE#<charge_id> / ORDER |
+| ticket          | TICKET#<ticket_id>  | META           | CUSTOMER#<sub> / TICKET#<created>#<id>; transferred, unclaimed: HOLDING#<email> / same | VOIDED#<event_id> / <voided_at>#<id> (once voided after issue, or its code re-issued) |
 | seats a customer holds for an event | HOLDER#<sub> | EVENT#<event_id> |                      |                                 |
 | received Stripe event | STRIPE_EVENT#<id> | META     | STRIPE_EVENTS#<k> / <received_at>#<id> (k < 16) |                        |
 | gate scan (audit) | SCANS#<event_id or unknown>#<yyyy-mm-dd>#<k> (k < 8) | <scanned_at>#<random> |     | TTL `ttl` (400 days)            |
 | idempotency record | <Powertools' hashed key> | IDEMPOTENCY |                                     | TTL `ttl` (ticketing.idempotency) |
 | Stripe budget counter | RATE#<pool>#<endpoint>#<epoch second>#<k> | RATE |                        | TTL `ttl` (ticketing.stripe_budget) |
-| who expires a lapsed order | EXPIRY#<order_id> | CLAIM |                                     | TTL `ttl` (ticketing.checkout.expire_lapsed) |
+| who expires a lapsed order | EXPIRY#<order_id> | CLAIM (release), CANCEL (its PaymentIntent) |       | TTL `ttl` (ticketing.checkout.expire_lapsed) |
 | order's transition log | ORDER#<order_id>  | LOG#<at>#<random> |                                     |                                 |
+| a ticket's transfer (who held it when) | ORDER#<order_id> | TRANSFER#<at>#<ticket_id>#<v> |                |                                 |
 | event cancellation job | CANCEL#<event_id> | JOB        |                                        |                                 |
 | an order's outcome in it | CANCEL#<event_id> | ORDER#<order_id> |                                |                                 |
 | event change fan-out job | CHANGE#<event_id> | JOB         |                                        |                                 |
@@ -35,7 +36,8 @@ id), written at checkout; readers query the 32 partitions and merge. The capacit
 1,000 write units a second per partition at the rates in README's "On-sale runbook".
 
 GSI2 holds pending orders by expiry, spread over HOLD_PARTITIONS keys so a rush does not
-write one index partition; once paid, an order moves to CHARGE#<charge_id> there, so a
+write one index partition; an expired order whose PaymentIntent is still to be canceled at
+Stripe moves to UNCANCELED#<k> (same spread) until it is; once paid, an order moves to CHARGE#<charge_id> there, so a
 refund or dispute event (which names the charge) finds it with one Query.
 
 Inventory shards have a partition each, so the writes of a hot ticket type
@@ -107,9 +109,37 @@ class Fixture(MapAttribute):
     name = UnicodeAttribute(null=True)
 
 
+class FeesMap(MapAttribute):
+    """An event's service fees (ticketing.fees), copied onto each order sold with them."""
+
+    percent_bps = NumberAttribute(default=0)
+    fixed_cents = NumberAttribute(default=0)
+    per = UnicodeAttribute(default="ticket")  # ticket or order
+    passed_on = BooleanAttribute(default=True)
+    refundable = BooleanAttribute(default=False)
+
+
+class TransferPolicy(MapAttribute):
+    """Whether holders may transfer the event's tickets, and until when (ticketing.transfers)."""
+
+    enabled = BooleanAttribute(default=False)
+    until = UnicodeAttribute(null=True)  # null: until the event starts
+
+
 class WaitingListSettings(MapAttribute):
     enabled = BooleanAttribute(default=False)
     offer_minutes = NumberAttribute(default=60)
+
+
+class WaitingRoom(MapAttribute):
+    """An event's on-sale waiting room (`ticketing.waiting_room`); `admit_per_minute` None:
+    derived from the Stripe budget."""
+
+    enabled = BooleanAttribute(default=False)
+    opens_at = UnicodeAttribute()
+    admit_per_minute = NumberAttribute(null=True)
+    admission_ttl_seconds = NumberAttribute(default=600)
+    paused = BooleanAttribute(default=False)
 
 
 class EventItem(Model):
@@ -133,6 +163,10 @@ class EventItem(Model):
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
     times_version = NumberAttribute(null=True)  # counts changes of times or venue (ticketing.event_changes)
+    waiting_room = WaitingRoom(null=True)
+    fees = FeesMap(null=True)  # service fees for new orders (issue 17)
+    max_per_customer = NumberAttribute(null=True)  # tickets one customer may buy (paid + held)
+    transfers = TransferPolicy(null=True)  # absent: transfers off
     waiting_list = WaitingListSettings(null=True)  # issue 19: opt-in per event (ticketing.waitlist)
 
     @staticmethod
@@ -191,6 +225,14 @@ HOLD_PARTITIONS = 16
 
 def hold_partition(order_id: str) -> str:
     return f"HOLDS#{sum(order_id.encode()) % HOLD_PARTITIONS}"
+
+
+UNCANCELED = "UNCANCELED#"
+
+
+def uncanceled_partition(order_id: str) -> str:
+    """Where an order released before its PaymentIntent was canceled waits for the cancel."""
+    return f"{UNCANCELED}{sum(order_id.encode()) % HOLD_PARTITIONS}"
 
 
 EVENT_INDEX_PARTITIONS = 32
@@ -259,7 +301,12 @@ class OrderItem(Model):
     customer_email = UnicodeAttribute(null=True)
     customer_name = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    total_cents = NumberAttribute()
+    total_cents = NumberAttribute()  # charged: subtotal + the buyer's fees
+    subtotal_cents = NumberAttribute(null=True)  # the tickets' prices (absent: orders before fees, = total)
+    fees_cents = NumberAttribute(null=True)  # the fees the buyer pays (0 when absorbed)
+    all_fees_cents = NumberAttribute(null=True)  # every fee of the order, absorbed ones included
+    fees_returned_cents = NumberAttribute(null=True)  # fees given up by refunds
+    fees = FeesMap(null=True)  # the fees it was sold with
     currency = UnicodeAttribute()
     lines = ListAttribute(of=OrderLine)
     ticket_ids = ListAttribute(of=UnicodeAttribute)
@@ -313,6 +360,7 @@ class TicketItem(Model):
     type_id = UnicodeAttribute()
     type_name = UnicodeAttribute()
     price_cents = NumberAttribute()
+    fee_cents = NumberAttribute(null=True)  # its fee (ticketing.fees), so its refund is exact
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
     customer_sub = UnicodeAttribute()
@@ -333,6 +381,8 @@ class TicketItem(Model):
     refund_id = UnicodeAttribute(null=True)  # the refund that holds (or voided) this ticket
     admission = UnicodeAttribute(null=True)  # online or offline: how it was admitted (with used_at)
     times_version = NumberAttribute(null=True)  # the event's change whose end `event_ends_at` shows (ticketing.event_changes)
+    code_version = NumberAttribute(null=True)  # the signed code's version (qr.py); absent: 0
+    transferred_at = UnicodeAttribute(null=True)  # the last transfer (ticketing.transfers)
 
     @staticmethod
     def key(ticket_id: str) -> tuple[str, str]:
@@ -347,6 +397,7 @@ class HolderCount(Model):
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)
     held = NumberAttribute(default=0)
+    bought = NumberAttribute(null=True)  # tickets held or paid, against the event's max_per_customer
 
     @staticmethod
     def key(sub: str, event_id: str) -> tuple[str, str]:
@@ -371,6 +422,7 @@ class RefundItem(Model):
     reason = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute(null=True)
+    fees_cents = NumberAttribute(null=True)  # the fees this refund gave up (ticketing.fees.refund_of)
 
     @staticmethod
     def key(order_id: str, refund_id: str) -> tuple[str, str]:
@@ -608,8 +660,10 @@ class RateCounterItem(Model):
 
 
 class ExpiryClaimItem(Model):
-    """Who expires a lapsed order (`ticketing.checkout.expire_lapsed`): owned until `until`,
-    so concurrent expirers cancel each PaymentIntent once; gone through the TTL an hour later."""
+    """Who expires a lapsed order (`ticketing.checkout.expire_lapsed`, SK `CLAIM`) or cancels
+    its PaymentIntent afterwards (`cancel_released`, SK `CANCEL`): owned until `until`, so
+    concurrent expirers release each hold and cancel each PaymentIntent once; gone through
+    the TTL an hour later."""
 
     Meta = _Meta
 
@@ -619,8 +673,8 @@ class ExpiryClaimItem(Model):
     ttl = NumberAttribute(null=True)
 
     @staticmethod
-    def key(order_id: str) -> tuple[str, str]:
-        return f"EXPIRY#{order_id}", "CLAIM"
+    def key(order_id: str, stage: str = "CLAIM") -> tuple[str, str]:
+        return f"EXPIRY#{order_id}", stage
 
 
 class AccountItem(Model):
@@ -682,6 +736,31 @@ class NotificationItem(Model):
     @staticmethod
     def unread(sub: str) -> str:
         return f"UNREAD#{sub}"
+
+
+class TransferItem(Model):
+    """Who held a ticket when: one record per transfer, in the order's partition
+    (`ORDER#<order_id>` / `TRANSFER#<at>#<ticket_id>#<code version>`), written with the transfer."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+
+    order_id = UnicodeAttribute()
+    ticket_id = UnicodeAttribute()
+    from_sub = UnicodeAttribute()
+    from_email = UnicodeAttribute(null=True)
+    from_name = UnicodeAttribute(null=True)
+    to_email = UnicodeAttribute()
+    to_name = UnicodeAttribute()
+    code_version = NumberAttribute()
+    at = UnicodeAttribute()
+    by = UnicodeAttribute()
+
+    @staticmethod
+    def key(order_id: str, at: str, ticket_id: str, code_version: int) -> tuple[str, str]:
+        return f"ORDER#{order_id}", f"TRANSFER#{at}#{ticket_id}#{code_version}"
 
 
 class TransitionLogItem(Model):
@@ -861,3 +940,102 @@ class OfferCodeItem(Model):
     @staticmethod
     def key(code: str) -> tuple[str, str]:
         return f"OFFER#{code}", "META"
+
+
+# ------------------------------------------------------------ waiting room (ticketing.waiting_room)
+QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
+
+
+class QueueRoomItem(Model):
+    """An event whose waiting room is enabled: the admission job ticks every room listed
+    under `QUEUE_ROOMS` (one Query a second)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True, default="QUEUE_ROOMS")
+    SK = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    ends_at = UnicodeAttribute()
+
+    @staticmethod
+    def key(event_id: str) -> tuple[str, str]:
+        return "QUEUE_ROOMS", f"EVENT#{event_id}"
+
+
+class QueueCounterItem(Model):
+    """One shard of an event's arrival counter: `E` (before opening; `closed` once the room
+    opened) or `L` (after). A join takes the next number of a shard."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="COUNT")
+    count = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, phase: str, shard: int) -> tuple[str, str]:
+        return f"QCOUNT#{event_id}#{phase}#{shard}", "COUNT"
+
+
+class QueueStateItem(Model):
+    """The admission state of an event's waiting room, written by the admission job once a
+    second to each of `replicas` keys (readers take one at random)."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="STATE")
+    version = NumberAttribute(default=0)
+    opened = BooleanAttribute(default=False)
+    seed = UnicodeAttribute(null=True)  # the pre-opening draw's key (hex), set at opening
+    early = ListAttribute(of=NumberAttribute, default=list)  # pre-opening arrivals per shard, frozen at opening
+    late = ListAttribute(of=NumberAttribute, default=list)  # arrivals since, per shard, at the last tick
+    serving = NumberAttribute(default=0)  # positions 1..serving are admitted
+    admitted = NumberAttribute(default=0)  # buyers admitted (positions that hold someone)
+    at = NumberAttribute(default=0)  # epoch seconds of the last tick
+    carry = NumberAttribute(default=0)  # a fraction of a buyer owed to the next tick
+    rate = NumberAttribute(default=0)  # buyers a minute now (the setting, slowed under pressure)
+    factor = NumberAttribute(default=1)  # 0.1-1: the slow-down under Stripe pressure
+    sold_out = BooleanAttribute(default=False)
+    paused = BooleanAttribute(default=False)
+    marks = ListAttribute(default=list)  # [[epoch, admitted], ...] every ~10 s, the last TTL's worth
+
+    @staticmethod
+    def key(event_id: str, replica: int) -> tuple[str, str]:
+        return f"QUEUE#{event_id}#STATE#{replica}", "STATE"
+
+
+class QueuePlaceItem(Model):
+    """An account's place in an event's waiting room: the shard and number it drew; once
+    admitted (first poll at or past the front), `admitted_at` and `expires_at` and GSI2
+    `QADMIT#<event>#<k>` / `<expires_at>`; once spent by a checkout, GSI2 `QSPENT#<event>#<k>`."""
+
+    Meta = _Meta
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True, default="PLACE")
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    gsi2 = GSI2()
+
+    event_id = UnicodeAttribute()
+    sub = UnicodeAttribute()
+    phase = UnicodeAttribute()  # E (joined before opening) or L
+    shard = NumberAttribute()
+    number = NumberAttribute()  # 0-based, within the shard
+    joined_at = NumberAttribute()  # epoch seconds
+    round = NumberAttribute(default=0)  # how many times this account joined again after spending or lapsing
+    admitted_at = NumberAttribute(null=True)
+    expires_at = NumberAttribute(null=True)
+    spent_at = UnicodeAttribute(null=True)
+    spent_order = UnicodeAttribute(null=True)
+
+    @staticmethod
+    def key(event_id: str, sub: str) -> tuple[str, str]:
+        return f"QPLACE#{event_id}#{sub}", "PLACE"
+
+
+def queue_index(event_id: str, sub: str, kind: str) -> str:
+    """GSI2 key of an admitted (`QADMIT`) or spent (`QSPENT`) place."""
+    return f"{kind}#{event_id}#{sum(sub.encode()) % QUEUE_INDEX_PARTITIONS}"

@@ -188,8 +188,17 @@ def _start_key(cursor: str | None, partition: str, prefix: str) -> dict[str, Any
 
 def my_tickets(who: Caller, *, event_id: str | None = None, status: str | None = None,
                limit: int = DEFAULT_PAGE, cursor: str | None = None) -> TicketPage:
-    """The caller's tickets, newest first; one Query and one BatchGetItem (order statuses)."""
+    """The caller's tickets, newest first; one Query and one BatchGetItem (order statuses).
+    On a first page, tickets given to the caller's verified address join their account
+    first (`claim_transferred`: one more Query, empty unless someone gave them a ticket),
+    as their newest; one the index does not show yet (GSIs are eventually consistent) is
+    put at the head of the page from the claim's own answer."""
+    claimed = claim_transferred(who) if cursor is None else []
     found, next_cursor = _page(TicketItem, who, "TICKET#", event_id, status, limit, cursor)
+    shown = {t.ticket_id for t in found}
+    late = [t for t in claimed if t.ticket_id not in shown and (event_id is None or t.event_id == event_id)
+            and (status is None or t.status == status)]
+    found = late + found
     statuses = _order_statuses({t.order_id for t in found})
     tickets = [_ticket_out(t, statuses.get(t.order_id)) for t in found]
     return TicketPage(tickets=tickets, count=len(tickets), next_cursor=next_cursor)
@@ -247,16 +256,40 @@ def _order_out(order: OrderItem, event_name: str | None) -> MyOrderOut:
     )
 
 
+def claim_transferred(who: Caller) -> list[TicketItem]:
+    """Tickets transferred to the caller's verified address, not yet claimed by an account,
+    become the caller's (`lifecycle.tickets.claim`); answers them as claimed. An unverified
+    address claims nothing."""
+    from ticketing.lifecycle import tickets as lifecycle
+
+    if not (who.email and who.email_verified):
+        return []
+    email = who.email.lower()
+    found = TicketItem.gsi1.query(lifecycle.holding_partition(email), limit=100)
+    return [claimed for ticket in found if (claimed := lifecycle.claim(ticket, sub=who.sub, email=email)) is not None]
+
+
 # ------------------------------------------------------------ one ticket
+def holds(ticket: TicketItem, who: Caller) -> bool:
+    """Whether `who` holds the ticket: it is listed under their account, or it was given to
+    their verified address and no account has claimed it yet."""
+    from ticketing.lifecycle.states import UNCLAIMED
+
+    if ticket.customer_sub == who.sub:
+        return True
+    return (ticket.customer_sub == UNCLAIMED and bool(who.email and who.email_verified)
+            and (ticket.holder_email or "").lower() == who.email.lower())
+
+
 def get_for(ticket_id: str, who: Caller) -> TicketItem:
-    """The ticket if `who` owns it or is an admin; otherwise NotFound, never Forbidden."""
+    """The ticket if `who` holds it or is an admin; otherwise NotFound, never Forbidden."""
     ticket = None
     if 0 < len(ticket_id) <= MAX_ID_LENGTH:
         try:
             ticket = TicketItem.get(*TicketItem.key(ticket_id))
         except TicketItem.DoesNotExist:
             ticket = None
-    if ticket is None or (ticket.customer_sub != who.sub and not who.is_admin):
+    if ticket is None or (not holds(ticket, who) and not who.is_admin):
         raise NotFound(f"There is no ticket {ticket_id}.")
     return ticket
 
@@ -308,8 +341,13 @@ def _showable_payload(ticket: TicketItem) -> str:
 
 # ---------------------------------------------------------------- images
 def image_key(ticket_id: str, payload: str, image_format: str, size: int) -> str:
-    """`qr/<ticket_id>/<kid>/<size>.<ext>`; the kid is the payload's second field (qr.py)."""
-    kid = payload.split(":")[1] if payload.count(":") >= 2 else "unknown"
+    """`qr/<ticket_id>/<kid>/<size>.<ext>`; the kid is the payload's second field (qr.py).
+    A re-issued code (TKT2, after a transfer) is `qr/<ticket_id>/<kid>-v<version>/...`, so
+    the new holder never gets the old code's image."""
+    fields = payload.split(":")
+    kid = fields[1] if len(fields) >= 3 else "unknown"
+    if fields[0] == qr.VERSIONED_TAG and len(fields) == 6:
+        kid = f"{kid}-v{fields[4]}"
     return f"qr/{ticket_id}/{kid}/{size}.{image_format}"
 
 

@@ -19,6 +19,8 @@ and the bounded, jittered retry that ends in a 503 with Retry-After.
                a ticket holding a refund is refused at the gate (`void`)
              valid/used -refund_void/refund_void_rest/dispute_void/cancel_void-> void
              void -dispute_restore-> valid/used
+             valid -transfer-> valid (new holder, new code version; the old code void) ;
+               valid/used -claim-> same (the new holder's account takes it)
     refunds  (none) -reserve-> pending -complete-> succeeded ; pending -undo-> (deleted)
     waiting-list places (`waitlist`, issue 19): (none) -join-> waiting -offer-> offered
              -take (in the hold's transaction)-> taken ; offered -lapse-> lapsed ;

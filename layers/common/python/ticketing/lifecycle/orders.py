@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ticketing import clock
-from ticketing.errors import Conflict, TooManyRequests
+from ticketing.errors import Conflict, Forbidden, TooManyRequests
+from ticketing.lifecycle import admissions
 from ticketing.lifecycle import states as S
+from ticketing.lifecycle.admissions import Admission
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact, update_one
-from ticketing.table import HolderCount, InventoryShard, OrderItem, TicketItem, VoucherItem
+from ticketing.table import UNCANCELED, HolderCount, InventoryShard, OrderItem, TicketItem, VoucherItem, uncanceled_partition
 
 
 class ShardRace(Exception):
@@ -110,11 +112,16 @@ def _seats(order: OrderItem) -> int:
 
 
 # ---------------------------------------------------------------- holding
-def place_hold(hold: Hold, hold_limit: int) -> None:
-    """Write the order, its pending tickets and the seats they take, all or nothing.
+def place_hold(hold: Hold, hold_limit: int, customer_limit: int | None = None, admission: Admission | None = None) -> None:
+    """Write the order, its pending tickets and the seats they take, all or nothing; with
+    an `admission` (a waiting room's), spend it in the same transaction.
 
     Raises ShardRace if a shard no longer has the seats planned for it, TooManyRequests
-    if the customer would hold more than `hold_limit` seats for the event."""
+    if the customer would hold more than `hold_limit` seats for the event, Conflict
+    (`customer_limit`) if they would have bought or held more than the event's
+    `customer_limit` tickets, Forbidden (`admission_spent`) if the admission was spent
+    already. The limits are counted on the customer's HolderCount item, under the same
+    conditional write, so concurrent checkouts of one customer cannot pass them."""
     order = hold.order
     seats = _seats(order)
     too_many = TooManyRequests(
@@ -124,6 +131,11 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
     )
     if seats > hold_limit:
         raise too_many
+    if customer_limit is not None and seats > customer_limit:
+        raise _over_limit(customer_limit)
+    holder_condition = HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats)
+    if customer_limit is not None:
+        holder_condition &= HolderCount.bought.does_not_exist() | (HolderCount.bought <= customer_limit - seats)
 
     def build(tx: Tx) -> None:
         tx.save("order", order, condition=S.HOLD.condition())
@@ -144,18 +156,25 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
             waitlist.take(tx, hold.offer, order.customer_sub, order.order_id, order.created_at)
         tx.update(
             "holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
-            actions=[HolderCount.held.add(seats)],
-            condition=HolderCount.held.does_not_exist() | (HolderCount.held <= hold_limit - seats),
+            actions=[HolderCount.held.add(seats), HolderCount.bought.add(seats)],
+            condition=holder_condition,
         )
         if order.voucher_code:  # the voucher's use, taken with the seats: never more than max_uses
             tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(1)],
                       condition=(VoucherItem.uses < VoucherItem.max_uses) & VoucherItem.retired_at.does_not_exist())
         tx.log(order.order_id, S.HOLD, by=order.customer_sub, why="checkout", ids=order.ticket_ids)
+        if admission is not None:
+            admissions.spend(tx, admission, order.order_id)
 
     try:
         transact(build, what="Checkout")
     except Refused as refused:
+        if "admission" in refused.failed:
+            raise Forbidden("This admission has been used for an order already; join the queue again to buy more.",
+                            code="admission_spent") from refused
         if "holder" in refused.failed:
+            if customer_limit is not None and _bought(order) + seats > customer_limit:
+                raise _over_limit(customer_limit) from refused
             raise too_many from refused
         if "voucher" in refused.failed:
             raise VoucherSpent() from refused
@@ -168,16 +187,45 @@ def place_hold(hold: Hold, hold_limit: int) -> None:
         raise
 
 
-def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None, by: str = "system") -> bool:
+def _over_limit(limit: int) -> Conflict:
+    return Conflict(f"One customer may buy at most {limit} tickets for this event (paid and held together).",
+                    error="Ticket limit reached", code="customer_limit", limit=limit)
+
+
+def _bought(order: OrderItem) -> int:
+    try:
+        found = HolderCount.get(*HolderCount.key(order.customer_sub, order.event_id), consistent_read=True)
+    except HolderCount.DoesNotExist:
+        return 0
+    return int(found.bought or 0)
+
+
+def count_bought(tx: Tx, order: OrderItem, change: int) -> None:
+    """Move the customer's count of tickets bought for the event (the per-customer limit)."""
+    if change:
+        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                  actions=[HolderCount.bought.add(change)])
+
+
+def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str, Any] | None = None, by: str = "system",
+            cancel_later: bool = False) -> bool:
     """pending -> canceled or expired: give its seats back and void its tickets, in one
     transaction conditional on the order still being pending. Returns False (changing
-    nothing) if the order had already left `pending`."""
+    nothing) if the order had already left `pending`.
+
+    `cancel_later`: the seats go back before the PaymentIntent is canceled (the expiry's
+    release-first): the order waits under `UNCANCELED#<k>` in GSI2 until `intent_closed`.
+    A payment that gets through meanwhile is a late payment (`pay_late` or `refund_late`)."""
     transition = {S.OrderStatus.CANCELED: S.CANCEL, S.OrderStatus.EXPIRED: S.EXPIRE}[S.OrderStatus(to_status)]
     now = clock.iso(clock.now())
     seats = _seats(order)
+    if cancel_later and order.payment and order.payment.payment_intent_id:
+        index = [OrderItem.GSI2PK.set(uncanceled_partition(order.order_id)), OrderItem.GSI2SK.set(f"{now}#{order.order_id}")]
+    else:
+        index = [OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove()]
     actions = [
         OrderItem.status.set(transition.target), OrderItem.closed_reason.set(reason), OrderItem.updated_at.set(now),
-        OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(), *_payment_actions(payment or {}),
+        *index, *_payment_actions(payment or {}),
     ]
     checkpoint("release", order_id=order.order_id)
 
@@ -192,7 +240,8 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
                     actions=[InventoryShard.remaining.add(int(take.qty)), InventoryShard.held.add(-int(take.qty))],
                     condition=InventoryShard.held >= int(take.qty),
                 )
-        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)), actions=[HolderCount.held.add(-seats)])
+        tx.update("holder", HolderCount(*HolderCount.key(order.customer_sub, order.event_id)),
+                  actions=[HolderCount.held.add(-seats), HolderCount.bought.add(-seats)])
         if order.voucher_code:  # its use back (a voucher is never deleted: retired ones too)
             tx.update("voucher", VoucherItem(*VoucherItem.key(order.voucher_code)), actions=[VoucherItem.uses.add(-1)])
         tx.update("order", OrderItem(*OrderItem.key(order.order_id)), actions=actions, condition=transition.condition())
@@ -204,6 +253,19 @@ def release(order: OrderItem, to_status: str, reason: str, *, payment: dict[str,
         return False
     order.status = transition.target
     return True
+
+
+def intent_closed(order_id: str, payment_status: str) -> bool:
+    """A released order's PaymentIntent was canceled at Stripe (or had got through, which its
+    webhook settles as a late payment): off the `UNCANCELED` index, the status recorded. Not a
+    transition; conditional on the order still released and waiting, so it never undoes a
+    late payment's index entry. False if it was not waiting any more."""
+    return update_one(
+        OrderItem(*OrderItem.key(order_id)),
+        [OrderItem.payment.status.set(payment_status), OrderItem.GSI2PK.remove(), OrderItem.GSI2SK.remove(),
+         OrderItem.updated_at.set(clock.iso(clock.now()))],
+        OrderItem.status.is_in(*S.LATE) & OrderItem.GSI2PK.startswith(UNCANCELED),
+    )
 
 
 def park(order_id: str, payment_status: str) -> None:
@@ -225,7 +287,8 @@ def record_payment(order_id: str, **fields: Any) -> None:
 
 
 # ---------------------------------------------------------------- payment
-def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any]) -> bool:
+def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any], *, by: str = "stripe",
+              why: str | None = None) -> bool:
     """pending -> paid in one transaction: the order, its tickets (pending -> valid, with
     their signed QR payloads) and its seats (held -> sold). Returns False, changing
     nothing, if the order had already left `pending` (a duplicate delivery, or canceled)."""
@@ -254,7 +317,7 @@ def mark_paid(order: OrderItem, payloads: dict[str, str], payment: dict[str, Any
                      *charge_index(payment.get("charge_id")), *_payment_actions(payment)],
             condition=S.PAY.condition(),
         )
-        tx.log(order.order_id, S.PAY, by="stripe", why=f"payment {payment.get('payment_intent_id')} succeeded",
+        tx.log(order.order_id, S.PAY, by=by, why=why or f"payment {payment.get('payment_intent_id')} succeeded",
                from_status=S.OrderStatus.PENDING, ids=order.ticket_ids)
 
     try:
@@ -295,6 +358,7 @@ def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[
                     actions=[InventoryShard.remaining.add(-qty), InventoryShard.sold.add(qty)],
                     condition=InventoryShard.remaining >= qty,
                 )
+        count_bought(tx, order, _seats(order))  # its release had taken them off
         tx.update(
             "order", OrderItem(*OrderItem.key(order.order_id)),
             actions=[

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ticketing import clock
 from ticketing.errors import Conflict
 from ticketing.lifecycle import states as S
-from ticketing.lifecycle.orders import return_sold, seats_back, void_actions
+from ticketing.lifecycle.orders import count_bought, return_sold, seats_back, void_actions
 from ticketing.lifecycle.writes import Refused, Tx, checkpoint, transact
 from ticketing.table import OrderItem, RefundItem, TicketItem
 
@@ -43,7 +43,7 @@ def reserve(order: OrderItem, record: RefundItem, tickets: list[TicketItem], *, 
                       condition=on_ticket.condition())
         tx.update(
             "order", OrderItem(*OrderItem.key(order.order_id)),
-            actions=[OrderItem.refunded_cents.add(amount), OrderItem.updated_at.set(clock.iso(clock.now()))],
+            actions=[OrderItem.refunded_cents.add(amount), *_fees_back(record, 1), OrderItem.updated_at.set(clock.iso(clock.now()))],
             condition=S.REFUND_RESERVE.condition(before=before, total=int(order.total_cents), amount=amount),
         )
         tx.log(order.order_id, S.REFUND_CREATE, by=by, why=f"{record.reason}: {amount} reserved",
@@ -62,6 +62,12 @@ def reserve(order: OrderItem, record: RefundItem, tickets: list[TicketItem], *, 
                        failed=sorted(refused.failed)) from refused
 
 
+def _fees_back(record: RefundItem, sign: int) -> list:
+    """The order's fees given up by refunds (`fees_returned_cents`), moved with the refund."""
+    fees = int(record.fees_cents or 0)
+    return [OrderItem.fees_returned_cents.add(sign * fees)] if fees else []
+
+
 def ticket_used() -> Conflict:
     return Conflict("A ticket of this refund has been used at the gate; only an organiser can refund it now.",
                     code="ticket_used")
@@ -76,14 +82,15 @@ def undo(order: OrderItem, record: RefundItem, tickets: list[TicketItem], *, by:
         for ticket in tickets:
             tx.update("ticket", TicketItem(*TicketItem.key(ticket.ticket_id)), actions=[TicketItem.refund_id.remove()],
                       condition=TicketItem.refund_id == record.refund_id)
-        tx.update("order", OrderItem(*OrderItem.key(order.order_id)), actions=[OrderItem.refunded_cents.add(-int(record.amount_cents))])
+        tx.update("order", OrderItem(*OrderItem.key(order.order_id)),
+                  actions=[OrderItem.refunded_cents.add(-int(record.amount_cents)), *_fees_back(record, -1)])
         tx.log(order.order_id, S.REFUND_UNDO, by=by, why=why, from_status=S.RefundStatus.PENDING, to_status="deleted",
                ids=[record.refund_id])
 
     transact(build, what="Undoing the refund")
 
 
-def complete(order_id: str, record: RefundItem, stripe_status: str, stripe_refund_id: str, starts: str, *, by: str) -> bool:
+def complete(order_id: str, record: RefundItem, stripe_status: str, stripe_refund_id: str | None, starts: str, *, by: str) -> bool:
     """Stripe refunded: void the tickets the refund holds (and, once the order is refunded
     in full, every ticket still standing), return each seat to its own shard if the event
     has not started, and move the order on; conditional on the refund still being
@@ -94,10 +101,14 @@ def complete(order_id: str, record: RefundItem, stripe_status: str, stripe_refun
     held = list(record.ticket_ids or [])
     for _attempt in range(COMPLETE_ATTEMPTS):
         order = _Order.get(*_Order.key(order_id), consistent_read=True)
-        full = int(order.refunded_cents or 0) >= int(order.total_cents)
         mine = _fresh_tickets(held)
-        rest = [t for t in _fresh_tickets([i for i in order.ticket_ids if i not in held])
-                if t.status in S.ISSUED and not t.refund_id] if full else []
+        standing = [t for t in _fresh_tickets([i for i in order.ticket_ids if i not in held])
+                    if t.status in S.ISSUED and not t.refund_id]
+        # Refunded in full: all the money is back, or every ticket is (a fee that does not
+        # come back, or free tickets, leave money "unrefunded" that nobody is owed).
+        money_back = int(order.total_cents) > 0 and int(order.refunded_cents or 0) >= int(order.total_cents)
+        full = money_back or (bool(held) and not standing)
+        rest = standing if full else []
         now = clock.iso(clock.now())
         back = seats_back(order, [t.ticket_id for t in [*mine, *rest] if t.status == S.TicketStatus.VALID]) if now < starts else {}
         transition = S.REFUND_FULL if full else S.REFUND_PART
@@ -106,7 +117,8 @@ def complete(order_id: str, record: RefundItem, stripe_status: str, stripe_refun
         def build(tx: Tx) -> None:
             tx.update(
                 "refund", RefundItem(*RefundItem.key(order_id, record.refund_id)),
-                actions=[RefundItem.status.set(stripe_status), RefundItem.stripe_refund_id.set(stripe_refund_id)],
+                actions=[RefundItem.status.set(stripe_status),
+                         *([RefundItem.stripe_refund_id.set(stripe_refund_id)] if stripe_refund_id else [])],
                 condition=S.REFUND_COMPLETE.condition(),
             )
             for ticket in mine:
@@ -118,6 +130,7 @@ def complete(order_id: str, record: RefundItem, stripe_status: str, stripe_refun
                           actions=[*void_actions(ticket, now), TicketItem.refund_id.set(record.refund_id)],
                           condition=S.REFUND_VOID_REST.condition() & (TicketItem.status == ticket.status))
             return_sold(tx, back)
+            count_bought(tx, order, -len([t for t in [*mine, *rest] if t.status in S.ISSUED]))
             tx.update("order", OrderItem(*OrderItem.key(order_id)),
                       actions=[OrderItem.status.set(transition.target), OrderItem.updated_at.set(now)],
                       condition=transition.condition())

@@ -60,6 +60,9 @@ REFUNDABLE = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
 LATE = (OrderStatus.EXPIRED, OrderStatus.CANCELED)  # closed unpaid: a payment arriving now is late
 EVER_PAID = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.DISPUTED)
 ISSUED = (TicketStatus.VALID, TicketStatus.USED)  # a ticket with a signed code
+# A transferred ticket's `customer_sub` until its new holder signs in with the address it
+# was sent to (not a Cognito sub, which is a UUID).
+UNCLAIMED = "unclaimed#"
 
 
 # ----------------------------------------------------------------- guards
@@ -85,6 +88,28 @@ def _later_offline_admission(*, used_at: str, **_: Any):
     from ticketing.table import TicketItem
 
     return (TicketItem.admission == "offline") & (TicketItem.used_at == used_at)
+
+
+def _code_version_is(*, code_version: int, **_: Any):
+    """The ticket's code is still the version read (absent on the item: version 0)."""
+    from ticketing.table import TicketItem
+
+    if code_version == 0:
+        return TicketItem.code_version.does_not_exist() | (TicketItem.code_version == 0)
+    return TicketItem.code_version == code_version
+
+
+def _transferable(*, code_version: int, holder_sub: str, **_: Any):
+    """No refund reserved, the holder and the code still those read."""
+    from ticketing.table import TicketItem
+
+    return _no_refund_reserved() & _code_version_is(code_version=code_version) & (TicketItem.customer_sub == holder_sub)
+
+
+def _unclaimed_for(*, email: str, **_: Any):
+    from ticketing.table import TicketItem
+
+    return (TicketItem.customer_sub == UNCLAIMED) & (TicketItem.holder_email == email)
 
 
 def _refunded_total_unchanged(*, before: int, total: int, amount: int, **_: Any):
@@ -181,6 +206,15 @@ DISPUTE_RESTORE = Transition(
 )
 CANCEL_VOID = Transition("cancel_void", "ticket", ISSUED, T.VOID, "event canceled, left standing after its refund")
 CANCEL_RELEASE = Transition("cancel_release", "ticket", (T.PENDING,), T.VOID, "event canceled, order closed")
+
+TRANSFER = Transition(
+    "transfer", "ticket", (T.VALID,), "=", "holder gives it to someone else (new code, the old one voided)",
+    _transferable, "no refund reserved, holder and code version unchanged since read",
+)
+CLAIM = Transition(
+    "claim", "ticket", ISSUED, "=", "new holder signs in with the address it was given to", _unclaimed_for,
+    "unclaimed, for this verified address",
+)
 
 # Refunds
 REFUND_CREATE = Transition("reserve", "refund", (), R.PENDING, "refund requested (ours) or seen at Stripe")
