@@ -13,7 +13,7 @@ import pytest
 from bench.capacity import FakeStripe
 from bench.faults import CONFLICT, THROTTLED, dynamodb_fault
 from tests.unit.conftest import ADMIN, Invoker, load_function
-from ticketing import checkout, clock, config, orders, payments
+from ticketing import checkout, clock, config, orders, payments, waiting_room
 from ticketing.lifecycle import writes
 from ticketing.table import HolderCount, InventoryShard, OrderItem
 
@@ -35,10 +35,11 @@ def sale(aws, catalogue, monkeypatch):
     )
     _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/",
                                   {"name": "GA", "price_cents": 900, "capacity": CAPACITY}, claims=ADMIN)
-    seconds = iter(range(1, 10_000))
 
-    def attempt(sub: str) -> tuple[int, dict, dict]:
-        clock.freeze(START + timedelta(seconds=next(seconds)))  # a second of its own: within the budget
+    def attempt(sub: str, same_second: bool = False) -> tuple[int, dict, dict]:
+        if not same_second:
+            # a second of its own (after any the test moved to): within the budget
+            clock.freeze(clock.now().replace(microsecond=START.microsecond) + timedelta(seconds=1))
         return buy("POST", "/api/tickets/stripe/checkout/",
                    {"event_id": event["id"], "items": [{"ticket_type_id": ticket_type["id"], "qty": 2}]},
                    claims={"sub": sub, "email_verified": "true"}, headers={"idempotency-key": f"key-{sub}"})
@@ -70,6 +71,14 @@ def test_stripe_answering_429_to_everything(sale):
     assert made[0] == 201
     sale["stripe"].throttled = True
     _unavailable(sale["attempt"]("throttled"), "stripe_rate_limited")
+    # Stripe's 429 spends the rest of the budget (this second and the next): the next buyer
+    # in that second is answered by the budget without calling Stripe, and the waiting room
+    # sees the pressure and slows.
+    calls = sum(sale["stripe"].requests.values())
+    _unavailable(sale["attempt"]("throttled", same_second=True), "stripe_budget")
+    assert sum(sale["stripe"].requests.values()) == calls
+    assert waiting_room.stripe_pressure(clock.now().timestamp() + 1)
+    assert waiting_room.stripe_pressure(clock.now().timestamp() + 2)
     # The lapsed hold: its seats come back without Stripe; its cancel waits, nothing is lost.
     clock.freeze(clock.now() + timedelta(minutes=config.settings().hold_minutes + 1))
     assert checkout.expire_lapsed(limit=10) == 1
@@ -81,7 +90,8 @@ def test_stripe_answering_429_to_everything(sale):
     clock.freeze(clock.now() + timedelta(seconds=checkout.CLAIM_SECONDS + 1))
     assert checkout.cancel_released(limit=10) == 1
     assert sale["stripe"].intents[made[1]["payment_intent_id"]]["status"] == "canceled"
-    assert sale["attempt"]("throttled")[0] == 201  # the retry, with the same Idempotency-Key
+    retry = sale["attempt"]("throttled")
+    assert retry[0] == 201, retry  # the retry, with the same Idempotency-Key
 
 
 @pytest.mark.parametrize("operations", [("BatchGetItem",), ("UpdateItem",)])

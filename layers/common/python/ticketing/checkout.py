@@ -254,9 +254,11 @@ def checkout(data: CheckoutIn, who: Caller, admission_token: str | None = None) 
             customer_id=customer_id, payment_method_id=data.payment_method_id, save_card=data.save_card,
             return_url=f"{settings().frontend_url}/orders/{order.order_id}" if data.payment_method_id else None,
         )
-    except (PaymentProviderError, DependencyUnavailable, Unprocessable):
+    except (PaymentProviderError, DependencyUnavailable, Unprocessable) as exc:
         lifecycle.release(order, "canceled", "payment_setup_failed")
         waiting_room.give_back(admission, order.order_id)  # not answered 201: the admission stays usable
+        if exc.fields.get("code") == "stripe_rate_limited":  # Stripe's own 429: stop calling it this second
+            stripe_budget.exhaust("payment_intents.create")
         raise
     lifecycle.record_payment(
         order.order_id, payment_intent_id=intent.id, client_secret=intent.client_secret, status=intent.status,

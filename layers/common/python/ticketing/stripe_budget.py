@@ -116,3 +116,20 @@ def still(second: int, endpoint: str, pool: str = FOREGROUND) -> None:
         _take_at(current, endpoint, pool)
     if now - current >= 1 - EDGE_SECONDS:
         _take_at(current + 1, endpoint, pool)
+
+
+def exhaust(endpoint: str) -> None:
+    """Stripe answered 429 on `endpoint`: it counts more than this budget did (the account's
+    other clients, its own second boundaries). Spend what is left of this second's and the
+    next one's budget for it, so no instance calls Stripe again before then and the waiting
+    room, which watches how full the budget runs, slows its admissions. Only the shards a
+    read shows with room are written, so a burst of 429s costs reads after the first."""
+    caps = shard_caps(settings().stripe_rate_per_endpoint)
+    now = _now()
+    keys = [RateCounterItem.key(f"ep#{endpoint}", second, k) for second in (now, now + 1) for k in range(len(caps))]
+    used = {(item.PK, item.SK): int(item.used or 0) for item in RateCounterItem.batch_get(keys, consistent_read=False)}
+    for second in (now, now + 1):
+        for shard, cap in enumerate(caps):
+            key = RateCounterItem.key(f"ep#{endpoint}", second, shard)
+            if used.get(key, 0) < cap:
+                RateCounterItem(*key).update(actions=[RateCounterItem.used.set(cap), RateCounterItem.ttl.set(second + TTL_SECONDS)])
