@@ -453,6 +453,59 @@ def test_two_transfers_of_one_ticket_give_it_to_one_person(shop):
         assert _problems() == [], plan
 
 
+def test_a_transfer_and_the_buyers_refund_never_both_succeed(shop):
+    """The buyer cannot take back a ticket once it was given away (the new holder's ticket
+    would be voided under them): whichever way the two meet, one of them is refused (the
+    refund's read comes before its only checkpoint, so every interleaving here lets the
+    transfer write first; a refund reserved first is the next test's)."""
+    from ticketing import transfers
+
+    _transfers_on(shop)
+
+    def make():
+        who, order = _paid(shop)
+        ticket_id = order["tickets"][0]["id"]
+        gift = transfers.TransferIn(to_email=f"gift-{uuid.uuid4().hex[:8]}@example.com", to_name="Gift")
+        return {
+            "transfer": lambda: transfers.transfer(ticket_id, gift, who),
+            "refund": lambda: refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[ticket_id]), who),
+        }
+
+    for plan, out, trace in _each_interleaving(make):
+        transfer, refund = out["transfer"], out["refund"]
+        assert transfer.ok != refund.ok, (plan, out, trace)
+        if transfer.ok:
+            assert isinstance(refund.error, Conflict) and refund.code == "ticket_transferred", (plan, out)
+            assert _ticket(transfer.value.ticket.id).status == "valid", plan
+        else:
+            assert isinstance(transfer.error, Conflict), (plan, out)
+        assert _problems() == [], plan
+
+
+def test_after_a_transfer_only_the_organiser_refunds_the_ticket(shop):
+    from ticketing import transfers
+
+    _transfers_on(shop)
+    who, order = _paid(shop, qty=2)
+    given, kept = (t["id"] for t in order["tickets"])
+    transfers.transfer(given, transfers.TransferIn(to_email=f"g-{uuid.uuid4().hex[:8]}@example.com", to_name="G"), who)
+    for ask in (refunds.RefundIn(ticket_ids=[given]), refunds.RefundIn()):
+        with pytest.raises(Conflict) as refused:
+            refunds.refund(order["order_id"], ask, who)
+        assert refused.value.fields["code"] == "ticket_transferred"
+    assert _ticket(given).status == "valid" and not _ticket(given).refund_id
+    assert refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[kept]), who).status == "succeeded"
+    assert refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[given]), ORGANISER).status == "succeeded"
+    assert _problems() == []
+    # a refund first: the ticket it reserved is not transferred
+    who, order = _paid(shop)
+    ticket_id = order["tickets"][0]["id"]
+    assert refunds.refund(order["order_id"], refunds.RefundIn(ticket_ids=[ticket_id]), who).status == "succeeded"
+    with pytest.raises(Conflict):
+        transfers.transfer(ticket_id, transfers.TransferIn(to_email=f"h-{uuid.uuid4().hex[:8]}@example.com", to_name="H"), who)
+    assert _problems() == []
+
+
 # ------------------------------------------------------------ conflicts are retried
 def test_a_transaction_conflict_is_retried_then_answered_503_and_the_expiry_run_goes_on(shop, monkeypatch):
     from pynamodb.exceptions import TransactWriteError

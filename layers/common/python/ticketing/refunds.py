@@ -111,6 +111,8 @@ def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, int, list
                 raise InvalidInput(f"ticket_ids.{index}", f"Ticket {ticket_id} is listed twice.")
             if ticket.status == TicketStatus.USED and not admin:
                 raise lifecycle.ticket_used()
+            if ticket.transferred_at and not admin:  # the new holder's ticket: the buyer cannot take it back
+                raise lifecycle.ticket_transferred()
             if ticket.status not in (TicketStatus.VALID, TicketStatus.USED) or ticket.refund_id:
                 raise Conflict(f"Ticket {ticket_id} is {ticket.status} and cannot be refunded.", code="ticket_not_refundable")
             chosen.append(ticket)
@@ -124,6 +126,8 @@ def _plan(order: OrderItem, data: RefundIn, who: Caller) -> tuple[int, int, list
         chosen = [t for t in tickets if t.status in (TicketStatus.VALID, TicketStatus.USED) and not t.refund_id]
         if not admin and any(t.status == TicketStatus.USED for t in chosen):
             raise lifecycle.ticket_used()
+        if not admin and any(t.transferred_at for t in chosen):
+            raise lifecycle.ticket_transferred()
         fees_left = int(order.all_fees_cents or 0) - int(order.fees_returned_cents or 0)
         if admin:  # the organiser gives back everything left, fees included
             amount, fees_back = left, fees_left

@@ -58,6 +58,8 @@ def reserve(order: OrderItem, record: RefundItem, tickets: list[TicketItem], *, 
             now = _fresh_tickets([t.ticket_id for t in tickets])
             if not organiser and any(t.status == S.TicketStatus.USED for t in now):
                 raise ticket_used() from refused
+            if not organiser and any(t.transferred_at for t in now):
+                raise ticket_transferred() from refused
         raise Conflict("This refund, or one of its tickets, is already being refunded.", code="refund_in_progress",
                        failed=sorted(refused.failed)) from refused
 
@@ -66,6 +68,11 @@ def _fees_back(record: RefundItem, sign: int) -> list:
     """The order's fees given up by refunds (`fees_returned_cents`), moved with the refund."""
     fees = int(record.fees_cents or 0)
     return [OrderItem.fees_returned_cents.add(sign * fees)] if fees else []
+
+
+def ticket_transferred() -> Conflict:
+    return Conflict("A ticket of this refund was given to someone else; only an organiser can refund it now.",
+                    code="ticket_transferred")
 
 
 def ticket_used() -> Conflict:

@@ -178,9 +178,15 @@ T_HOLD = Transition("hold", "ticket", (), T.PENDING, "checkout")
 ISSUE = Transition("issue", "ticket", (T.PENDING,), T.VALID, "order paid (code signed)")
 RELEASE = Transition("release", "ticket", (T.PENDING,), T.VOID, "order canceled or expired")
 REISSUE = Transition("reissue", "ticket", (T.VOID,), T.VALID, "late payment, seats taken again")
+def _still_the_buyers(**_: Any):
+    from ticketing.table import TicketItem
+
+    return _no_refund_reserved() & TicketItem.transferred_at.does_not_exist()
+
+
 RESERVE_CUSTOMER = Transition(
-    "refund_reserve", "ticket", (T.VALID,), "=", "customer's refund reserved (refund_id set)", _no_refund_reserved,
-    "no refund reserved",
+    "refund_reserve", "ticket", (T.VALID,), "=", "customer's refund reserved (refund_id set)", _still_the_buyers,
+    "no refund reserved, never given to someone else",
 )
 RESERVE_ORGANISER = Transition(
     "refund_reserve_organiser", "ticket", ISSUED, "=", "organiser's refund reserved (refund_id set)", _no_refund_reserved,
