@@ -249,7 +249,7 @@ def test_concurrent_checkouts_with_a_voucher_of_5_uses_exactly_5_succeed_and_a_l
     assert _uses(made["code"]) == 5
     # one hold lapses: the expiry run gives its use back, and the next customer gets it
     order = OrderItem.get(*OrderItem.key(won[0]["order_id"]))
-    clock.freeze(clock.parse_iso(order.expires_at) + timedelta(seconds=1))
+    clock.freeze(clock.parse_iso(order.expires_at) + timedelta(seconds=checkout.GRACE_SECONDS + 1))
     assert checkout.expire_lapsed(event_id=shop["event"], limit=1) == 1
     assert _uses(made["code"]) == 4
     clock.freeze(None)

@@ -168,7 +168,8 @@ def test_more_capacity_and_a_lapsed_hold_feed_the_list_too(shop):
     [offer] = _mine(shop, w1)
     status, order, _ = _buy(shop, w1, 2, offer["offer"]["offer_code"])
     assert status == 201
-    clock.freeze(clock.parse_iso(order["expires_at"]) + timedelta(seconds=1))  # W1 never pays: the hold lapses
+    # W1 never pays: the hold lapses, and is released after the expiry's grace
+    clock.freeze(clock.parse_iso(order["expires_at"]) + timedelta(seconds=checkout.GRACE_SECONDS + 1))
     assert checkout.expire_lapsed(event_id=shop["event"]) == 1
     assert _public(shop) == 0
     assert waitlist.run()["offers_made"] == 1 and _mine(shop, w2)[0]["state"] == "offered"
