@@ -83,13 +83,21 @@ def world(api, stack):
     return {"ids": ids, "tokens": tokens}
 
 
+def _room_state(pk: str) -> bool:
+    return pk.startswith("QUEUE#") and "#STATE#" in pk
+
+
 def state(stack) -> dict:
-    """What a request could change: the table (the gate's audit trail aside), the images, the mail."""
+    """What a request could change: the table (the gate's audit trail aside, and the waiting
+    rooms' state, which their admission job rewrites every second), the images (the rooms'
+    published `queue/` positions aside, for the same reason), the mail."""
     ddb, items = stack.client("dynamodb"), []
     pages = ddb.get_paginator("scan").paginate(TableName=stack_module.TABLE, ConsistentRead=True)
     for page in pages:
-        items += [json.dumps(item, sort_keys=True) for item in page["Items"] if not item["PK"]["S"].startswith("SCANS#")]
-    images = stack.client("s3").list_objects_v2(Bucket=stack_module.BUCKET).get("Contents", [])
+        items += [json.dumps(item, sort_keys=True) for item in page["Items"]
+                  if not item["PK"]["S"].startswith("SCANS#") and not _room_state(item["PK"]["S"])]
+    images = [o for o in stack.client("s3").list_objects_v2(Bucket=stack_module.BUCKET).get("Contents", [])
+              if not o["Key"].startswith("queue/")]
     mail = requests.get(f"{stack.aws_url}/_local/mail", timeout=30).json()["messages"]
     return {"items": sorted(items), "images": sorted((o["Key"], o["ETag"]) for o in images), "mail": len(mail)}
 
