@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The environment every function gets (template.yaml's Globals), before any import.
@@ -45,6 +47,17 @@ def load_function(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def make_event(api):
+    """An event on sale with the given ticket types, made by one organiser:
+    `make_event({"GA": (2500, 40)})` answers (event_id, {"GA": type_id}) (tests/shop.py).
+    `api` is each side's own: tests/unit/conftest.py's or tests/integration/conftest.py's."""
+    from tests import shop
+
+    admin = api.token(["admin"])
+    return lambda types, **event_fields: shop.make_event(api, types, admin=admin, **event_fields)
 
 
 def pytest_terminal_summary(terminalreporter, config):

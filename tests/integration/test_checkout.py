@@ -17,29 +17,10 @@ import stripe
 
 from local import stack as stack_module
 from tests.integration.support import wait_for
-
-CHECKOUT = "/api/tickets/stripe/checkout/"
+from tests.shop import CHECKOUT, available, buy, shards  # noqa: F401 - shared with the other integration modules
 
 
 # ------------------------------------------------------------------ helpers
-def buy(api, token, event_id, items, **headers):
-    body = {"event_id": event_id, "items": [{"ticket_type_id": t, "qty": q} for t, q in items]}
-    return api.post(CHECKOUT, token=token, json=body, headers=headers)
-
-
-def shards(stack, type_id):
-    """(remaining, held, sold, capacity) summed over a type's shards, read from the table."""
-    items = stack.shards(type_id)
-    assert items and all(item["remaining"] >= 0 for item in items)
-    total = lambda name: sum(item[name] for item in items)  # noqa: E731
-    return total("remaining"), total("held"), total("sold"), total("capacity")
-
-
-def available(api, event_id, type_id):
-    event = api.get(f"/api/events/{event_id}/").json()
-    return next(t["available"] for t in event["ticket_types"] if t["id"] == type_id)
-
-
 def holder_count(stack, sub, event_id):
     item = stack.client("dynamodb").get_item(
         TableName=stack_module.TABLE, Key={"PK": {"S": f"HOLDER#{sub}"}, "SK": {"S": f"EVENT#{event_id}"}}, ConsistentRead=True

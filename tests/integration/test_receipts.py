@@ -8,16 +8,12 @@ from __future__ import annotations
 import uuid
 
 from tests.integration.support import stripe_events, wait_for
-from tests.integration.test_checkout import buy
-from tests.integration.test_webhook import order_of, pay, table_item
+from tests.shop import order_of, paid_order, table_item
 
 
 def _paid_order(api, stack, make_event, email: str):
     event_id, types = make_event({"GA": (1500, 10)})
-    sub = f"mail-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=email)
-    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
-    assert pay(stack, order).json()["status"] == "succeeded"
+    order, token = paid_order(api, stack, event_id, [(types["GA"], 1)], settled=False, sub=f"mail-{uuid.uuid4().hex[:6]}", email=email)
     return token, order
 
 

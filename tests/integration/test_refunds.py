@@ -8,40 +8,24 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.test_checkout import buy, stripe_client
+from tests.integration.test_checkout import stripe_client
 from tests.integration.support import stripe_events, wait_for
-from tests.integration.test_webhook import pay
+from tests.shop import paid_for_refund
 
 FIXTURES = json.loads((Path(__file__).resolve().parents[1] / "fixtures/stripe/fixtures3-dispute.json").read_text())
 
 
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @pytest.fixture
-def paid(api, stack, make_event):
-    """A paid order for 3 GA tickets at $20, its owner's token and the event."""
-
-    def make(starts_in=timedelta(days=7)):
-        start = datetime.now(timezone.utc) + starts_in
-        event_id, types = make_event({"GA": (2000, 10)}, starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))
-        sub = f"refunder-{uuid.uuid4().hex[:6]}"
-        token = api.token([], sub=sub, email=f"{sub}@example.com")
-        order = buy(api, token, event_id, [(types["GA"], 3)]).json()
-        pay(stack, order)
-        assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid")
-        return {"order": order, "token": token, "event_id": event_id, "type_id": types["GA"], "sub": sub}
-
-    return make
+def paid(api, stack):
+    """`paid()`: a paid order for 3 GA tickets at $20, its owner's token and the event (tests/shop.py)."""
+    return lambda starts_in=timedelta(days=7): paid_for_refund(api, stack, starts_in)
 
 
 def refund(api, ctx, body=None, token=None, **headers):

@@ -17,9 +17,7 @@ import requests
 
 from local import stack as stack_module
 from tests.conftest import ROOT
-from tests.integration.test_checkout import buy
-from tests.integration.support import wait_for
-from tests.integration.test_webhook import order_of, pay
+from tests.shop import ticket_holder
 from ticketing import qr
 
 
@@ -33,16 +31,9 @@ def decode(png: bytes) -> str:
 
 
 @pytest.fixture
-def customer(api, stack, make_event):
-    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"fan-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="Fan")
-    paid = buy(api, token, event_id, [(types["GA"], 2)]).json()
-    assert pay(stack, paid).json()["status"] == "succeeded"
-    assert wait_for(lambda: order_of(api, token, paid["order_id"])["status"] == "paid"), "not paid"
-    pending = buy(api, token, event_id, [(types["VIP"], 1)]).json()
-    return {"event_id": event_id, "token": token, "sub": sub, "paid": paid, "pending": pending}
+def customer(api, stack):
+    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP (tests/shop.py)."""
+    return ticket_holder(api, stack)
 
 
 @pytest.fixture

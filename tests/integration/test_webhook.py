@@ -22,7 +22,8 @@ import requests
 
 from local import stack as stack_module
 from tests.integration.support import queue_drained, stripe_events, wait_for
-from tests.integration.test_checkout import available, buy, holder_count, shards, stripe_client
+from tests.integration.test_checkout import available, holder_count, shards, stripe_client
+from tests.shop import buy, order_of, pay, table_item  # noqa: F401 - shared with the other integration modules
 
 WEBHOOK = "/api/tickets/webhook/"
 SECRET = stack_module.STRIPE_KEYS["webhook_secret"]
@@ -30,30 +31,6 @@ PK = stack_module.STRIPE_KEYS["publishable_key"]
 
 
 # ------------------------------------------------------------------ helpers
-def pay(stack, order, card="4242424242424242"):
-    """What Stripe.js does with the publishable key: a PaymentMethod, then confirm."""
-    method = requests.post(
-        f"{stack.stripe_url}/v1/payment_methods", auth=(PK, ""), timeout=10,
-        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
-    )
-    assert method.status_code == 200, method.text
-    return requests.post(
-        f"{stack.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PK, ""), timeout=10,
-        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
-    )
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
-
-
-def table_item(stack, pk, sk="META"):
-    item = stack.client("dynamodb").get_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
-    ).get("Item")
-    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
-
-
 def receipts_for(stack, order_id):
     """Raw receipts moto's SES has accepted for an order (parsed MIME messages)."""
     messages = requests.get(f"{stack.aws_url}/_local/mail", timeout=10).json()["messages"]

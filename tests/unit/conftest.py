@@ -138,34 +138,6 @@ def api(stack):
 
 
 @pytest.fixture
-def make_event(api):
-    """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
-    from datetime import datetime, timedelta, timezone
-
-    admin = api.token(["admin"])
-
-    def make(types: dict[str, tuple[int, int]], **event_fields):
-        start = datetime.now(timezone.utc) + timedelta(days=7)
-        body = {
-            "name": f"Test {uuid.uuid4().hex[:6]}", "venue": "Hall", "currency": "usd",
-            "starts_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ends_at": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"), **event_fields,
-        }
-        event = api.post("/api/events/", token=admin, json=body)
-        assert event.status_code == 201, event.text
-        event_id = event.json()["id"]
-        made = {}
-        for name, (price, capacity) in types.items():
-            answer = api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
-                              json={"name": name, "price_cents": price, "capacity": capacity, "max_per_order": 10})
-            assert answer.status_code == 201, answer.text
-            made[name] = answer.json()["id"]
-        return event_id, made
-
-    return make
-
-
-@pytest.fixture
 def stripe_faults(stack):
     """`stripe_faults(500)`: the Stripe stand-in fails the next 5 POSTs to /v1/payment_intents
     with 500 (or 429, "drop", "slow" with `delay=`); cleared when the test ends."""

@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.unit.world import buy, pay, receipts_for, stripe_events
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
+from tests.shop import buy, order_of, paid_order
+from tests.unit.world import receipts_for, stripe_events
 
 
 def _paid_order(api, stack, make_event, email: str):
     event_id, types = make_event({"GA": (1500, 10)})
-    sub = f"mail-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=email)
-    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
-    assert pay(stack, order).json()["status"] == "succeeded"
+    order, token = paid_order(api, stack, event_id, [(types["GA"], 1)], settled=False, sub=f"mail-{uuid.uuid4().hex[:6]}", email=email)
     return token, order
 
 

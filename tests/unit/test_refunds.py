@@ -11,7 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.unit.world import TABLE, available, buy, deliver, event_for, pay, receipts_for, shards, signed, table_item
+from tests.shop import available, paid_for_refund, shards, table_item
+from tests.unit.world import TABLE, deliver, event_for, receipts_for, signed
 from tests.unit.world import dispute as _dispute
 
 
@@ -20,20 +21,9 @@ def iso(moment: datetime) -> str:
 
 
 @pytest.fixture
-def paid(api, stack, make_event):
-    """A paid order for 3 GA tickets at $20, its owner's token and the event."""
-
-    def make(starts_in=timedelta(days=7)):
-        start = datetime.now(timezone.utc) + starts_in
-        event_id, types = make_event({"GA": (2000, 10)}, starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))
-        sub = f"refunder-{uuid.uuid4().hex[:6]}"
-        token = api.token([], sub=sub, email=f"{sub}@example.com")
-        order = buy(api, token, event_id, [(types["GA"], 3)]).json()
-        pay(stack, order)
-        assert api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid"
-        return {"order": order, "token": token, "event_id": event_id, "type_id": types["GA"], "sub": sub}
-
-    return make
+def paid(api, stack):
+    """`paid()`: a paid order for 3 GA tickets at $20, its owner's token and the event (tests/shop.py)."""
+    return lambda starts_in=timedelta(days=7): paid_for_refund(api, stack, starts_in)
 
 
 def refund(api, ctx, body=None, token=None, **headers):

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from tests.unit.world import buy, pay, table_item
+from tests.shop import table_item, ticket_holder
 
 
 def decode(png: bytes) -> str:
@@ -26,16 +26,9 @@ def decode(png: bytes) -> str:
 
 
 @pytest.fixture
-def customer(api, stack, make_event):
-    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"fan-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="Fan")
-    paid = buy(api, token, event_id, [(types["GA"], 2)]).json()
-    assert pay(stack, paid).json()["status"] == "succeeded"
-    assert api.get(f"/api/orders/{paid['order_id']}/", token=token).json()["status"] == "paid", "not paid"
-    pending = buy(api, token, event_id, [(types["VIP"], 1)]).json()
-    return {"event_id": event_id, "token": token, "sub": sub, "paid": paid, "pending": pending}
+def customer(api, stack):
+    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP (tests/shop.py)."""
+    return ticket_holder(api, stack)
 
 
 def test_my_tickets_and_orders_list_what_was_bought_with_filters_and_pages(api, customer):

@@ -9,7 +9,7 @@ An `api.token(...)` is an opaque string standing for the claims API Gateway's JW
 authorizer would hand on; a route with an authorizer and no token is answered 401 as
 API Gateway answers it, an undeclared route 404, so a test reads as its integration
 twin. Webhooks are delivered by calling the webhook function with a correctly signed
-body (`pay`, `deliver`): the stand-in's own deliveries are tested in tests/integration.
+body (`World.payment_confirmed`, `deliver`): the stand-in's own deliveries are tested in tests/integration.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from local.gateway.events import build_event, build_response
 from local.gateway.routes import match_route
 from local.template import load_template
 from tests.conftest import ROOT, load_function
+from tests.shop import CHECKOUT, available, buy, pay, shards, table_item  # noqa: F401 - for the modules that import them from here
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 TABLE = "ticketing-test"
@@ -171,11 +172,30 @@ def _json_dumps(value: Any) -> str:
 
 
 class World:
-    """The provisioned account (as local/stack.py provisions it) and what tests read of it."""
+    """The provisioned account (as local/stack.py provisions it) and what tests read of it:
+    the `stack` of tests/shop.py, as the integration tests' local stack is."""
+
+    table = TABLE
+    stripe_keys = {"secret_key": SECRET_KEY, "publishable_key": PUBLISHABLE_KEY, "webhook_secret": WEBHOOK_SECRET}
 
     def __init__(self, stripe_url: str) -> None:
         self.stripe_url = stripe_url
         self.api = Api()
+
+    # ------------------------------------------------------------ where it differs from the local stack
+    def payment_confirmed(self, order: dict, confirmed: requests.Response) -> None:
+        """Stripe's payment_intent.succeeded (or payment_failed), signed, delivered to the
+        webhook there and then: no Stripe can reach an in-process world."""
+        if confirmed.status_code == 200:
+            kind = "payment_intent.succeeded" if confirmed.json()["status"] == "succeeded" else "payment_intent.payment_failed"
+            payload = event_for(order["payment_intent_id"], kind=kind)
+            delivered = deliver(self.api, payload, signed(payload))
+            assert delivered.status_code == 200, delivered.text
+
+    @staticmethod
+    def eventually(check: Any) -> Any:
+        """Everything a call sets off has happened by the time it answers: `check()`, once."""
+        return check()
 
     @staticmethod
     def provision(monkeypatch) -> dict[str, str]:
@@ -224,27 +244,7 @@ class World:
         return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
 
 
-# ------------------------------------------------------------ Stripe, as a front end and as Stripe
-def pay(world: World, order: dict, card: str = "4242424242424242", *, deliver_webhook: bool = True) -> requests.Response:
-    """What Stripe.js does with the publishable key (a PaymentMethod, then confirm), then
-    Stripe's payment_intent.succeeded (or payment_failed) delivered, signed, to the webhook."""
-    method = requests.post(
-        f"{world.stripe_url}/v1/payment_methods", auth=(PUBLISHABLE_KEY, ""), timeout=10,
-        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
-    )
-    assert method.status_code == 200, method.text
-    confirmed = requests.post(
-        f"{world.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PUBLISHABLE_KEY, ""), timeout=10,
-        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
-    )
-    if deliver_webhook and confirmed.status_code == 200:
-        kind = "payment_intent.succeeded" if confirmed.json()["status"] == "succeeded" else "payment_intent.payment_failed"
-        payload = event_for(order["payment_intent_id"], kind=kind)
-        delivered = deliver(world.api, payload, signed(payload))
-        assert delivered.status_code == 200, delivered.text
-    return confirmed
-
-
+# ------------------------------------------------------------ Stripe, as Stripe
 def signed(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
@@ -271,32 +271,6 @@ def deliver(api: Api, payload: str, signature: str | None) -> Response:
 
 
 # ------------------------------------------------------------------ reading the world
-CHECKOUT = "/api/tickets/stripe/checkout/"
-
-
-def buy(api: Api, token: str, event_id: str, items: list[tuple[str, int]], **headers: str) -> Response:
-    body = {"event_id": event_id, "items": [{"ticket_type_id": t, "qty": q} for t, q in items]}
-    return api.post(CHECKOUT, token=token, json=body, headers=headers)
-
-
-def shards(world: World, type_id: str) -> tuple[int, int, int, int]:
-    """(remaining, held, sold, capacity) summed over a type's shards, read from the table."""
-    items = world.shards(type_id)
-    assert items and all(item["remaining"] >= 0 for item in items)
-    total = lambda name: sum(item[name] for item in items)  # noqa: E731
-    return total("remaining"), total("held"), total("sold"), total("capacity")
-
-
-def available(api: Api, event_id: str, type_id: str) -> int:
-    event = api.get(f"/api/events/{event_id}/").json()
-    return next(t["available"] for t in event["ticket_types"] if t["id"] == type_id)
-
-
-def table_item(world: World, pk: str, sk: str = "META") -> dict[str, Any]:
-    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True).get("Item")
-    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
-
-
 def receipts_for(world: World, order_id: str) -> list[email.message.EmailMessage]:
     """Receipts SES has accepted for an order (parsed MIME messages)."""
     found = []
