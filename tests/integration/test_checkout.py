@@ -13,35 +13,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-import stripe
 
-from local import stack as stack_module
 from tests.integration.support import wait_for
-from tests.shop import CHECKOUT, available, buy, shards  # noqa: F401 - shared with the other integration modules
+from tests.shop import CHECKOUT, available, buy, holder_count, lapse, shards, stripe_client  # noqa: F401 - shared with the other integration modules
 
 
 # ------------------------------------------------------------------ helpers
-def holder_count(stack, sub, event_id):
-    item = stack.client("dynamodb").get_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": f"HOLDER#{sub}"}, "SK": {"S": f"EVENT#{event_id}"}}, ConsistentRead=True
-    ).get("Item")
-    return int(item["held"]["N"]) if item else 0
-
-
-def stripe_client(stack):
-    return stripe.StripeClient(stack_module.STRIPE_KEYS["secret_key"], base_addresses={"api": stack.stripe_url})
-
-
-def lapse(stack, order_id):
-    """Move an order's hold into the past, as if its 15 minutes had gone by."""
-    past = "2000-01-01T00:00:00Z"
-    stack.client("dynamodb").update_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": f"ORDER#{order_id}"}, "SK": {"S": "META"}},
-        UpdateExpression="SET expires_at = :e, GSI2SK = :s",
-        ExpressionAttributeValues={":e": {"S": past}, ":s": {"S": f"{past}#{order_id}"}},
-    )
-
-
 # -------------------------------------------------------------------- tests
 def test_concurrent_buyers_never_oversell(api, stack, make_event):
     event_id, types = make_event({"A": (1000, 23), "B": (500, 17)})

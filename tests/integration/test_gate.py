@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,11 +17,6 @@ from ticketing import qr
 
 
 # ------------------------------------------------------------------ helpers
-@pytest.fixture
-def scanner(api):
-    return api.token(["scanner"], sub=f"scanner-{uuid.uuid4().hex[:6]}")
-
-
 @pytest.fixture
 def paid(api, stack):
     """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe:

@@ -10,10 +10,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from local import stack as stack_module
-from tests.integration.test_checkout import stripe_client
-from tests.integration.test_refunds import refund_notices
 from tests.integration.support import wait_for
-from tests.shop import buy, check_invariants, paid_order, pending_order, shard_items, table_item, type_item
+from tests.shop import (buy, check_invariants, paid_order, pending_order, refund_notices, shard_items, stripe_client,
+                        table_item, type_item)
 
 
 # ------------------------------------------------------------------ helpers

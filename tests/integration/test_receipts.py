@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from tests.integration.support import stripe_events, wait_for
-from tests.shop import order_of, paid_order, table_item
+from tests.shop import order_of, paid_order, payment_processed, table_item
 
 
 def _paid_order(api, stack, make_event, email: str):
@@ -17,18 +17,13 @@ def _paid_order(api, stack, make_event, email: str):
     return token, order
 
 
-def _processed(stack, order) -> bool:
-    events = stripe_events(stack, order["payment_intent_id"])
-    return bool(events) and all(e["state"] == "processed" for e in events)
-
-
 def test_ses_rejecting_the_receipt_is_recorded_on_the_order_not_retried_for_days(api, stack, make_event, aws_faults):
     aws_faults(service="ses", status=400, code="MessageRejected", count=-1)
     token, order = _paid_order(api, stack, make_event, f"bounce-{uuid.uuid4().hex[:6]}@example.com")
     shown = wait_for(lambda: (o := order_of(api, token, order["order_id"]))["receipt"]
                      and o["receipt"]["status"] == "undeliverable" and o)
     assert shown and "MessageRejected" in shown["receipt"]["problem"]
-    assert wait_for(lambda: _processed(stack, order)), stripe_events(stack, order["payment_intent_id"])
+    assert wait_for(lambda: payment_processed(stack, order)), stripe_events(stack, order["payment_intent_id"])
     assert not table_item(stack, f"ORDER#{order['order_id']}").get("receipt_claimed_until")  # no lease left behind
     resent = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=token)
     assert resent.status_code == 422 and resent.json()["code"] == "receipt_undeliverable"

@@ -5,7 +5,6 @@ tests/unit/test_tickets_api.py."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -17,17 +16,8 @@ import requests
 
 from local import stack as stack_module
 from tests.conftest import ROOT
-from tests.shop import ticket_holder
+from tests.shop import decode_qr, ticket_holder
 from ticketing import qr
-
-
-def decode(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, found
-    return found[0].text
 
 
 @pytest.fixture
@@ -70,5 +60,5 @@ def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, cu
     after = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=customer["token"]).json()
     assert after["qr_payload"] == before["qr_payload"]
     png = requests.get(after["qr_png_url"], timeout=10).content
-    verified = qr.verify_with(decode(png), keys["keys"])
+    verified = qr.verify_with(decode_qr(png), keys["keys"])
     assert (verified.ticket_id, verified.event_id) == (ticket_id, customer["event_id"])

@@ -15,6 +15,7 @@ from local.gateway import match_route
 from local.stack import stripe_standin as local_stripe_standin
 from local.template import load_template
 from tests.conftest import ROOT, load_function
+from tests.shop import WEBHOOK_SECRET
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 
@@ -26,9 +27,7 @@ def aws():
         boto3.client("dynamodb").create_table(TableName="ticketing-test", **TEMPLATE.table_definition())
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/stripe",
-            SecretString=json.dumps(
-                {"secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
-            ),
+            SecretString=json.dumps({"secret_key": "sk_test_unit", "webhook_secret": WEBHOOK_SECRET}),
         )
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/admission", SecretString=json.dumps({"key": "unit-admission-key-" + "k" * 40}),

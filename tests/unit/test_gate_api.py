@@ -28,11 +28,6 @@ DENIED = {"error": "Permission denied", "detail": "You do not have permission to
 
 # ------------------------------------------------------------------ helpers
 @pytest.fixture
-def scanner(api):
-    return api.token(["scanner"], sub=f"scanner-{uuid.uuid4().hex[:6]}")
-
-
-@pytest.fixture
 def paid(api, stack):
     """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe:
     (event_id, types, [(ticket_id, code)]) (tests/shop.py)."""

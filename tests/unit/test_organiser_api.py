@@ -10,7 +10,7 @@ import io
 
 import requests
 
-from tests.shop import buy, check_invariants, paid_order, pending_order, type_item
+from tests.shop import buy, check_invariants, paid_order, pending_order, stripe_client, type_item
 
 
 # ------------------------------------------------------------------ helpers
@@ -37,7 +37,7 @@ def test_a_price_change_applies_to_new_orders_only(api, stack, make_event):
     assert changed.status_code == 200 and changed.json()["price_cents"] == 3100
     after = buy(api, customer, event_id, [(types["GA"], 2)]).json()
     assert (before["total_cents"], after["total_cents"]) == (5000, 6200)
-    intents = stack.stripe_client().v1.payment_intents
+    intents = stripe_client(stack).v1.payment_intents
     assert intents.retrieve(before["payment_intent_id"]).amount == 5000
     assert intents.retrieve(after["payment_intent_id"]).amount == 6200
     assert api.get(f"/api/orders/{before['order_id']}/", token=customer).json()["total_cents"] == 5000

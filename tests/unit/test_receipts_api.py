@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.shop import buy, order_of, paid_order
-from tests.unit.world import receipts_for, stripe_events
+from tests.shop import buy, order_of, paid_order, payment_processed, receipts_for, stripe_events
 
 
 def _paid_order(api, stack, make_event, email: str):
@@ -17,18 +16,13 @@ def _paid_order(api, stack, make_event, email: str):
     return token, order
 
 
-def _processed(stack, order) -> bool:
-    events = stripe_events(stack, order["payment_intent_id"])
-    return bool(events) and all(e["state"] == "processed" for e in events)
-
-
 def test_an_address_the_mail_code_refuses_is_recorded_on_the_order_and_the_payment_event_succeeds(api, stack, make_event):
     token, order = _paid_order(api, stack, make_event, "jö@example.com")  # SES cannot deliver a non-ASCII local part
     shown = order_of(api, token, order["order_id"])
     assert shown["receipt"] and shown["receipt"]["status"] == "undeliverable", shown
     assert shown["status"] == "paid" and {t["status"] for t in shown["tickets"]} == {"valid"}
     assert "cannot receive" in shown["receipt"]["problem"]
-    assert _processed(stack, order), stripe_events(stack, order["payment_intent_id"])
+    assert payment_processed(stack, order), stripe_events(stack, order["payment_intent_id"])
     assert not receipts_for(stack, order["order_id"])
     resent = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=token)
     assert resent.status_code == 422 and resent.json()["code"] == "receipt_undeliverable", resent.text

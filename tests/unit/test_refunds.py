@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.shop import available, paid_for_refund, shards, table_item
-from tests.unit.world import TABLE, deliver, event_for, receipts_for, signed
-from tests.unit.world import dispute as _dispute
+from tests.shop import (available, deliver, event_for, order_state, paid_for_refund, receipts_for, refund, refund_notices, shards,
+                        signed, stripe_refunds, table_item)
+from tests.shop import dispute as _dispute
+from tests.unit.world import TABLE
 
 
 def iso(moment: datetime) -> str:
@@ -24,22 +25,6 @@ def iso(moment: datetime) -> str:
 def paid(api, stack):
     """`paid()`: a paid order for 3 GA tickets at $20, its owner's token and the event (tests/shop.py)."""
     return lambda starts_in=timedelta(days=7): paid_for_refund(api, stack, starts_in)
-
-
-def refund(api, ctx, body=None, token=None, **headers):
-    return api.post(f"/api/orders/{ctx['order']['order_id']}/refund/", token=token or ctx["token"], json=body or {}, headers=headers)
-
-
-def order_state(api, ctx):
-    return api.get(f"/api/orders/{ctx['order']['order_id']}/", token=ctx["token"]).json()
-
-
-def stripe_refunds(stack, ctx):
-    return stack.stripe_client().v1.refunds.list(params={"payment_intent": ctx["order"]["payment_intent_id"]}).data
-
-
-def refund_notices(stack, order_id):
-    return [m for m in stack.mail() if f"Subject: Refund for order {order_id}" in m["raw"]]
 
 
 # ----------------------------------------------------------------- success

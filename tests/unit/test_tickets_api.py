@@ -13,16 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from tests.shop import table_item, ticket_holder
-
-
-def decode(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, found
-    return found[0].text
+from tests.shop import decode_qr, table_item, ticket_holder
 
 
 @pytest.fixture
@@ -84,7 +75,7 @@ def test_qr_images_decode_to_the_payload_through_the_api_and_presigned_urls(api,
     assert data["qr_payload"] == payload and data["status"] == "valid" and data["ticket_type_name"] == "GA"
     png = requests.get(data["qr_png_url"], timeout=10)  # no Authorization: as an <img> tag fetches it
     assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
-    assert decode(png.content) == payload
+    assert decode_qr(png.content) == payload
     svg = requests.get(data["qr_svg_url"], timeout=10)
     assert svg.status_code == 200 and ET.fromstring(svg.content).get("width") == "200"
 
@@ -93,7 +84,7 @@ def test_qr_images_decode_to_the_payload_through_the_api_and_presigned_urls(api,
     image = api.get(f"/api/tickets/{ticket_id}/qr/image/?size=300", token=token)
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
     assert image.headers["Cache-Control"].startswith("private")
-    assert Image.open(io.BytesIO(image.content)).size == (300, 300) and decode(image.content) == payload
+    assert Image.open(io.BytesIO(image.content)).size == (300, 300) and decode_qr(image.content) == payload
     again = api.get(f"/api/tickets/{ticket_id}/qr/image?size=300&format=png", token=token)
     assert again.content == image.content
 

@@ -9,15 +9,12 @@ An `api.token(...)` is an opaque string standing for the claims API Gateway's JW
 authorizer would hand on; a route with an authorizer and no token is answered 401 as
 API Gateway answers it, an undeclared route 404, so a test reads as its integration
 twin. Webhooks are delivered by calling the webhook function with a correctly signed
-body (`World.payment_confirmed`, `deliver`): the stand-in's own deliveries are tested in tests/integration.
+body (`World.payment_confirmed`, tests/shop.py's `deliver`): the stand-in's own deliveries are
+tested in tests/integration.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -32,7 +29,7 @@ from local.gateway.events import build_event, build_response
 from local.gateway.routes import match_route
 from local.template import load_template
 from tests.conftest import ROOT, load_function
-from tests.shop import CHECKOUT, available, buy, pay, shards, table_item  # noqa: F401 - for the modules that import them from here
+from tests.shop import WEBHOOK_SECRET, deliver, event_for, signed
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 TABLE = "ticketing-test"
@@ -42,8 +39,7 @@ QR_PUBLIC_KEYS = "/ticketing/test/qr-public-keys"
 BUCKET = "ticketing-qr-test"
 SENDER = "tickets@unit.example"
 MAIL_CONFIGURATION_SET = "ticketing-test"
-SECRET_KEY, PUBLISHABLE_KEY, WEBHOOK_SECRET = "sk_test_unit", "pk_test_unit", "whsec_unit"
-WEBHOOK = "/api/tickets/webhook/"
+SECRET_KEY, PUBLISHABLE_KEY = "sk_test_unit", "pk_test_unit"
 QUEUES = {"ReceiptQueue": "RECEIPT_QUEUE_URL", "EventCancelQueue": "CANCEL_QUEUE_URL"}
 # What the integration stack sets besides the template (tests/integration/conftest.py):
 # small shards so small capacities spread over several, a low hold cap to reach it, and a
@@ -237,77 +233,3 @@ class World:
         from moto.ses.models import ses_backends
 
         return [{"raw": m.raw_data} for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages if getattr(m, "raw_data", None)]
-
-    def stripe_client(self):
-        import stripe
-
-        return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
-
-
-# ------------------------------------------------------------ Stripe, as Stripe
-def signed(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={signature}"
-
-
-def event_for(intent_id: str, kind: str = "payment_intent.succeeded", obj: dict | None = None) -> str:
-    """A Stripe event in today's shape (fixtures3.json's envelope) for `intent_id`."""
-    return json.dumps(
-        {
-            "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "api_version": "2024-06-20",
-            "created": int(time.time()), "livemode": False, "pending_webhooks": 1, "type": kind,
-            "request": {"id": None, "idempotency_key": None},
-            "data": {"object": obj or {"id": intent_id, "object": "payment_intent"}},
-        }
-    )
-
-
-def deliver(api: Api, payload: str, signature: str | None) -> Response:
-    headers = {"Content-Type": "application/json"}
-    if signature is not None:
-        headers["Stripe-Signature"] = signature
-    return api.post(WEBHOOK, data=payload, headers=headers)
-
-
-# ------------------------------------------------------------------ reading the world
-def receipts_for(world: World, order_id: str) -> list[email.message.EmailMessage]:
-    """Receipts SES has accepted for an order (parsed MIME messages)."""
-    found = []
-    for message in world.mail():
-        parsed = email.message_from_string(message["raw"], policy=email.policy.default)
-        if parsed.get("X-Ticketing-Order") == order_id and str(parsed["Subject"]).startswith("Your tickets"):
-            found.append(parsed)
-    return found
-
-
-def stripe_events(world: World, *object_ids: str) -> list[dict[str, str]]:
-    """The Stripe events the webhook has recorded about these objects (any state)."""
-    from ticketing.table import stripe_events_partitions
-
-    ddb, found = boto3.client("dynamodb"), []
-    for partition in stripe_events_partitions():
-        start = None
-        while True:
-            page = ddb.query(TableName=TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
-                             ExpressionAttributeValues={":p": {"S": partition}}, **({"ExclusiveStartKey": start} if start else {}))
-            found += [{k: next(iter(v.values())) for k, v in item.items()}
-                      for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
-    return found
-
-
-def dispute(world: World, charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
-    """The dispute at the Stripe stand-in (opened, or moved to `status`) and an event's
-    object for it, shaped like Stripe's own fixture."""
-    import copy
-
-    fixtures = json.loads((ROOT / "tests/fixtures/stripe/fixtures3-dispute.json").read_text())
-    at_stripe = requests.post(f"{world.stripe_url}/_config/disputes", json={
-        "id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000}, timeout=10)
-    assert at_stripe.status_code == 200, at_stripe.text
-    made = copy.deepcopy(fixtures["dispute"])
-    made.update({"id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000})
-    return made
