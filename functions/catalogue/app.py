@@ -24,6 +24,15 @@ def list_events(
     return catalogue.list_events(limit, cursor)
 
 
+@route(app, "GET", "/api/organiser/events", roles=(ADMIN,), denied="Only organisers may list every event.",
+       summary="Every event, over and canceled ones included, latest start first (admin)", tags=["catalogue"])
+def list_all_events(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> catalogue.EventPage:
+    return catalogue.list_all_events(limit, cursor)
+
+
 @route(app, "POST", "/api/events", roles=(ADMIN,), denied="Only organisers may create events.",
        summary="Create an event (admin)", tags=["catalogue"], responses={201: {"description": "Created"}})
 def create_event(event: catalogue.EventIn) -> tuple[catalogue.EventOut, int]:

@@ -202,3 +202,44 @@ def test_stats_match_a_mix_of_paid_pending_refunded_and_checked_in_orders(api, s
 def test_cancel_progress_of_an_event_not_canceled_is_404(api, make_event):
     event_id, _ = make_event({"GA": (1000, 5)})
     assert api.get(f"/api/events/{event_id}/cancel/", token=api.token(["admin"])).status_code == 404
+
+
+# ------------------------------------------------------------- the desk's list
+def test_the_desk_lists_every_event_over_and_canceled_included_and_only_for_admins(api, make_event):
+    from datetime import datetime, timedelta, timezone
+
+    from ticketing import clock
+
+    admin = api.token(["admin"])
+    now = datetime.now(timezone.utc)
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    soon, _ = make_event({"GA": (1000, 5)}, starts_at=stamp(now + timedelta(hours=1)), ends_at=stamp(now + timedelta(hours=2)))
+    later, _ = make_event({"GA": (1000, 5)})
+    canceled, _ = make_event({"GA": (1000, 5)}, starts_at=stamp(now + timedelta(days=9)),
+                             ends_at=stamp(now + timedelta(days=9, hours=3)))
+    assert api.post(f"/api/events/{canceled}/cancel/", token=admin, json={}).status_code == 202
+    clock.freeze(now + timedelta(hours=3))  # the first event is over
+    try:
+        public = [e["id"] for e in api.get("/api/events/").json()["events"]]
+        assert public == [later]
+        every = api.get("/api/organiser/events/", token=admin).json()
+        assert [e["id"] for e in every["events"]] == [canceled, later, soon]  # latest start first
+        assert {e["id"]: e["status"] for e in every["events"]}[canceled] == "canceled"
+        assert every["count"] == 3 and every["next_cursor"] is None
+        # Page by page: the same three, each once.
+        seen, cursor = [], None
+        while True:
+            page = api.get("/api/organiser/events/?limit=1" + (f"&cursor={cursor}" if cursor else ""), token=admin).json()
+            seen += [e["id"] for e in page["events"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == [canceled, later, soon]
+    finally:
+        clock.freeze(None)
+    for roles in ([], ["scanner"]):
+        refused = api.get("/api/organiser/events/", token=api.token(roles))
+        assert refused.status_code == 403 and "organisers" in refused.json()["detail"], refused.text
+    assert api.get("/api/organiser/events/").status_code == 401
+    bad = api.get("/api/organiser/events/?limit=0", token=admin)
+    assert bad.status_code == 422 and bad.json()["field"] == "limit", bad.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -366,3 +367,177 @@ def test_a_voucher_at_checkout_lowers_the_total(playwright, base, api, make_even
         expect(page.locator("#main")).to_contain_text("1 ticket: $20.00 (voucher: $20.00 off)")
     finally:
         browser.close()
+
+
+def test_the_waiting_room_queues_admits_and_the_checkout_carries_the_admission(playwright, base, api, stack, make_event):
+    """An event sold through a waiting room: buying first takes a place in line (the room is
+    paused, so the place waits: the page polls only when Retry-After says), the organiser
+    resumes admission, the page finds itself admitted and the checkout sends the admission
+    token; paid with 4242 4242 4242 4242."""
+    admin = api.token(["admin"])
+    opens = datetime.now(timezone.utc) - timedelta(seconds=1)
+    event_id, types = make_event({"GA": (1800, 20)}, waiting_room={
+        "opens_at": opens.strftime("%Y-%m-%dT%H:%M:%SZ"), "admit_per_minute": 600, "paused": True})
+    tick = lambda: requests.post(f"{base}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60)  # noqa: E731
+    tick()  # opens the room (the draw), admitting nobody while paused
+    fan = api.token([], sub=f"wr-{uuid.uuid4().hex[:6]}", email="wr@example.com", name="Queued", email_verified=True)
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {fan!r})")
+        page = context.new_page()
+        polls, checkouts = [], []
+        page.on("request", lambda r: polls.append(r.url) if "/queue/me/" in r.url else None)
+        page.on("request", lambda r: checkouts.append(r.headers) if r.url.endswith("/stripe/checkout/") else None)
+        page.goto(f"{base}/app/event.html?id={event_id}")
+        expect(page.locator("#room")).to_contain_text("waiting room")
+        page.get_by_label("Quantity of GA").fill("1")
+        page.get_by_role("button", name="Join the line").click()
+        room = page.locator("#room")
+        expect(room).to_have_attribute("data-state", "waiting")
+        expect(room).to_contain_text("You are number 1 in line")
+        polls.clear()  # the page's look for a place kept from before (none: 404) came before the join
+        expect(page.get_by_role("button", name="Waiting for your turn…")).to_be_disabled()
+        check_page(page, "event-waiting-room")
+        assert api.request("PATCH", f"/api/events/{event_id}/", token=admin,
+                           json={"waiting_room": {"paused": False}}).status_code == 200
+        assert wait_for(lambda: tick() and api.get(f"/api/events/{event_id}/queue/", token=admin).json()["serving"] >= 1)
+        # Paused, the API said to come back in 30 s: the page's one poll after that finds it admitted.
+        expect(room).to_have_attribute("data-state", "admitted", timeout=60_000)
+        assert len(polls) == 1, polls
+        expect(room).to_contain_text("It's your turn. Buy before")
+        check_page(page, "event-admitted")
+        page.get_by_role("button", name="Buy").click()
+        expect(page.locator(".countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))
+        assert len(checkouts) == 1 and checkouts[0].get("admission-token", "").startswith("AT1."), checkouts
+        page.get_by_label("Card number").fill("4242 4242 4242 4242")
+        page.get_by_label("Expiry (MM/YY)").fill("12/30")
+        page.get_by_label("CVC").fill("123")
+        page.get_by_role("button", name="Pay").click()
+        expect(page.locator("#order-status")).to_contain_text("Payment received", timeout=SLOW)
+        order_id = page.url.rsplit("=", 1)[1]
+    finally:
+        browser.close()
+    assert order_of(api, fan, order_id)["status"] == "paid"
+    place = api.get(f"/api/events/{event_id}/queue/me/", token=fan).json()
+    assert place["status"] == "spent"
+
+
+def test_a_ticket_is_given_away_and_claimed_and_wallet_buttons_come_and_go(playwright, base, api, stack, make_event):
+    event_id, types = make_event({"GA": (1600, 10)})
+    admin = api.token(["admin"])
+    assert api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"transfers": {"enabled": True}}).status_code == 200
+    giver = api.token([], sub=f"giver-{uuid.uuid4().hex[:6]}", email="giver@example.com", name="Giver")
+    friend_email = f"friend-{uuid.uuid4().hex[:6]}@example.com"
+    friend = api.token([], sub=f"friend-{uuid.uuid4().hex[:6]}", email=friend_email, name="Friend", email_verified=True)
+    order = buy(api, giver, event_id, [(types["GA"], 1)]).json()
+    assert pay(stack, order).json()["status"] == "succeeded"
+    assert wait_for(lambda: order_of(api, giver, order["order_id"])["status"] == "paid"), "not paid"
+    ticket_id = order["tickets"][0]["id"]
+    serial = order["tickets"][0]["serial"]
+    old_code = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=giver).json()["qr_payload"]
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {giver!r})")
+        context.route("https://pay.google.com/**", lambda route: route.fulfill(body="<title>Google Wallet</title>",
+                                                                               content_type="text/html"))
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(f"{base}/app/tickets.html")
+        ticket = page.locator(f'article[data-ticket="{ticket_id}"]')
+        expect(ticket.locator("img.qr")).to_have_count(1, timeout=SLOW)
+        # The wallet buttons: Apple's pass downloads with the bearer token, Google's opens its save URL.
+        with page.expect_download() as download:
+            ticket.get_by_role("button", name="Add to Apple Wallet").click()
+        assert download.value.suggested_filename == f"ticket-{serial}.pkpass"
+        assert Path(download.value.path()).read_bytes()[:2] == b"PK"  # a zip: pass.json, manifest, signature
+        with context.expect_page() as google:
+            ticket.get_by_role("button", name="Save to Google Wallet").click()
+        google.value.wait_for_url(re.compile(r"^https://pay\.google\.com/gp/v/save/"))
+        google.value.close()
+        # Give it away.
+        ticket.get_by_role("button", name=f"Give ticket {serial}").click()
+        ticket.get_by_label("Their name").fill("Friend")
+        ticket.get_by_label("Their email").fill(friend_email)
+        check_page(page, "tickets-give", full_page=True)
+        ticket.get_by_role("button", name=f"Give ticket {serial} away").click()
+        expect(page.locator("#status")).to_contain_text(f"Ticket {serial} is now Friend's")
+        expect(page.locator("article.ticket")).to_have_count(0)
+
+        # The friend signs in with that address: the ticket is theirs, with a new code.
+        context2 = phone(browser)
+        context2.add_init_script(f"localStorage.setItem('id_token', {friend!r})")
+        # A wallet without its certificate answers 503: its buttons go, the other stays.
+        context2.route("**/wallet/apple/", lambda route: route.fulfill(
+            status=503, json={"error": "Service unavailable", "code": "wallet_unavailable", "detail": "Not configured."}))
+        mine = context2.new_page()
+        mine.goto(f"{base}/app/tickets.html")
+        claimed = mine.locator(f'article[data-ticket="{ticket_id}"]')
+        expect(claimed.locator("img.qr")).to_have_count(1, timeout=SLOW)
+        claimed.get_by_role("button", name="Add to Apple Wallet").click()
+        expect(mine.locator("#status")).to_contain_text("Apple Wallet passes are not available")
+        expect(mine.get_by_role("button", name="Add to Apple Wallet")).to_have_count(0)
+        expect(claimed.get_by_role("button", name="Save to Google Wallet")).to_be_visible()
+        check_page(mine, "tickets-claimed")
+    finally:
+        browser.close()
+    new_code = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=friend).json()["qr_payload"]
+    assert new_code.startswith("TKT2:") and new_code != old_code
+    assert api.get(f"/api/tickets/{ticket_id}/qr/data/", token=giver).status_code == 404
+
+
+def test_the_waiting_list_of_a_sold_out_type_is_joined_offered_and_bought_or_left(playwright, base, api, stack, make_event):
+    event_id, types = make_event({"GA": (2200, 1)})
+    admin = api.token(["admin"])
+    assert api.request("PATCH", f"/api/events/{event_id}/", token=admin,
+                       json={"waiting_list": {"enabled": True, "offer_minutes": 10}}).status_code == 200
+    holder = api.token([], sub=f"holder-{uuid.uuid4().hex[:6]}")
+    held = buy(api, holder, event_id, [(types["GA"], 1)])
+    assert held.status_code == 201, held.text  # the only seat, held: sold out
+    fan = api.token([], sub=f"wl-{uuid.uuid4().hex[:6]}", email="wl@example.com", name="Listed")
+    other = api.token([], sub=f"wl2-{uuid.uuid4().hex[:6]}", email="wl2@example.com", name="Other")
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {fan!r})")
+        page = context.new_page()
+        page.goto(f"{base}/app/event.html?id={event_id}")
+        page.get_by_label("Tickets wanted from the waiting list for GA").fill("1")
+        page.get_by_role("button", name="Join the waiting list for GA").click()
+        expect(page.locator("#status")).to_contain_text("You are on the waiting list, number 1")
+        expect(page.get_by_role("button", name="Leave the waiting list for GA")).to_be_visible()
+        check_page(page, "event-waiting-list")
+        # Someone else joins after, then leaves from the event page.
+        assert api.post(f"/api/events/{event_id}/ticket-types/{types['GA']}/waitlist/", token=other, json={"qty": 1}).status_code == 201
+        second = phone(browser)
+        second.add_init_script(f"localStorage.setItem('id_token', {other!r})")
+        leaving = second.new_page()
+        leaving.goto(f"{base}/app/event.html?id={event_id}")
+        expect(leaving.locator("[data-waitlist]")).to_contain_text("You are on the waiting list for 1 (number 2 in line)")
+        leaving.get_by_role("button", name="Leave the waiting list for GA").click()
+        expect(leaving.locator("#status")).to_contain_text("You have left the waiting list")
+        expect(leaving.get_by_role("button", name="Join the waiting list for GA")).to_be_visible()
+        assert api.get("/api/me/waitlist/", token=other).json()["entries"] == []
+
+        # The held seat comes back: the offer run offers it to the first in line.
+        assert api.post(f"/api/orders/{held.json()['order_id']}/cancel/", token=holder).status_code == 200
+        assert requests.post(f"{base}/_local/invoke/ExpireHoldsFunction", json={}, timeout=60).status_code == 200
+        assert wait_for(lambda: api.get("/api/me/waitlist/", token=fan).json()["entries"][0]["offer"], timeout=60)
+        page.goto(f"{base}/app/account.html")
+        entry = page.locator("#waitlist li")
+        expect(entry).to_contain_text("1 × GA held for you until")
+        check_page(page, "account-waitlist-offer", full_page=True)
+        entry.get_by_role("link", name="Buy them").click()
+        page.get_by_role("button", name="Buy the 1 offered").click()
+        expect(page.locator(".countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))
+        page.get_by_label("Card number").fill("4242 4242 4242 4242")
+        page.get_by_label("Expiry (MM/YY)").fill("12/30")
+        page.get_by_label("CVC").fill("123")
+        page.get_by_role("button", name="Pay").click()
+        expect(page.locator("#order-status")).to_contain_text("Payment received", timeout=SLOW)
+        order_id = page.url.rsplit("=", 1)[1]
+    finally:
+        browser.close()
+    assert order_of(api, fan, order_id)["status"] == "paid"
+    assert api.get("/api/me/waitlist/", token=fan).json()["entries"] == []

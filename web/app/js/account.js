@@ -1,4 +1,5 @@
-// My account: the inbox, payment history and saved cards (GET /api/me/...).
+// My account: the inbox, waiting lists (an open offer links to the event page, which buys
+// it), payment history and saved cards (GET /api/me/...).
 import { $, api, el, failure, header, money, requireUser, say, show, when } from './core.js';
 
 header('account.html');
@@ -59,10 +60,42 @@ async function cardAction(card, what) {
   } catch (error) { say(failure(error), 'error'); }
 }
 
+async function waitlists() {
+  const box = $('#waitlist');
+  try {
+    const { entries } = await api('/api/me/waitlist/');
+    const open = entries.filter((e) => e.state === 'waiting' || e.state === 'offered');
+    const events = Object.fromEntries(await Promise.all([...new Set(open.map((e) => e.event_id))].map(async (id) => {
+      try { return [id, await api(`/api/events/${id}/`, { auth: false })]; } catch { return [id, null]; }
+    })));
+    show(box, open.length ? el('ul', {}, open.map((e) => {
+      const event = events[e.event_id];
+      const type = event?.ticket_types?.find((t) => t.id === e.ticket_type_id);
+      const what = `${e.qty} × ${type ? type.name : e.ticket_type_id}`;
+      return el('li', { class: 'card', 'data-entry': e.id },
+        el('h3', {}, event ? event.name : e.event_id),
+        e.offer
+          ? el('p', { class: 'status ok' }, `${e.offer.qty} × ${type ? type.name : 'ticket'} held for you until ${when(e.offer.expires_at)}. `,
+            el('a', { href: `event.html?id=${e.event_id}` }, 'Buy them'))
+          : el('p', {}, `Waiting for ${what}`, e.position ? `, number ${e.position} in line.` : '.'),
+        el('button', { type: 'button', class: 'secondary', onclick: () => leave(e) }, `Leave the waiting list for ${what}`));
+    })) : el('p', {}, 'You are on no waiting list.'));
+  } catch (error) { show(box, el('p', { class: 'status error' }, failure(error))); }
+}
+
+async function leave(entry) {
+  try {
+    await api(`/api/events/${entry.event_id}/ticket-types/${entry.ticket_type_id}/waitlist/`, { method: 'DELETE' });
+    say('You have left the waiting list.', 'ok');
+    waitlists();
+  } catch (error) { say(failure(error), 'error'); }
+}
+
 if (requireUser(main)) {
   show(main, el('h1', {}, 'My account'), el('p', { id: 'status', role: 'status', hidden: true }),
     el('h2', {}, 'Inbox'), el('div', { id: 'inbox', 'aria-live': 'polite' }, 'Loading…'),
+    el('h2', {}, 'Waiting lists'), el('div', { id: 'waitlist' }, 'Loading…'),
     el('h2', {}, 'Payments'), el('div', { id: 'payments' }, 'Loading…'),
     el('h2', {}, 'Saved cards'), el('div', { id: 'cards' }, 'Loading…'));
-  inbox(); payments(); cards();
+  inbox(); waitlists(); payments(); cards();
 }

@@ -30,6 +30,7 @@ async function listEvents() {
   clearInterval(refresh);
   show(main, el('h1', {}, "Organiser's desk"), el('p', { id: 'status', role: 'status', hidden: true }),
     el('h2', {}, 'Events'), el('ul', { id: 'events' }, el('li', {}, 'Loading…')),
+    el('h2', {}, 'Past events'), el('ul', { id: 'past-events' }, el('li', {}, 'Loading…')),
     el('h2', {}, 'New event'), eventForm(null));
   $('#event-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -41,11 +42,21 @@ async function listEvents() {
     } catch (error) { say(failure(error), 'error'); }
   });
   try {
-    const answer = await api('/api/events/?limit=100');
-    const events = answer.events || [];
-    show($('#events'), ...(events.length ? events.map((ev) => el('li', {},
-      el('a', { href: `desk.html?event=${ev.id}` }, ev.name), ` · ${when(ev.starts_at)} · ${ev.status}`))
-      : [el('li', {}, 'No events yet.')]));
+    // Every event, over and canceled ones too (the public list has only those to come).
+    const events = [];
+    let cursor = null;
+    do {
+      const page = await api(`/api/organiser/events/?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      events.push(...page.events);
+      cursor = page.next_cursor;
+    } while (cursor);
+    const over = (ev) => new Date(ev.ends_at).getTime() <= Date.now();
+    const item = (ev) => el('li', {}, el('a', { href: `desk.html?event=${ev.id}` }, ev.name),
+      ` · ${when(ev.starts_at)} · ${over(ev) ? 'over' : ev.status.replace('_', ' ')}`);
+    const coming = events.filter((ev) => !over(ev)).reverse();  // soonest first
+    const past = events.filter(over);  // latest first
+    show($('#events'), ...(coming.length ? coming.map(item) : [el('li', {}, 'No events to come.')]));
+    show($('#past-events'), ...(past.length ? past.map(item) : [el('li', {}, 'None yet.')]));
   } catch (error) { say(failure(error), 'error'); }
 }
 

@@ -269,6 +269,21 @@ def list_events(limit: int, cursor: str | None) -> EventPage:
     return EventPage(events=events, count=len(events), next_cursor=encode_cursor(results.last_evaluated_key))
 
 
+def list_all_events(limit: int, cursor: str | None) -> EventPage:
+    """Every event for the organiser's desk, over and canceled ones included, latest start
+    first (the public list above leaves those out)."""
+    limit = max(1, min(limit, settings().page_size_max))
+    results = EventItem.gsi1.query(
+        "EVENTS",
+        scan_index_forward=False,
+        limit=limit,
+        last_evaluated_key=decode_key(cursor, {"PK": "EVENT#" + ID, "SK": "META", "GSI1PK": "EVENTS", "GSI1SK": STAMP + "#" + ID}),
+        page_size=limit,
+    )
+    events = [_event_out(item, None) for item in results]
+    return EventPage(events=events, count=len(events), next_cursor=encode_cursor(results.last_evaluated_key))
+
+
 def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
     """The event and its ticket types, in one Query over the event's partition."""
     event: EventItem | None = None
