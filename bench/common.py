@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "bench"
@@ -71,6 +72,49 @@ def calls_text(calls: Counter, service: str | None = None) -> str:
     """"GetItem x1, PutItem x2" for the counted calls (of one service, if given)."""
     shown = [(key.split(".")[1], n) for key, n in sorted(calls.items()) if service is None or key.startswith(f"{service}.")]
     return ", ".join(f"{operation} x{n}" for operation, n in shown) or "none"
+
+
+@contextmanager
+def moto_like_the_stand_in() -> Iterator[None]:
+    """moto in process with the local AWS stand-in's own fixes (`local.aws`): each DynamoDB
+    request run alone, a Query answered from its partition, a transaction backing up only
+    the items it names. moto 5.2.5 otherwise copies the whole table for every item of every
+    TransactWriteItems and sorts the whole table for every Query, so a model's run grows with
+    the square of its sample. What moto checks, writes and answers is unchanged; the
+    originals come back after the block."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    from local import aws
+
+    saved = [(DynamoHandler, "call_action"), (Table, "query"), (DynamoDBBackend, "transact_write_items"), (Table, "__deepcopy__")]
+    originals = [(owner, name, owner.__dict__.get(name)) for owner, name in saved]
+    aws.serialize_dynamodb()
+    aws.index_queries()
+    aws.transactions_keep_their_items_only()
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+def moto_item(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """An item as moto in process holds it, in DynamoDB JSON (what a consistent GetItem
+    answers), read from moto's backend without a request: the recorder's item images
+    (`Recorder(read_item=moto_item)`), which otherwise are most of a model's requests."""
+    import copy
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    item = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_item(table, key)
+    return copy.deepcopy(item.to_json()["Attributes"]) if item is not None else None
 
 
 @contextmanager

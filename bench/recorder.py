@@ -24,7 +24,8 @@ Usage:
     rec.units("checkout")        # {(target, partition key): Units(wcu, rcu)}; target "table" or "table/GSI1"
 
 `rec.calls()` counts every service (SES, SQS, ...); the units are DynamoDB's only. Reading the
-item images before and after a write makes extra GetItem calls; they are not recorded.
+item images before and after a write makes extra GetItem calls (or, with `read_item`, reads
+the store directly); they are not recorded.
 """
 
 from __future__ import annotations
@@ -129,8 +130,12 @@ class Recorder:
     """What `recording` saw. `units=False` counts calls only (no item images are read), for
     benchmarks that time the calls they count."""
 
-    def __init__(self, units: bool = True) -> None:
+    def __init__(self, units: bool = True, read_item: Callable[[str, dict[str, Any]], dict[str, Any] | None] | None = None) -> None:
         self.measure_units = units
+        # (table, key) -> the item's image (DynamoDB JSON) or None; without it, a consistent
+        # GetItem with the caller's client (`bench.common.moto_item` reads moto in process
+        # directly: the same image, without a request through botocore and moto's serializer)
+        self.read_item = read_item
         self.accesses: list[Access] = []
         self.counts: Counter = Counter()
         self._by_phase: dict[str, Counter] = defaultdict(Counter)
@@ -195,8 +200,9 @@ class Recorder:
             self._schemas[table] = _Schema(hash_key, range_key, indexes)
         return self._schemas[table]
 
-    @staticmethod
-    def _get(raw: Callable[[str, dict], dict], table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    def _get(self, raw: Callable[[str, dict], dict], table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        if self.read_item is not None:
+            return self.read_item(table, key)
         return raw("GetItem", {"TableName": table, "Key": key, "ConsistentRead": True}).get("Item")
 
     def _write(self, operation: str, schema: _Schema, table: str, old: dict | None, new: dict | None,

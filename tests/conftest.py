@@ -1,4 +1,6 @@
-"""Shared test set-up: the environment a function sees, and helpers to load functions.
+"""Shared test set-up: the environment a function sees, helpers to load functions, and the
+fixtures unit and integration tests both use (over each side's own `api` and `stack`; the
+helpers behind them are in tests/shop.py).
 
 Every test makes its own ids, so tests can run in any order."""
 
@@ -8,6 +10,8 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +49,40 @@ def load_function(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def make_event(api):
+    """An event on sale with the given ticket types, made by one organiser:
+    `make_event({"GA": (2500, 40)})` answers (event_id, {"GA": type_id}) (tests/shop.py).
+    `api` is each side's own: tests/unit/conftest.py's or tests/integration/conftest.py's."""
+    from tests import shop
+
+    admin = api.token(["admin"])
+    return lambda types, **event_fields: shop.make_event(api, types, admin=admin, **event_fields)
+
+
+@pytest.fixture
+def scanner(api):
+    """A token for gate staff (the `scanner` group)."""
+    import uuid
+
+    return api.token(["scanner"], sub=f"scanner-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def event_and_order(api, make_event):
+    """A fresh event with two types and a pending order for 2 + 1 tickets by a customer
+    whose name needs quoting in a mail header: {event_id, types, sub, token, order}."""
+    import uuid
+
+    from tests import shop
+
+    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
+    sub = f"payer-{uuid.uuid4().hex[:6]}"
+    token = api.token([], sub=sub, email=f"{sub}@example.com", name="O'Brien, \"Jo\" Ünïcode")
+    order = shop.buy(api, token, event_id, [(types["GA"], 2), (types["VIP"], 1)]).json()
+    return {"event_id": event_id, "types": types, "sub": sub, "token": token, "order": order}
 
 
 def pytest_terminal_summary(terminalreporter, config):

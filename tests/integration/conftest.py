@@ -22,21 +22,18 @@ How a test uses it:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
 from local.ports import free_port
-from local.stack import Stack
-from tests.integration.support import Api, StandIn
+from tests.integration.support import Api, StackUnderTest, StandIn
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    instance = Stack(
+def stack(tmp_path_factory) -> Iterator[StackUnderTest]:
+    instance = StackUnderTest(
         api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
         state_dir=tmp_path_factory.mktemp("stack"), quiet=True, schedule_seconds=15,
         # Small shards so small test capacities spread over several; a low hold cap to reach it;
@@ -56,32 +53,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def api(stack) -> Api:
     return Api(stack)
-
-
-@pytest.fixture
-def make_event(api):
-    """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
-    admin = api.token(["admin"])
-
-    def make(types: dict[str, tuple[int, int]], **event_fields):
-        start = datetime.now(timezone.utc) + timedelta(days=7)
-        body = {
-            "name": f"Test {uuid.uuid4().hex[:6]}", "venue": "Hall", "currency": "usd",
-            "starts_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ends_at": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"), **event_fields,
-        }
-        event = api.post("/api/events/", token=admin, json=body)
-        assert event.status_code == 201, event.text
-        event_id = event.json()["id"]
-        made = {}
-        for name, (price, capacity) in types.items():
-            answer = api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
-                              json={"name": name, "price_cents": price, "capacity": capacity, "max_per_order": 10})
-            assert answer.status_code == 201, answer.text
-            made[name] = answer.json()["id"]
-        return event_id, made
-
-    return make
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import requests
 
 from local import stack as stack_module
 from local.stack import Stack
+from tests.shop import stripe_events  # noqa: F401 - for the modules that import it from here
 
 
 class Api:
@@ -35,9 +36,35 @@ class Api:
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.request("POST", path, **kwargs)
 
+    def patch(self, path: str, **kwargs) -> requests.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
     def token(self, groups: list[str] | None = None, **claims) -> str:
         sub = claims.pop("sub", f"user-{uuid.uuid4().hex[:8]}")
         return self.stack.token(sub, groups, **claims)
+
+
+class StackUnderTest(Stack):
+    """The local stack with what tests/shop.py asks of a stack besides its own (the unit
+    world, tests/unit/world.py, answers the same questions in process)."""
+
+    table = stack_module.TABLE
+    stripe_keys = stack_module.STRIPE_KEYS
+
+    def payment_confirmed(self, order: dict, confirmed: requests.Response) -> None:
+        """Nothing to do: the Stripe stand-in delivers the signed webhook to the gateway itself."""
+
+    def eventually(self, check: Callable[[], Any]) -> Any:
+        """Webhooks, queues and schedules finish in the background here: `wait_for(check)`."""
+        return wait_for(check)
+
+    def mail(self) -> list[dict[str, Any]]:
+        """Every email SES accepted (the AWS stand-in's `/_local/mail`), those with a body."""
+        messages = requests.get(f"{self.aws_url}/_local/mail", timeout=10).json()["messages"]
+        return [message for message in messages if message["raw"]]
 
 
 class StandIn:
@@ -65,29 +92,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
-
-
-def stripe_events(stack: Stack, *object_ids: str) -> list[dict[str, str]]:
-    """The Stripe events the webhook has recorded about these objects (any state)."""
-    from ticketing.table import stripe_events_partitions
-
-    ddb = stack.client("dynamodb")
-    found = []
-    for partition in stripe_events_partitions():
-        start = None
-        while True:
-            page = ddb.query(
-                TableName=stack_module.TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
-                ExpressionAttributeValues={":p": {"S": partition}}, **({"ExclusiveStartKey": start} if start else {}),
-            )
-            found += [
-                {k: next(iter(v.values())) for k, v in item.items()}
-                for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids
-            ]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
-    return found
 
 
 def queue_drained(stack: Stack, logical_id: str) -> bool:

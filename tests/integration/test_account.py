@@ -6,51 +6,17 @@ are tested in process: tests/unit/test_account_api.py."""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from local import stack as stack_module
 from tests.integration.support import wait_for
-from tests.integration.test_checkout import buy, stripe_client
-from tests.integration.test_webhook import pay
-
-PK = stack_module.STRIPE_KEYS["publishable_key"]
-CARDS = "/api/me/payment-methods/"
-
-
-def customer(api):
-    sub = f"cards-{uuid.uuid4().hex[:8]}"
-    return sub, api.token([], sub=sub, email=f"{sub}@example.com", name="Card Holder")
-
-
-def account_key(sub: str) -> str:
-    return hashlib.sha256(sub.encode()).hexdigest()[:32]
-
-
-def stripe_customers(stack, sub):
-    listed = stripe_client(stack).v1.customers.list(params={"limit": 100}).auto_paging_iter()
-    return [c.id for c in listed if (c.to_dict().get("metadata") or {}).get("account") == account_key(sub)]
-
-
-def save_card(api, stack, token, number="4242424242424242"):
-    """What the front end does: a SetupIntent from us, then Stripe.js with the publishable key."""
-    setup = api.post(f"{CARDS}setup/", token=token)
-    assert setup.status_code == 201, setup.text
-    body = setup.json()
-    method = requests.post(f"{stack.stripe_url}/v1/payment_methods", timeout=10, data={
-        "key": PK, "type": "card", "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"})
-    assert method.status_code == 200, method.text
-    confirmed = requests.post(f"{stack.stripe_url}/v1/setup_intents/{body['setup_intent_id']}/confirm", timeout=10, data={
-        "key": PK, "payment_method": method.json()["id"], "client_secret": body["client_secret"]})
-    assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
-    return method.json()["id"]
+from tests.shop import CARDS, buy, card_holder, pay, stripe_client, stripe_customers
+from tests.shop import save_card  # noqa: F401 - for test_least_privilege
 
 
 def test_concurrent_first_requests_create_one_customer(api, stack):
-    sub, token = customer(api)
+    sub, token = card_holder(api)
     with ThreadPoolExecutor(5) as pool:
         answers = list(pool.map(lambda _: api.post(f"{CARDS}setup/", token=token), range(5)))
     statuses = [a.status_code for a in answers]
@@ -70,7 +36,7 @@ def test_cors_preflight_allows_delete(api, stack):
 
 def test_a_receipt_ses_refuses_for_good_is_told_in_the_inbox(api, stack, make_event, aws_faults):
     event_id, types = make_event({"GA": (1500, 5)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     order = buy(api, token, event_id, [(types["GA"], 1)]).json()
     aws_faults(service="ses", status=400, code="MessageRejected", count=-1)
     pay(stack, order)
@@ -81,7 +47,7 @@ def test_a_receipt_ses_refuses_for_good_is_told_in_the_inbox(api, stack, make_ev
 
 def test_an_event_cancellation_is_filed_as_event_canceled(api, stack, make_event):
     event_id, types = make_event({"GA": (1500, 5)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     order = buy(api, token, event_id, [(types["GA"], 1)]).json()
     pay(stack, order)
     assert wait_for(lambda: api.get("/api/me/notifications/", token=token).json()["unread"] == 1)  # the receipt

@@ -13,54 +13,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-import stripe
 
-from local import stack as stack_module
 from tests.integration.support import wait_for
-
-CHECKOUT = "/api/tickets/stripe/checkout/"
+from tests.shop import CHECKOUT, available, buy, holder_count, lapse, shards, stripe_client  # noqa: F401 - shared with the other integration modules
 
 
 # ------------------------------------------------------------------ helpers
-def buy(api, token, event_id, items, **headers):
-    body = {"event_id": event_id, "items": [{"ticket_type_id": t, "qty": q} for t, q in items]}
-    return api.post(CHECKOUT, token=token, json=body, headers=headers)
-
-
-def shards(stack, type_id):
-    """(remaining, held, sold, capacity) summed over a type's shards, read from the table."""
-    items = stack.shards(type_id)
-    assert items and all(item["remaining"] >= 0 for item in items)
-    total = lambda name: sum(item[name] for item in items)  # noqa: E731
-    return total("remaining"), total("held"), total("sold"), total("capacity")
-
-
-def available(api, event_id, type_id):
-    event = api.get(f"/api/events/{event_id}/").json()
-    return next(t["available"] for t in event["ticket_types"] if t["id"] == type_id)
-
-
-def holder_count(stack, sub, event_id):
-    item = stack.client("dynamodb").get_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": f"HOLDER#{sub}"}, "SK": {"S": f"EVENT#{event_id}"}}, ConsistentRead=True
-    ).get("Item")
-    return int(item["held"]["N"]) if item else 0
-
-
-def stripe_client(stack):
-    return stripe.StripeClient(stack_module.STRIPE_KEYS["secret_key"], base_addresses={"api": stack.stripe_url})
-
-
-def lapse(stack, order_id):
-    """Move an order's hold into the past, as if its 15 minutes had gone by."""
-    past = "2000-01-01T00:00:00Z"
-    stack.client("dynamodb").update_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": f"ORDER#{order_id}"}, "SK": {"S": "META"}},
-        UpdateExpression="SET expires_at = :e, GSI2SK = :s",
-        ExpressionAttributeValues={":e": {"S": past}, ":s": {"S": f"{past}#{order_id}"}},
-    )
-
-
 # -------------------------------------------------------------------- tests
 def test_concurrent_buyers_never_oversell(api, stack, make_event):
     event_id, types = make_event({"A": (1000, 23), "B": (500, 17)})

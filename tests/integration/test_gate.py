@@ -7,39 +7,21 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from local import stack as stack_module
-from tests.integration.test_checkout import buy
-from tests.integration.support import wait_for
-from tests.integration.test_webhook import order_of, pay, table_item
+from tests.shop import paid_tickets
 from ticketing import qr
 
 
 # ------------------------------------------------------------------ helpers
 @pytest.fixture
-def scanner(api):
-    return api.token(["scanner"], sub=f"scanner-{uuid.uuid4().hex[:6]}")
-
-
-@pytest.fixture
-def paid(api, stack, make_event):
-    """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe.
-    Answers (event_id, [(ticket_id, code)], the pending order's ticket ids for `pending=True`)."""
-
-    def make(n: int):
-        event_id, types = make_event({"GA": (1500, 20)})
-        token = api.token([], sub=f"fan-{uuid.uuid4().hex[:6]}", email="fan@example.com", name="Fan")
-        order = buy(api, token, event_id, [(types["GA"], n)]).json()
-        assert pay(stack, order).json()["status"] == "succeeded"
-        assert wait_for(lambda: order_of(api, token, order["order_id"])["status"] == "paid"), "not paid"
-        tickets = [(t["id"], table_item(stack, f"TICKET#{t['id']}")["qr_payload"]) for t in order["tickets"]]
-        return event_id, types, tickets
-
-    return make
+def paid(api, stack):
+    """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe:
+    (event_id, types, [(ticket_id, code)]) (tests/shop.py)."""
+    return lambda n: paid_tickets(api, stack, n)
 
 
 def sign(stack, ticket_id: str, event_id: str) -> str:

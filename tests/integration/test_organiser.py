@@ -7,56 +7,17 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from local import stack as stack_module
-from tests.integration.test_checkout import buy, shards, stripe_client
-from tests.integration.test_refunds import refund_notices
 from tests.integration.support import wait_for
-from tests.integration.test_webhook import pay, table_item
+from tests.shop import (buy, check_invariants, paid_order, pending_order, refund_notices, shard_items, stripe_client,
+                        table_item, type_item)
 
 
 # ------------------------------------------------------------------ helpers
 def patch(api, path, token, body):
     return api.request("PATCH", path, token=token, json=body)
-
-
-def paid_order(api, stack, event_id, items, **claims):
-    sub = claims.pop("sub", f"fan-{uuid.uuid4().hex[:6]}")
-    token = api.token([], sub=sub, email=claims.pop("email", f"{sub}@example.com"), **claims)
-    answer = buy(api, token, event_id, items)
-    assert answer.status_code == 201, answer.text
-    order = answer.json()
-    pay(stack, order)
-    assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid")
-    return order, token
-
-
-def pending_order(api, event_id, items):
-    answer = buy(api, api.token([]), event_id, items)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def type_item(stack, event_id, type_id):
-    item = table_item(stack, f"EVENT#{event_id}", f"TYPE#{type_id}")
-    return int(item["capacity"]), int(item["shards"])
-
-
-def shard_items(stack, type_id):
-    return [(shard.pop("shard"), shard) for shard in stack.shards(type_id)]
-
-
-def check_invariants(stack, event_id, type_id):
-    capacity, count = type_item(stack, event_id, type_id)
-    items = shard_items(stack, type_id)
-    assert len(items) == count
-    for _, shard in items:
-        assert shard["remaining"] >= 0 and shard["remaining"] + shard["held"] + shard["sold"] == shard["capacity"]
-    remaining, held, sold, total = shards(stack, type_id)
-    assert total == capacity and remaining + held + sold == capacity and held + sold <= capacity
-    return capacity, remaining, held, sold
 
 
 # -------------------------------------------------------------- editing

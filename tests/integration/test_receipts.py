@@ -8,22 +8,13 @@ from __future__ import annotations
 import uuid
 
 from tests.integration.support import stripe_events, wait_for
-from tests.integration.test_checkout import buy
-from tests.integration.test_webhook import order_of, pay, table_item
+from tests.shop import order_of, paid_order, payment_processed, table_item
 
 
 def _paid_order(api, stack, make_event, email: str):
     event_id, types = make_event({"GA": (1500, 10)})
-    sub = f"mail-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=email)
-    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
-    assert pay(stack, order).json()["status"] == "succeeded"
+    order, token = paid_order(api, stack, event_id, [(types["GA"], 1)], settled=False, sub=f"mail-{uuid.uuid4().hex[:6]}", email=email)
     return token, order
-
-
-def _processed(stack, order) -> bool:
-    events = stripe_events(stack, order["payment_intent_id"])
-    return bool(events) and all(e["state"] == "processed" for e in events)
 
 
 def test_ses_rejecting_the_receipt_is_recorded_on_the_order_not_retried_for_days(api, stack, make_event, aws_faults):
@@ -32,7 +23,7 @@ def test_ses_rejecting_the_receipt_is_recorded_on_the_order_not_retried_for_days
     shown = wait_for(lambda: (o := order_of(api, token, order["order_id"]))["receipt"]
                      and o["receipt"]["status"] == "undeliverable" and o)
     assert shown and "MessageRejected" in shown["receipt"]["problem"]
-    assert wait_for(lambda: _processed(stack, order)), stripe_events(stack, order["payment_intent_id"])
+    assert wait_for(lambda: payment_processed(stack, order)), stripe_events(stack, order["payment_intent_id"])
     assert not table_item(stack, f"ORDER#{order['order_id']}").get("receipt_claimed_until")  # no lease left behind
     resent = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=token)
     assert resent.status_code == 422 and resent.json()["code"] == "receipt_undeliverable"

@@ -1,64 +1,24 @@
 """Refunds through the gateway: ten at once never refund more than was paid, and a refund
 made in Stripe's dashboard, delivered by the Stripe stand-in with real signatures, is
 mirrored once. The refund rules themselves (full, partial, per ticket, refusals, the
-cut-off, Stripe failing, disputes) are tested in process: tests/unit/test_refunds.py.
-`paid` and `_dispute` are shared with tests/integration/test_races.py."""
+cut-off, Stripe failing, disputes) are tested in process: tests/unit/test_refunds.py."""
 
 from __future__ import annotations
 
-import copy
-import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-import requests
 
-from tests.integration.test_checkout import buy, stripe_client
-from tests.integration.support import stripe_events, wait_for
-from tests.integration.test_webhook import pay
-
-FIXTURES = json.loads((Path(__file__).resolve().parents[1] / "fixtures/stripe/fixtures3-dispute.json").read_text())
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+from tests.integration.support import wait_for
+from tests.shop import dispute as _dispute  # noqa: F401 - for test_races and test_least_privilege
+from tests.shop import order_state, paid_for_refund, refund, stripe_client, stripe_events, stripe_refunds
 
 
 @pytest.fixture
-def paid(api, stack, make_event):
-    """A paid order for 3 GA tickets at $20, its owner's token and the event."""
-
-    def make(starts_in=timedelta(days=7)):
-        start = datetime.now(timezone.utc) + starts_in
-        event_id, types = make_event({"GA": (2000, 10)}, starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))
-        sub = f"refunder-{uuid.uuid4().hex[:6]}"
-        token = api.token([], sub=sub, email=f"{sub}@example.com")
-        order = buy(api, token, event_id, [(types["GA"], 3)]).json()
-        pay(stack, order)
-        assert wait_for(lambda: api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid")
-        return {"order": order, "token": token, "event_id": event_id, "type_id": types["GA"], "sub": sub}
-
-    return make
-
-
-def refund(api, ctx, body=None, token=None, **headers):
-    return api.post(f"/api/orders/{ctx['order']['order_id']}/refund/", token=token or ctx["token"], json=body or {}, headers=headers)
-
-
-def order_state(api, ctx):
-    return api.get(f"/api/orders/{ctx['order']['order_id']}/", token=ctx["token"]).json()
-
-
-def refund_notices(stack, order_id):
-    messages = requests.get(f"{stack.aws_url}/_local/mail", timeout=10).json()["messages"]
-    return [m for m in messages if m["raw"] and f"Subject: Refund for order {order_id}" in m["raw"]]
-
-
-def stripe_refunds(stack, ctx):
-    return stripe_client(stack).v1.refunds.list(params={"payment_intent": ctx["order"]["payment_intent_id"]}).data
+def paid(api, stack):
+    """`paid()`: a paid order for 3 GA tickets at $20, its owner's token and the event (tests/shop.py)."""
+    return lambda starts_in=timedelta(days=7): paid_for_refund(api, stack, starts_in)
 
 
 def test_ten_concurrent_partial_refunds_never_exceed_what_was_paid(api, stack, paid):
@@ -97,12 +57,3 @@ def test_a_dashboard_refund_is_mirrored_once(api, stack, paid):
     assert state["refunded_cents"] == 3500 and len(state["refunds"]) == 2
 
 
-def _dispute(stack, charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
-    """The dispute at the Stripe stand-in (opened, or moved to `status`) and an event's
-    object for it, shaped like Stripe's own fixture."""
-    at_stripe = requests.post(f"{stack.stripe_url}/_config/disputes", json={
-        "id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000}, timeout=10)
-    assert at_stripe.status_code == 200, at_stripe.text
-    dispute = copy.deepcopy(FIXTURES["dispute"])
-    dispute.update({"id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000})
-    return dispute

@@ -7,10 +7,8 @@ from __future__ import annotations
 import requests
 
 from local import stack as stack_module
-from tests.integration.support import stripe_events, wait_for
-from tests.integration.test_account import CARDS, customer, save_card
-from tests.integration.test_checkout import CHECKOUT, available, stripe_client
-from tests.integration.test_webhook import pay
+from tests.integration.support import wait_for
+from tests.shop import CARDS, CHECKOUT, available, card_holder, order_of, pay, save_card, stripe_client, stripe_events
 
 SK = stack_module.STRIPE_KEYS["secret_key"]
 
@@ -19,13 +17,9 @@ def checkout(api, token, event_id, type_id, qty=1, **extra):
     return api.post(CHECKOUT, token=token, json={"event_id": event_id, "items": [{"ticket_type_id": type_id, "qty": qty}], **extra})
 
 
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
-
-
 def test_a_saved_card_pays_with_no_browser_step(api, stack, make_event):
     event_id, types = make_event({"GA": (2500, 10)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     pm_id = save_card(api, stack, token)
     answer = checkout(api, token, event_id, types["GA"], 2, payment_method_id=pm_id)
     assert answer.status_code == 201, answer.text
@@ -41,7 +35,7 @@ def test_a_saved_card_pays_with_no_browser_step(api, stack, make_event):
 
 def test_the_authentication_card_answers_requires_action_with_the_client_secret(api, stack, make_event):
     event_id, types = make_event({"GA": (2500, 10)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     setup = api.post(f"{CARDS}setup/", token=token).json()
     method = requests.post(f"{stack.stripe_url}/v1/payment_methods", timeout=10, auth=(SK, ""), data={
         "type": "card", "card[number]": "4000002760003184", "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"}).json()
@@ -59,7 +53,7 @@ def test_the_authentication_card_answers_requires_action_with_the_client_secret(
 
 def test_a_declined_saved_card_leaves_the_order_pending_with_the_error_and_seats_held(api, stack, make_event):
     event_id, types = make_event({"GA": (2500, 10)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     pm_id = save_card(api, stack, token, number="4000000000000341")  # saves fine, declines charges
     answer = checkout(api, token, event_id, types["GA"], 3, payment_method_id=pm_id)
     assert answer.status_code == 201, answer.text
@@ -77,9 +71,9 @@ def test_a_declined_saved_card_leaves_the_order_pending_with_the_error_and_seats
 
 def test_anything_but_the_callers_card_is_422_with_nothing_held(api, stack, make_event):
     event_id, types = make_event({"GA": (2500, 10)})
-    _, owner = customer(api)
+    _, owner = card_holder(api)
     theirs = save_card(api, stack, owner)
-    _, token = customer(api)
+    _, token = card_holder(api)
     mine = save_card(api, stack, token)
     assert api.request("DELETE", f"{CARDS}{mine}/", token=token).status_code == 200
     for card in (theirs, mine, "pm_unknown123", "not a card"):
@@ -91,7 +85,7 @@ def test_anything_but_the_callers_card_is_422_with_nothing_held(api, stack, make
 
 def test_stripe_down_at_a_saved_card_checkout_holds_nothing(api, stack, make_event, stripe_faults):
     event_id, types = make_event({"GA": (2500, 10)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     pm_id = save_card(api, stack, token)
     stripe_faults(500, count=10, path="/v1/payment_methods", method="GET")
     answer = checkout(api, token, event_id, types["GA"], payment_method_id=pm_id)
@@ -105,7 +99,7 @@ def test_stripe_down_at_a_saved_card_checkout_holds_nothing(api, stack, make_eve
 
 def test_save_card_keeps_the_card_paid_with(api, stack, make_event):
     event_id, types = make_event({"GA": (1500, 10)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     body = checkout(api, token, event_id, types["GA"], save_card=True).json()
     assert pay(stack, body).status_code == 200
     assert wait_for(lambda: order_of(api, token, body["order_id"])["status"] == "paid")

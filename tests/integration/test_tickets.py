@@ -5,7 +5,6 @@ tests/unit/test_tickets_api.py."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -17,32 +16,14 @@ import requests
 
 from local import stack as stack_module
 from tests.conftest import ROOT
-from tests.integration.test_checkout import buy
-from tests.integration.support import wait_for
-from tests.integration.test_webhook import order_of, pay
+from tests.shop import decode_qr, ticket_holder
 from ticketing import qr
 
 
-def decode(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, found
-    return found[0].text
-
-
 @pytest.fixture
-def customer(api, stack, make_event):
-    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"fan-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="Fan")
-    paid = buy(api, token, event_id, [(types["GA"], 2)]).json()
-    assert pay(stack, paid).json()["status"] == "succeeded"
-    assert wait_for(lambda: order_of(api, token, paid["order_id"])["status"] == "paid"), "not paid"
-    pending = buy(api, token, event_id, [(types["VIP"], 1)]).json()
-    return {"event_id": event_id, "token": token, "sub": sub, "paid": paid, "pending": pending}
+def customer(api, stack):
+    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP (tests/shop.py)."""
+    return ticket_holder(api, stack)
 
 
 @pytest.fixture
@@ -79,5 +60,5 @@ def test_after_a_key_rotation_old_tickets_still_decode_and_verify(api, stack, cu
     after = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=customer["token"]).json()
     assert after["qr_payload"] == before["qr_payload"]
     png = requests.get(after["qr_png_url"], timeout=10).content
-    verified = qr.verify_with(decode(png), keys["keys"])
+    verified = qr.verify_with(decode_qr(png), keys["keys"])
     assert (verified.ticket_id, verified.event_id) == (ticket_id, customer["event_id"])

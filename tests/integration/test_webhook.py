@@ -7,99 +7,12 @@ The helpers here are shared by the other integration modules."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import hashlib
-import hmac
 import io
-import json
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-import requests
-
-from local import stack as stack_module
 from tests.integration.support import queue_drained, stripe_events, wait_for
-from tests.integration.test_checkout import available, buy, holder_count, shards, stripe_client
-
-WEBHOOK = "/api/tickets/webhook/"
-SECRET = stack_module.STRIPE_KEYS["webhook_secret"]
-PK = stack_module.STRIPE_KEYS["publishable_key"]
-
-
-# ------------------------------------------------------------------ helpers
-def pay(stack, order, card="4242424242424242"):
-    """What Stripe.js does with the publishable key: a PaymentMethod, then confirm."""
-    method = requests.post(
-        f"{stack.stripe_url}/v1/payment_methods", auth=(PK, ""), timeout=10,
-        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
-    )
-    assert method.status_code == 200, method.text
-    return requests.post(
-        f"{stack.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PK, ""), timeout=10,
-        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
-    )
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
-
-
-def table_item(stack, pk, sk="META"):
-    item = stack.client("dynamodb").get_item(
-        TableName=stack_module.TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
-    ).get("Item")
-    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
-
-
-def receipts_for(stack, order_id):
-    """Raw receipts moto's SES has accepted for an order (parsed MIME messages)."""
-    messages = requests.get(f"{stack.aws_url}/_local/mail", timeout=10).json()["messages"]
-    found = []
-    for message in messages:
-        if not message["raw"]:
-            continue
-        parsed = email.message_from_string(message["raw"], policy=email.policy.default)
-        if parsed.get("X-Ticketing-Order") == order_id and parsed["Subject"].startswith("Your tickets"):
-            found.append(parsed)
-    return found
-
-
-def signed(payload: str, secret: str = SECRET, timestamp: int | None = None) -> str:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={signature}"
-
-
-def event_for(intent_id: str, kind: str = "payment_intent.succeeded", obj: dict | None = None) -> str:
-    """A Stripe event in today's shape (fixtures3.json's envelope) for `intent_id`."""
-    return json.dumps(
-        {
-            "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "api_version": "2024-06-20",
-            "created": int(time.time()), "livemode": False, "pending_webhooks": 1, "type": kind,
-            "request": {"id": None, "idempotency_key": None},
-            "data": {"object": obj or {"id": intent_id, "object": "payment_intent"}},
-        }
-    )
-
-
-def deliver(api, payload: str, signature: str | None):
-    headers = {"Content-Type": "application/json"}
-    if signature is not None:
-        headers["Stripe-Signature"] = signature
-    return api.post(WEBHOOK, data=payload, headers=headers)
-
-
-@pytest.fixture
-def event_and_order(api, make_event):
-    """A fresh event with two types and a pending order for 2 + 1 tickets."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"payer-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="O'Brien, \"Jo\" Ünïcode")
-    order = buy(api, token, event_id, [(types["GA"], 2), (types["VIP"], 1)]).json()
-    return {"event_id": event_id, "types": types, "sub": sub, "token": token, "order": order}
+from tests.integration.test_checkout import available, holder_count, shards, stripe_client
+from tests.shop import WEBHOOK, buy, deliver, event_for, order_of, pay, receipts_for, signed, table_item  # noqa: F401 - shared with the other integration modules
 
 
 # -------------------------------------------------------------------- tests

@@ -15,6 +15,7 @@ from local.gateway import match_route
 from local.stack import stripe_standin as local_stripe_standin
 from local.template import load_template
 from tests.conftest import ROOT, load_function
+from tests.shop import WEBHOOK_SECRET
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 
@@ -26,9 +27,7 @@ def aws():
         boto3.client("dynamodb").create_table(TableName="ticketing-test", **TEMPLATE.table_definition())
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/stripe",
-            SecretString=json.dumps(
-                {"secret_key": "sk_test_unit", "webhook_secret": "whsec_unit"}
-            ),
+            SecretString=json.dumps({"secret_key": "sk_test_unit", "webhook_secret": WEBHOOK_SECRET}),
         )
         boto3.client("secretsmanager").create_secret(
             Name="ticketing/test/admission", SecretString=json.dumps({"key": "unit-admission-key-" + "k" * 40}),
@@ -100,6 +99,53 @@ ADMIN = {"sub": "admin-1", "email": "admin@example.com", "name": "Admin", "cogni
 CUSTOMER = {"sub": "cust-1", "email": "c@example.com", "name": "Customer", "email_verified": "true"}
 
 
+# ------------------------------------------------ the domain in process, without the world's routes
+SENDER = "tickets@unit.example"
+QR_SIGNING_SECRET = "ticketing/test/qr"
+
+
+def provision_fulfilment(monkeypatch, public_keys: str | None = None) -> None:
+    """What fulfilling an order needs besides the table, for tests that call the domain or
+    single handlers: a QR signing key (and, with `public_keys`, its public keys document in
+    that parameter, for the gate) and a verified sender; settings and the mail client afresh."""
+    from local.stack import _new_qr_keys
+    from ticketing import config, mail, qr
+
+    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", QR_SIGNING_SECRET)
+    if public_keys:
+        monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", public_keys)
+    monkeypatch.setenv("SENDER_EMAIL", SENDER)
+    config.settings.cache_clear()
+    mail.reset_client()
+    keys = _new_qr_keys()
+    boto3.client("secretsmanager").create_secret(Name=QR_SIGNING_SECRET, SecretString=json.dumps(keys))
+    if public_keys:
+        boto3.client("ssm").put_parameter(Name=public_keys, Value=json.dumps(qr.public_document(keys)), Type="String")
+    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+
+
+def catalogue_event(catalogue, name: str) -> dict:
+    """An event on 1 January 2030, 18:00 to 22:00, made by the organiser through the catalogue function."""
+    _, event, _ = catalogue(
+        "POST", "/api/events/",
+        {"name": name, "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
+        claims=ADMIN,
+    )
+    return event
+
+
+def stripe_in_process():
+    """The Stripe stand-in (`stripe_standin`) with the unit secret's key."""
+    import stripe
+
+    return stripe.StripeClient("sk_test_unit", base_addresses={"api": os.environ["STRIPE_API_BASE"]})
+
+
+def confirm_at_stripe(intent_id: str):
+    """A PaymentIntent confirmed with Stripe's test Visa, as if its customer had paid."""
+    return stripe_in_process().v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+
+
 @pytest.fixture
 def catalogue(aws, catalogue_fn):
     return Invoker(catalogue_fn)
@@ -135,34 +181,6 @@ def stack(aws, stripe_standin, monkeypatch):
 @pytest.fixture
 def api(stack):
     return stack.api
-
-
-@pytest.fixture
-def make_event(api):
-    """An event on sale with the given ticket types: `make_event({"GA": (2500, 40)})`."""
-    from datetime import datetime, timedelta, timezone
-
-    admin = api.token(["admin"])
-
-    def make(types: dict[str, tuple[int, int]], **event_fields):
-        start = datetime.now(timezone.utc) + timedelta(days=7)
-        body = {
-            "name": f"Test {uuid.uuid4().hex[:6]}", "venue": "Hall", "currency": "usd",
-            "starts_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ends_at": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ"), **event_fields,
-        }
-        event = api.post("/api/events/", token=admin, json=body)
-        assert event.status_code == 201, event.text
-        event_id = event.json()["id"]
-        made = {}
-        for name, (price, capacity) in types.items():
-            answer = api.post(f"/api/events/{event_id}/ticket-types/", token=admin,
-                              json={"name": name, "price_cents": price, "capacity": capacity, "max_per_order": 10})
-            assert answer.status_code == 201, answer.text
-            made[name] = answer.json()["id"]
-        return event_id, made
-
-    return make
 
 
 @pytest.fixture

@@ -6,59 +6,18 @@ stack (tests/integration/test_account.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-
-import requests
-
-from tests.unit.world import PUBLISHABLE_KEY as PK
-from tests.unit.world import buy, pay
-
-
-def stripe_client(stack):
-    return stack.stripe_client()
-
-
-CARDS = "/api/me/payment-methods/"
-
-
-def customer(api):
-    sub = f"cards-{uuid.uuid4().hex[:8]}"
-    return sub, api.token([], sub=sub, email=f"{sub}@example.com", name="Card Holder")
-
-
-def account_key(sub: str) -> str:
-    return hashlib.sha256(sub.encode()).hexdigest()[:32]
-
-
-def stripe_customers(stack, sub):
-    listed = stripe_client(stack).v1.customers.list(params={"limit": 100}).auto_paging_iter()
-    return [c.id for c in listed if (c.to_dict().get("metadata") or {}).get("account") == account_key(sub)]
-
-
-def save_card(api, stack, token, number="4242424242424242"):
-    """What the front end does: a SetupIntent from us, then Stripe.js with the publishable key."""
-    setup = api.post(f"{CARDS}setup/", token=token)
-    assert setup.status_code == 201, setup.text
-    body = setup.json()
-    method = requests.post(f"{stack.stripe_url}/v1/payment_methods", timeout=10, data={
-        "key": PK, "type": "card", "card[number]": number, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"})
-    assert method.status_code == 200, method.text
-    confirmed = requests.post(f"{stack.stripe_url}/v1/setup_intents/{body['setup_intent_id']}/confirm", timeout=10, data={
-        "key": PK, "payment_method": method.json()["id"], "client_secret": body["client_secret"]})
-    assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
-    return method.json()["id"]
+from tests.shop import CARDS, buy, card_holder, pay, save_card, stripe_customers
 
 
 def test_a_card_is_saved_listed_made_default_and_removed_and_nobody_else_can_touch_it(api, stack):
-    sub, token = customer(api)
+    sub, token = card_holder(api)
     assert api.get(CARDS, token=token).json() == {"payment_methods": []}
     assert stripe_customers(stack, sub) == []  # listing nothing creates nothing
     pm_id = save_card(api, stack, token)
     listed = api.get(CARDS.rstrip("/"), token=token).json()["payment_methods"]
     assert listed == [{"id": pm_id, "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034, "is_default": False}]
 
-    _, other = customer(api)
+    _, other = card_holder(api)
     for method, path in (("DELETE", f"{CARDS}{pm_id}/"), ("POST", f"{CARDS}{pm_id}/default/"),
                          ("DELETE", f"{CARDS}pm_doesnotexist/"), ("POST", f"{CARDS}not-a-card/default/")):
         answer = api.request(method, path, token=other)
@@ -78,17 +37,17 @@ def test_a_card_is_saved_listed_made_default_and_removed_and_nobody_else_can_tou
 
 
 def test_setting_up_cards_is_rate_limited_per_account(api, stack):
-    _, token = customer(api)
+    _, token = card_holder(api)
     answers = [api.post(f"{CARDS}setup/", token=token) for _ in range(6)]
     assert [a.status_code for a in answers] == [201] * 5 + [429], [a.text for a in answers]
     assert int(answers[-1].headers["Retry-After"]) > 0
     assert answers[-1].json()["code"] == "setup_rate_limited"
-    _, someone_else = customer(api)
+    _, someone_else = card_holder(api)
     assert api.post(f"{CARDS}setup/", token=someone_else).status_code == 201  # per account
 
 
 def test_stripe_down_at_setup_is_502_then_503_when_busy_and_nothing_is_left_half_made(api, stack, stripe_faults):
-    sub, token = customer(api)
+    sub, token = card_holder(api)
     stripe_faults(500, count=10, path="/v1/customers")
     down = api.post(f"{CARDS}setup/", token=token)
     assert down.status_code == 502, down.text
@@ -104,7 +63,7 @@ def test_stripe_down_at_setup_is_502_then_503_when_busy_and_nothing_is_left_half
 
 def test_payment_history_and_inbox_show_what_happened(api, stack, make_event):
     event_id, types = make_event({"GA": (2500, 20)})
-    sub, token = customer(api)
+    sub, token = card_holder(api)
     orders = []
     for qty in (2, 1):
         order = buy(api, token, event_id, [(types["GA"], qty)]).json()
@@ -129,7 +88,7 @@ def test_payment_history_and_inbox_show_what_happened(api, stack, make_event):
     assert len(one["payments"]) == 1 and one["next_cursor"]
     rest = api.get(f"/api/me/payments/?limit=1&cursor={one['next_cursor']}", token=token).json()
     assert rest["payments"][0]["order_id"] == first["order_id"]
-    _, other = customer(api)
+    _, other = card_holder(api)
     assert api.get("/api/me/payments/", token=other).json()["payments"] == []
     foreign = api.get(f"/api/me/payments/?cursor={one['next_cursor']}", token=other)
     assert foreign.status_code == 400 and foreign.json()["code"] == "bad_cursor"
@@ -168,7 +127,7 @@ def test_payment_history_and_inbox_show_what_happened(api, stack, make_event):
 
 def test_a_resent_receipt_is_not_a_second_notification(api, stack, make_event):
     event_id, types = make_event({"GA": (1500, 5)})
-    _, token = customer(api)
+    _, token = card_holder(api)
     order = buy(api, token, event_id, [(types["GA"], 1)]).json()
     pay(stack, order)
     assert api.get("/api/me/notifications/", token=token).json()["unread"] == 1

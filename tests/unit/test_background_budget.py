@@ -4,38 +4,24 @@ counts of the calls that reached Stripe, the clock frozen inside one second)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
-import stripe
 
 from local.environment import overriding
-from local.stack import _new_qr_keys
-from tests.unit.conftest import ADMIN, Invoker, load_function
+from tests.unit.conftest import ADMIN, Invoker, catalogue_event, confirm_at_stripe, load_function, provision_fulfilment
 from ticketing import clock, config, event_cancel, fulfilment, mail, orders, payments, refunds
 from ticketing.auth import Caller
 from ticketing.errors import DependencyUnavailable
 
-SENDER = "tickets@unit.example"
 SECOND = datetime(2029, 6, 1, 12, 0, 0, 200_000, tzinfo=timezone.utc)  # early in a second: no edge spending
 ORGANISER = Caller(sub="admin-1", groups=frozenset({"admin"}))
 
 
 @pytest.fixture
 def shop(aws, catalogue, stripe_standin, monkeypatch):
-    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
-    monkeypatch.setenv("SENDER_EMAIL", SENDER)
-    config.settings.cache_clear()
-    mail.reset_client()
-    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(_new_qr_keys()))
-    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
-    _, event, _ = catalogue(
-        "POST", "/api/events/",
-        {"name": "Budgeted", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
-        claims=ADMIN,
-    )
+    provision_fulfilment(monkeypatch)
+    event = catalogue_event(catalogue, "Budgeted")
     _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 3000, "capacity": 10}, claims=ADMIN)
     buy = Invoker(load_function("checkout"))
     calls = {"refund": 0, "cancel": 0}
@@ -63,8 +49,7 @@ def shop(aws, catalogue, stripe_standin, monkeypatch):
 
     def paid(n: int) -> dict:
         answer = hold(n)
-        client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
-        client.v1.payment_intents.confirm(answer["payment_intent_id"], params={"payment_method": "pm_card_visa"})
+        confirm_at_stripe(answer["payment_intent_id"])
         assert fulfilment.settle(payments.retrieve_intent(answer["payment_intent_id"]))[0] == "paid"
         return answer
 

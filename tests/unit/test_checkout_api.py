@@ -11,28 +11,7 @@ import uuid
 
 import pytest
 
-from tests.unit.world import TABLE, available, buy, shards
-
-
-def holder_count(stack, sub, event_id):
-    item = stack.client("dynamodb").get_item(
-        TableName=TABLE, Key={"PK": {"S": f"HOLDER#{sub}"}, "SK": {"S": f"EVENT#{event_id}"}}, ConsistentRead=True
-    ).get("Item")
-    return int(item["held"]["N"]) if item else 0
-
-
-def stripe_client(stack):
-    return stack.stripe_client()
-
-
-def lapse(stack, order_id):
-    """Move an order's hold into the past, as if its 15 minutes had gone by."""
-    past = "2000-01-01T00:00:00Z"
-    stack.client("dynamodb").update_item(
-        TableName=TABLE, Key={"PK": {"S": f"ORDER#{order_id}"}, "SK": {"S": "META"}},
-        UpdateExpression="SET expires_at = :e, GSI2SK = :s",
-        ExpressionAttributeValues={":e": {"S": past}, ":s": {"S": f"{past}#{order_id}"}},
-    )
+from tests.shop import available, buy, holder_count, lapse, shards, stripe_client
 
 
 # -------------------------------------------------------------------- tests

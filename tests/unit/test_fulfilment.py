@@ -7,30 +7,18 @@ import json
 
 import boto3
 import pytest
-import stripe
 
-from local.stack import _new_qr_keys
-from tests.unit.conftest import ADMIN, Invoker, load_function
+from tests.unit.conftest import ADMIN, Invoker, catalogue_event, confirm_at_stripe, load_function, provision_fulfilment, stripe_in_process
 from ticketing import config, fulfilment, mail, orders, payments, qr, receipts, webhooks
 from ticketing.lifecycle import orders as lifecycle
 from ticketing.table import InventoryShard, OrderItem
 
-SENDER = "tickets@unit.example"
 
 
 @pytest.fixture
 def shop(aws, catalogue, stripe_standin, monkeypatch):
-    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
-    monkeypatch.setenv("SENDER_EMAIL", SENDER)
-    config.settings.cache_clear()
-    mail.reset_client()
-    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(_new_qr_keys()))
-    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
-    _, event, _ = catalogue(
-        "POST", "/api/events/",
-        {"name": "Late Show", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
-        claims=ADMIN,
-    )
+    provision_fulfilment(monkeypatch)
+    event = catalogue_event(catalogue, "Late Show")
     _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "Last seats", "price_cents": 3000, "capacity": 2}, claims=ADMIN)
     yield {"event": event, "type": ticket_type, "buy": Invoker(load_function("checkout"))}
     config.settings.cache_clear()
@@ -53,8 +41,7 @@ def _lapse_without_cancelling_the_payment(order_id):
 
 
 def _pay_at_stripe(intent_id):
-    client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
-    return client.v1.payment_intents.confirm(intent_id, params={"payment_method": "pm_card_visa"})
+    return confirm_at_stripe(intent_id)
 
 
 def _sent(subject_prefix):
@@ -108,8 +95,7 @@ def test_a_late_payment_for_seats_sold_meanwhile_is_refunded_in_full(shop):
     assert len(_sent("Refund for order")) == 1
     # Stripe delivers again: no second refund, no second notice.
     assert fulfilment.settle(payments.retrieve_intent(late["payment_intent_id"]))[0] == "already_refunded"
-    client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
-    assert len(client.v1.refunds.list(params={"payment_intent": late["payment_intent_id"]}).data) == 1
+    assert len(stripe_in_process().v1.refunds.list(params={"payment_intent": late["payment_intent_id"]}).data) == 1
     assert len(_sent("Refund for order")) == 1
 
 

@@ -15,14 +15,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import ROOT
-from tests.unit.world import QR_SECRET, TABLE, buy, pay, table_item
+from tests.shop import buy, paid_tickets, table_item
+from tests.unit.world import QR_SECRET, TABLE
 from ticketing import clock, ids, qr
 from ticketing.offline import verify_offline
 from ticketing.table import scan_partitions
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
 
 
 VERIFY = "/api/tickets/verify/"
@@ -31,25 +28,10 @@ DENIED = {"error": "Permission denied", "detail": "You do not have permission to
 
 # ------------------------------------------------------------------ helpers
 @pytest.fixture
-def scanner(api):
-    return api.token(["scanner"], sub=f"scanner-{uuid.uuid4().hex[:6]}")
-
-
-@pytest.fixture
-def paid(api, stack, make_event):
-    """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe.
-    Answers (event_id, [(ticket_id, code)], the pending order's ticket ids for `pending=True`)."""
-
-    def make(n: int):
-        event_id, types = make_event({"GA": (1500, 20)})
-        token = api.token([], sub=f"fan-{uuid.uuid4().hex[:6]}", email="fan@example.com", name="Fan")
-        order = buy(api, token, event_id, [(types["GA"], n)]).json()
-        assert pay(stack, order).json()["status"] == "succeeded"
-        assert order_of(api, token, order["order_id"])["status"] == "paid", "not paid"
-        tickets = [(t["id"], table_item(stack, f"TICKET#{t['id']}")["qr_payload"]) for t in order["tickets"]]
-        return event_id, types, tickets
-
-    return make
+def paid(api, stack):
+    """`paid(n)`: n valid tickets of a fresh event, bought and paid through Stripe:
+    (event_id, types, [(ticket_id, code)]) (tests/shop.py)."""
+    return lambda n: paid_tickets(api, stack, n)
 
 
 def sign(stack, ticket_id: str, event_id: str) -> str:

@@ -7,53 +7,15 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 
 import requests
 
-from tests.unit.world import buy, pay, shards, table_item
+from tests.shop import buy, check_invariants, paid_order, pending_order, stripe_client, type_item
 
 
 # ------------------------------------------------------------------ helpers
 def patch(api, path, token, body):
     return api.request("PATCH", path, token=token, json=body)
-
-
-def paid_order(api, stack, event_id, items, **claims):
-    sub = claims.pop("sub", f"fan-{uuid.uuid4().hex[:6]}")
-    token = api.token([], sub=sub, email=claims.pop("email", f"{sub}@example.com"), **claims)
-    answer = buy(api, token, event_id, items)
-    assert answer.status_code == 201, answer.text
-    order = answer.json()
-    pay(stack, order)
-    assert api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid"
-    return order, token
-
-
-def pending_order(api, event_id, items):
-    answer = buy(api, api.token([]), event_id, items)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-def type_item(stack, event_id, type_id):
-    item = table_item(stack, f"EVENT#{event_id}", f"TYPE#{type_id}")
-    return int(item["capacity"]), int(item["shards"])
-
-
-def shard_items(stack, type_id):
-    return [(shard.pop("shard"), shard) for shard in stack.shards(type_id)]
-
-
-def check_invariants(stack, event_id, type_id):
-    capacity, count = type_item(stack, event_id, type_id)
-    items = shard_items(stack, type_id)
-    assert len(items) == count
-    for _, shard in items:
-        assert shard["remaining"] >= 0 and shard["remaining"] + shard["held"] + shard["sold"] == shard["capacity"]
-    remaining, held, sold, total = shards(stack, type_id)
-    assert total == capacity and remaining + held + sold == capacity and held + sold <= capacity
-    return capacity, remaining, held, sold
 
 
 # -------------------------------------------------------------- editing
@@ -75,7 +37,7 @@ def test_a_price_change_applies_to_new_orders_only(api, stack, make_event):
     assert changed.status_code == 200 and changed.json()["price_cents"] == 3100
     after = buy(api, customer, event_id, [(types["GA"], 2)]).json()
     assert (before["total_cents"], after["total_cents"]) == (5000, 6200)
-    intents = stack.stripe_client().v1.payment_intents
+    intents = stripe_client(stack).v1.payment_intents
     assert intents.retrieve(before["payment_intent_id"]).amount == 5000
     assert intents.retrieve(after["payment_intent_id"]).amount == 6200
     assert api.get(f"/api/orders/{before['order_id']}/", token=customer).json()["total_cents"] == 5000

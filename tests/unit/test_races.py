@@ -14,16 +14,14 @@ import pytest
 import requests
 import stripe
 
-from local.stack import _new_qr_keys
 from tests import invariants
 from tests.interleave import Interleaver
-from tests.unit.conftest import ADMIN, Invoker, load_function
-from ticketing import checkout, clock, config, disputes, fulfilment, gate, inventory, mail, orders, payments, qr, refunds
+from tests.unit.conftest import ADMIN, Invoker, catalogue_event, load_function, provision_fulfilment, stripe_in_process
+from ticketing import checkout, clock, config, disputes, fulfilment, gate, inventory, mail, orders, payments, refunds
 from ticketing.auth import Caller
 from ticketing.errors import Conflict
 from ticketing.table import TicketItem
 
-SENDER = "tickets@unit.example"
 PUBLIC = "/ticketing/test/qr-races-public"
 SCANNER = Caller(sub="scanner-1", groups=frozenset({"scanner"}))
 ORGANISER = Caller(sub="admin-1", groups=frozenset({"admin"}))
@@ -31,26 +29,14 @@ ORGANISER = Caller(sub="admin-1", groups=frozenset({"admin"}))
 
 @pytest.fixture
 def shop(aws, catalogue, stripe_standin, monkeypatch):
-    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
-    monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", PUBLIC)
-    monkeypatch.setenv("SENDER_EMAIL", SENDER)
-    config.settings.cache_clear()
-    mail.reset_client()
-    keys = _new_qr_keys()
-    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(keys))
-    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(qr.public_document(keys)), Type="String")
-    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    provision_fulfilment(monkeypatch, public_keys=PUBLIC)
     # an edit of the event's times queues its holders' notices (ticketing.event_changes)
     monkeypatch.setenv("RECEIPT_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="receipts")["QueueUrl"])
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
     gate.forget_events()
-    _, event, _ = catalogue(
-        "POST", "/api/events/",
-        {"name": "Race Night", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
-        claims=ADMIN,
-    )
+    event = catalogue_event(catalogue, "Race Night")
     _, ticket_type, _ = catalogue("POST", f"/api/events/{event['id']}/ticket-types/", {"name": "GA", "price_cents": 3000, "capacity": 400}, claims=ADMIN)
     yield {"event": event, "type": ticket_type, "buy": Invoker(load_function("checkout")), "catalogue": catalogue}
     config.settings.cache_clear()
@@ -59,7 +45,7 @@ def shop(aws, catalogue, stripe_standin, monkeypatch):
 
 
 def _stripe() -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
+    return stripe_in_process()
 
 
 def _customer() -> Caller:

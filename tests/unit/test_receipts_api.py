@@ -7,25 +7,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.unit.world import buy, pay, receipts_for, stripe_events
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
+from tests.shop import buy, order_of, paid_order, payment_processed, receipts_for, stripe_events
 
 
 def _paid_order(api, stack, make_event, email: str):
     event_id, types = make_event({"GA": (1500, 10)})
-    sub = f"mail-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=email)
-    order = buy(api, token, event_id, [(types["GA"], 1)]).json()
-    assert pay(stack, order).json()["status"] == "succeeded"
+    order, token = paid_order(api, stack, event_id, [(types["GA"], 1)], settled=False, sub=f"mail-{uuid.uuid4().hex[:6]}", email=email)
     return token, order
-
-
-def _processed(stack, order) -> bool:
-    events = stripe_events(stack, order["payment_intent_id"])
-    return bool(events) and all(e["state"] == "processed" for e in events)
 
 
 def test_an_address_the_mail_code_refuses_is_recorded_on_the_order_and_the_payment_event_succeeds(api, stack, make_event):
@@ -34,7 +22,7 @@ def test_an_address_the_mail_code_refuses_is_recorded_on_the_order_and_the_payme
     assert shown["receipt"] and shown["receipt"]["status"] == "undeliverable", shown
     assert shown["status"] == "paid" and {t["status"] for t in shown["tickets"]} == {"valid"}
     assert "cannot receive" in shown["receipt"]["problem"]
-    assert _processed(stack, order), stripe_events(stack, order["payment_intent_id"])
+    assert payment_processed(stack, order), stripe_events(stack, order["payment_intent_id"])
     assert not receipts_for(stack, order["order_id"])
     resent = api.post(f"/api/orders/{order['order_id']}/resend-receipt/", token=token)
     assert resent.status_code == 422 and resent.json()["code"] == "receipt_undeliverable", resent.text

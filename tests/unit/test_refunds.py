@@ -11,8 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.unit.world import TABLE, available, buy, deliver, event_for, pay, receipts_for, shards, signed, table_item
-from tests.unit.world import dispute as _dispute
+from tests.shop import (available, deliver, event_for, order_state, paid_for_refund, receipts_for, refund, refund_notices, shards,
+                        signed, stripe_refunds, table_item)
+from tests.shop import dispute as _dispute
+from tests.unit.world import TABLE
 
 
 def iso(moment: datetime) -> str:
@@ -20,36 +22,9 @@ def iso(moment: datetime) -> str:
 
 
 @pytest.fixture
-def paid(api, stack, make_event):
-    """A paid order for 3 GA tickets at $20, its owner's token and the event."""
-
-    def make(starts_in=timedelta(days=7)):
-        start = datetime.now(timezone.utc) + starts_in
-        event_id, types = make_event({"GA": (2000, 10)}, starts_at=iso(start), ends_at=iso(start + timedelta(hours=3)))
-        sub = f"refunder-{uuid.uuid4().hex[:6]}"
-        token = api.token([], sub=sub, email=f"{sub}@example.com")
-        order = buy(api, token, event_id, [(types["GA"], 3)]).json()
-        pay(stack, order)
-        assert api.get(f"/api/orders/{order['order_id']}/", token=token).json()["status"] == "paid"
-        return {"order": order, "token": token, "event_id": event_id, "type_id": types["GA"], "sub": sub}
-
-    return make
-
-
-def refund(api, ctx, body=None, token=None, **headers):
-    return api.post(f"/api/orders/{ctx['order']['order_id']}/refund/", token=token or ctx["token"], json=body or {}, headers=headers)
-
-
-def order_state(api, ctx):
-    return api.get(f"/api/orders/{ctx['order']['order_id']}/", token=ctx["token"]).json()
-
-
-def stripe_refunds(stack, ctx):
-    return stack.stripe_client().v1.refunds.list(params={"payment_intent": ctx["order"]["payment_intent_id"]}).data
-
-
-def refund_notices(stack, order_id):
-    return [m for m in stack.mail() if f"Subject: Refund for order {order_id}" in m["raw"]]
+def paid(api, stack):
+    """`paid()`: a paid order for 3 GA tickets at $20, its owner's token and the event (tests/shop.py)."""
+    return lambda starts_in=timedelta(days=7): paid_for_refund(api, stack, starts_in)
 
 
 # ----------------------------------------------------------------- success

@@ -13,29 +13,13 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from tests.unit.world import buy, pay, table_item
-
-
-def decode(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1, found
-    return found[0].text
+from tests.shop import decode_qr, table_item, ticket_holder
 
 
 @pytest.fixture
-def customer(api, stack, make_event):
-    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"fan-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="Fan")
-    paid = buy(api, token, event_id, [(types["GA"], 2)]).json()
-    assert pay(stack, paid).json()["status"] == "succeeded"
-    assert api.get(f"/api/orders/{paid['order_id']}/", token=token).json()["status"] == "paid", "not paid"
-    pending = buy(api, token, event_id, [(types["VIP"], 1)]).json()
-    return {"event_id": event_id, "token": token, "sub": sub, "paid": paid, "pending": pending}
+def customer(api, stack):
+    """A customer with a paid order of 2 GA tickets and, newer, a pending order of 1 VIP (tests/shop.py)."""
+    return ticket_holder(api, stack)
 
 
 def test_my_tickets_and_orders_list_what_was_bought_with_filters_and_pages(api, customer):
@@ -91,7 +75,7 @@ def test_qr_images_decode_to_the_payload_through_the_api_and_presigned_urls(api,
     assert data["qr_payload"] == payload and data["status"] == "valid" and data["ticket_type_name"] == "GA"
     png = requests.get(data["qr_png_url"], timeout=10)  # no Authorization: as an <img> tag fetches it
     assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
-    assert decode(png.content) == payload
+    assert decode_qr(png.content) == payload
     svg = requests.get(data["qr_svg_url"], timeout=10)
     assert svg.status_code == 200 and ET.fromstring(svg.content).get("width") == "200"
 
@@ -100,7 +84,7 @@ def test_qr_images_decode_to_the_payload_through_the_api_and_presigned_urls(api,
     image = api.get(f"/api/tickets/{ticket_id}/qr/image/?size=300", token=token)
     assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
     assert image.headers["Cache-Control"].startswith("private")
-    assert Image.open(io.BytesIO(image.content)).size == (300, 300) and decode(image.content) == payload
+    assert Image.open(io.BytesIO(image.content)).size == (300, 300) and decode_qr(image.content) == payload
     again = api.get(f"/api/tickets/{ticket_id}/qr/image?size=300&format=png", token=token)
     assert again.content == image.content
 

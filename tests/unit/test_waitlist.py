@@ -5,24 +5,20 @@ lapsing while its checkout commits, two offer runs at once."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from datetime import timedelta
 
 import boto3
 import pytest
-import stripe
 
-from local.stack import _new_qr_keys
-from tests.unit.conftest import ADMIN, Invoker, load_function
+from tests.unit.conftest import ADMIN, Invoker, catalogue_event, confirm_at_stripe, load_function, provision_fulfilment
 from tests.unit.test_vouchers import one_aws_call_at_a_time  # noqa: F401 - a fixture
-from ticketing import checkout, clock, config, fulfilment, gate, inventory, mail, payments, qr, refunds, waitlist
+from ticketing import checkout, clock, config, fulfilment, gate, inventory, mail, payments, refunds, waitlist
 from ticketing.auth import Caller
 from ticketing.lifecycle.writes import set_hook
 from ticketing.table import InventoryShard, NotificationItem, WaitEntryItem
 
-SENDER = "tickets@unit.example"
 PUBLIC = "/ticketing/test/qr-wait-public"
 ORGANISER = Caller(sub="admin-1", groups=frozenset({"admin"}))
 CHECKOUT = "/api/tickets/stripe/checkout/"
@@ -31,24 +27,12 @@ CHECKOUT = "/api/tickets/stripe/checkout/"
 @pytest.fixture
 def shop(aws, catalogue, stripe_standin, monkeypatch):
     """An event with a waiting list (offers open 30 minutes) and type GA of 4 seats at $30."""
-    monkeypatch.setenv("QR_SIGNING_SECRET_NAME", "ticketing/test/qr")
-    monkeypatch.setenv("QR_PUBLIC_KEYS_PARAMETER", PUBLIC)
-    monkeypatch.setenv("SENDER_EMAIL", SENDER)
-    config.settings.cache_clear()
-    mail.reset_client()
-    keys = _new_qr_keys()
-    boto3.client("secretsmanager").create_secret(Name="ticketing/test/qr", SecretString=json.dumps(keys))
-    boto3.client("ssm").put_parameter(Name=PUBLIC, Value=json.dumps(qr.public_document(keys)), Type="String")
-    boto3.client("ses").verify_email_identity(EmailAddress=SENDER)
+    provision_fulfilment(monkeypatch, public_keys=PUBLIC)
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
     gate.forget_events()
-    _, event, _ = catalogue(
-        "POST", "/api/events/",
-        {"name": "Wait Night", "venue": "Hall", "currency": "usd", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T22:00:00Z"},
-        claims=ADMIN,
-    )
+    event = catalogue_event(catalogue, "Wait Night")
     status, patched, _ = catalogue("PATCH", f"/api/events/{event['id']}/", {"waiting_list": {"enabled": True, "offer_minutes": 30}},
                                    claims=ADMIN)
     assert status == 200 and patched["waiting_list"] == {"enabled": True, "offer_minutes": 30}
@@ -81,8 +65,7 @@ def _paid(shop, qty: int) -> dict:
     who = _customer("buyer")
     status, order, _ = _buy(shop, who, qty)
     assert status == 201, order
-    client = stripe.StripeClient("sk_test_unit", base_addresses={"api": payments.os.environ["STRIPE_API_BASE"]})
-    client.v1.payment_intents.confirm(order["payment_intent_id"], params={"payment_method": "pm_card_visa"})
+    confirm_at_stripe(order["payment_intent_id"])
     assert fulfilment.settle(payments.retrieve_intent(order["payment_intent_id"]))[0] == "paid"
     return order
 

@@ -9,29 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 
-from tests.unit.world import buy, deliver, event_for, pay, receipts_for, signed, table_item
-
-
-def order_of(api, token, order_id):
-    return api.get(f"/api/orders/{order_id}/", token=token).json()
-
-
-def stripe_client(stack):
-    return stack.stripe_client()
-
-
-@pytest.fixture
-def event_and_order(api, make_event):
-    """A fresh event with two types and a pending order for 2 + 1 tickets."""
-    event_id, types = make_event({"GA": (2500, 30), "VIP": (9000, 5)})
-    sub = f"payer-{uuid.uuid4().hex[:6]}"
-    token = api.token([], sub=sub, email=f"{sub}@example.com", name="O'Brien, \"Jo\" Ünïcode")
-    order = buy(api, token, event_id, [(types["GA"], 2), (types["VIP"], 1)]).json()
-    return {"event_id": event_id, "types": types, "sub": sub, "token": token, "order": order}
+from tests.shop import deliver, event_for, order_of, pay, receipts_for, signed, stripe_client, table_item
 
 
 # -------------------------------------------------------------------- tests

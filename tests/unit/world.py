@@ -9,15 +9,12 @@ An `api.token(...)` is an opaque string standing for the claims API Gateway's JW
 authorizer would hand on; a route with an authorizer and no token is answered 401 as
 API Gateway answers it, an undeclared route 404, so a test reads as its integration
 twin. Webhooks are delivered by calling the webhook function with a correctly signed
-body (`pay`, `deliver`): the stand-in's own deliveries are tested in tests/integration.
+body (`World.payment_confirmed`, tests/shop.py's `deliver`): the stand-in's own deliveries are
+tested in tests/integration.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -32,6 +29,7 @@ from local.gateway.events import build_event, build_response
 from local.gateway.routes import match_route
 from local.template import load_template
 from tests.conftest import ROOT, load_function
+from tests.shop import WEBHOOK_SECRET, deliver, event_for, signed
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 TABLE = "ticketing-test"
@@ -41,8 +39,7 @@ QR_PUBLIC_KEYS = "/ticketing/test/qr-public-keys"
 BUCKET = "ticketing-qr-test"
 SENDER = "tickets@unit.example"
 MAIL_CONFIGURATION_SET = "ticketing-test"
-SECRET_KEY, PUBLISHABLE_KEY, WEBHOOK_SECRET = "sk_test_unit", "pk_test_unit", "whsec_unit"
-WEBHOOK = "/api/tickets/webhook/"
+SECRET_KEY, PUBLISHABLE_KEY = "sk_test_unit", "pk_test_unit"
 QUEUES = {"ReceiptQueue": "RECEIPT_QUEUE_URL", "EventCancelQueue": "CANCEL_QUEUE_URL"}
 # What the integration stack sets besides the template (tests/integration/conftest.py):
 # small shards so small capacities spread over several, a low hold cap to reach it, and a
@@ -171,11 +168,30 @@ def _json_dumps(value: Any) -> str:
 
 
 class World:
-    """The provisioned account (as local/stack.py provisions it) and what tests read of it."""
+    """The provisioned account (as local/stack.py provisions it) and what tests read of it:
+    the `stack` of tests/shop.py, as the integration tests' local stack is."""
+
+    table = TABLE
+    stripe_keys = {"secret_key": SECRET_KEY, "publishable_key": PUBLISHABLE_KEY, "webhook_secret": WEBHOOK_SECRET}
 
     def __init__(self, stripe_url: str) -> None:
         self.stripe_url = stripe_url
         self.api = Api()
+
+    # ------------------------------------------------------------ where it differs from the local stack
+    def payment_confirmed(self, order: dict, confirmed: requests.Response) -> None:
+        """Stripe's payment_intent.succeeded (or payment_failed), signed, delivered to the
+        webhook there and then: no Stripe can reach an in-process world."""
+        if confirmed.status_code == 200:
+            kind = "payment_intent.succeeded" if confirmed.json()["status"] == "succeeded" else "payment_intent.payment_failed"
+            payload = event_for(order["payment_intent_id"], kind=kind)
+            delivered = deliver(self.api, payload, signed(payload))
+            assert delivered.status_code == 200, delivered.text
+
+    @staticmethod
+    def eventually(check: Any) -> Any:
+        """Everything a call sets off has happened by the time it answers: `check()`, once."""
+        return check()
 
     @staticmethod
     def provision(monkeypatch) -> dict[str, str]:
@@ -217,123 +233,3 @@ class World:
         from moto.ses.models import ses_backends
 
         return [{"raw": m.raw_data} for m in ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages if getattr(m, "raw_data", None)]
-
-    def stripe_client(self):
-        import stripe
-
-        return stripe.StripeClient(SECRET_KEY, base_addresses={"api": self.stripe_url})
-
-
-# ------------------------------------------------------------ Stripe, as a front end and as Stripe
-def pay(world: World, order: dict, card: str = "4242424242424242", *, deliver_webhook: bool = True) -> requests.Response:
-    """What Stripe.js does with the publishable key (a PaymentMethod, then confirm), then
-    Stripe's payment_intent.succeeded (or payment_failed) delivered, signed, to the webhook."""
-    method = requests.post(
-        f"{world.stripe_url}/v1/payment_methods", auth=(PUBLISHABLE_KEY, ""), timeout=10,
-        data={"type": "card", "card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"},
-    )
-    assert method.status_code == 200, method.text
-    confirmed = requests.post(
-        f"{world.stripe_url}/v1/payment_intents/{order['payment_intent_id']}/confirm", auth=(PUBLISHABLE_KEY, ""), timeout=10,
-        data={"payment_method": method.json()["id"], "client_secret": order["client_secret"]},
-    )
-    if deliver_webhook and confirmed.status_code == 200:
-        kind = "payment_intent.succeeded" if confirmed.json()["status"] == "succeeded" else "payment_intent.payment_failed"
-        payload = event_for(order["payment_intent_id"], kind=kind)
-        delivered = deliver(world.api, payload, signed(payload))
-        assert delivered.status_code == 200, delivered.text
-    return confirmed
-
-
-def signed(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={signature}"
-
-
-def event_for(intent_id: str, kind: str = "payment_intent.succeeded", obj: dict | None = None) -> str:
-    """A Stripe event in today's shape (fixtures3.json's envelope) for `intent_id`."""
-    return json.dumps(
-        {
-            "id": f"evt_test_{uuid.uuid4().hex[:16]}", "object": "event", "api_version": "2024-06-20",
-            "created": int(time.time()), "livemode": False, "pending_webhooks": 1, "type": kind,
-            "request": {"id": None, "idempotency_key": None},
-            "data": {"object": obj or {"id": intent_id, "object": "payment_intent"}},
-        }
-    )
-
-
-def deliver(api: Api, payload: str, signature: str | None) -> Response:
-    headers = {"Content-Type": "application/json"}
-    if signature is not None:
-        headers["Stripe-Signature"] = signature
-    return api.post(WEBHOOK, data=payload, headers=headers)
-
-
-# ------------------------------------------------------------------ reading the world
-CHECKOUT = "/api/tickets/stripe/checkout/"
-
-
-def buy(api: Api, token: str, event_id: str, items: list[tuple[str, int]], **headers: str) -> Response:
-    body = {"event_id": event_id, "items": [{"ticket_type_id": t, "qty": q} for t, q in items]}
-    return api.post(CHECKOUT, token=token, json=body, headers=headers)
-
-
-def shards(world: World, type_id: str) -> tuple[int, int, int, int]:
-    """(remaining, held, sold, capacity) summed over a type's shards, read from the table."""
-    items = world.shards(type_id)
-    assert items and all(item["remaining"] >= 0 for item in items)
-    total = lambda name: sum(item[name] for item in items)  # noqa: E731
-    return total("remaining"), total("held"), total("sold"), total("capacity")
-
-
-def available(api: Api, event_id: str, type_id: str) -> int:
-    event = api.get(f"/api/events/{event_id}/").json()
-    return next(t["available"] for t in event["ticket_types"] if t["id"] == type_id)
-
-
-def table_item(world: World, pk: str, sk: str = "META") -> dict[str, Any]:
-    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True).get("Item")
-    return {k: next(iter(v.values())) for k, v in (item or {}).items()}
-
-
-def receipts_for(world: World, order_id: str) -> list[email.message.EmailMessage]:
-    """Receipts SES has accepted for an order (parsed MIME messages)."""
-    found = []
-    for message in world.mail():
-        parsed = email.message_from_string(message["raw"], policy=email.policy.default)
-        if parsed.get("X-Ticketing-Order") == order_id and str(parsed["Subject"]).startswith("Your tickets"):
-            found.append(parsed)
-    return found
-
-
-def stripe_events(world: World, *object_ids: str) -> list[dict[str, str]]:
-    """The Stripe events the webhook has recorded about these objects (any state)."""
-    from ticketing.table import stripe_events_partitions
-
-    ddb, found = boto3.client("dynamodb"), []
-    for partition in stripe_events_partitions():
-        start = None
-        while True:
-            page = ddb.query(TableName=TABLE, IndexName="GSI1", KeyConditionExpression="GSI1PK = :p",
-                             ExpressionAttributeValues={":p": {"S": partition}}, **({"ExclusiveStartKey": start} if start else {}))
-            found += [{k: next(iter(v.values())) for k, v in item.items()}
-                      for item in page["Items"] if item.get("object_id", {}).get("S") in object_ids]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
-    return found
-
-
-def dispute(world: World, charge_id: str, intent_id: str, status: str, dispute_id: str) -> dict:
-    """The dispute at the Stripe stand-in (opened, or moved to `status`) and an event's
-    object for it, shaped like Stripe's own fixture."""
-    import copy
-
-    fixtures = json.loads((ROOT / "tests/fixtures/stripe/fixtures3-dispute.json").read_text())
-    at_stripe = requests.post(f"{world.stripe_url}/_config/disputes", json={
-        "id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000}, timeout=10)
-    assert at_stripe.status_code == 200, at_stripe.text
-    made = copy.deepcopy(fixtures["dispute"])
-    made.update({"id": dispute_id, "charge": charge_id, "payment_intent": intent_id, "status": status, "amount": 6000})
-    return made

@@ -1,10 +1,10 @@
 """The one paginator: opaque cursors over DynamoDB's LastEvaluatedKey, page sizes, and the
-scatter-gather over an event's ten GSI3 partitions (`gather`, `every`).
+scatter-gather over an event's GSI3 partitions (`gather`, `every`).
 
 **Finding an event's orders and tickets.** Checkout writes every order and ticket into
-GSI3 under one of ten partition keys per event (`table.event_orders_index`,
-`table.event_tickets_index`), so a rush on one event spreads its index writes over ten
-partitions. A reader queries the ten partitions newest first and merges them
+GSI3 under one of `table.EVENT_INDEX_PARTITIONS` (32) partition keys per event
+(`table.event_orders_index`, `table.event_tickets_index`), so a rush on one event spreads
+its index writes over 32 partitions. A reader queries them newest first and merges them
 (`gather`); the opaque cursor carries each partition's position (the last sort key
 handed out, or that it is exhausted), so a page never repeats or skips an item.
 

@@ -4,7 +4,7 @@
 checked in is a count of the event's `used` tickets; money is summed at read time from
 the very order records the orders listing shows (each order's total and refunded amount
 come from one item), so gross - refunded == net always and match the orders. Pages come
-from `ticketing.pages` (the scatter-gather over the event's ten GSI3 partitions).
+from `ticketing.pages` (the scatter-gather over the event's GSI3 partitions).
 """
 
 from __future__ import annotations
