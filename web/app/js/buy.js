@@ -183,10 +183,12 @@ async function waitlist(event) {
     } else if (offers.some((e) => e.ticket_type_id === typeId)) {
       show(box);
     } else {
-      const qty = el('input', { id: `wl-${typeId}`, type: 'number', inputmode: 'numeric', min: 1, max: type.max_per_order, value: 1 });
+      const joinIt = () => joinList(event, typeId, Number(qty.value));
+      // Enter here joins the list (inside the buy form it would otherwise submit a purchase).
+      const qty = el('input', { id: `wl-${typeId}`, type: 'number', inputmode: 'numeric', min: 1, max: type.max_per_order, value: 1,
+        onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); joinIt(); } } });
       show(box, el('label', { for: `wl-${typeId}` }, `Tickets wanted from the waiting list for ${type.name}`), qty,
-        el('p', {}, el('button', { type: 'button', class: 'secondary', onclick: () => joinList(event, typeId, Number(qty.value)) },
-          `Join the waiting list for ${type.name}`)));
+        el('p', {}, el('button', { type: 'button', class: 'secondary', onclick: joinIt }, `Join the waiting list for ${type.name}`)));
     }
   }
 }
