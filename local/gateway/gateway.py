@@ -27,7 +27,8 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT = 30.0  # API Gateway's limit for an HTTP API integration
 # Execution environments per function at most. Lambda scales out to a thousand, each on
 # CPU of its own; here every new one is a cold start on the same few cores, so a rush
-# queues for the warm ones (within the integration timeout) instead.
+# queues for the warm ones instead (the integration timeout counts from when a worker takes
+# the request: `local.gateway.pool.QUEUE_WAIT`).
 DEFAULT_CONCURRENCY = 8
 
 

@@ -8,6 +8,7 @@ A worker runs one invocation at a time; a crash or a timeout ends that worker on
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +20,13 @@ from local.gateway.processes import Parent, Timeout, Worker
 from local.template import Function
 
 INIT_TIMEOUT = 30.0  # Lambda allows 10 s of init; a loaded laptop needs more
+# How long an invocation may wait for an execution environment when all `concurrency` are
+# busy. Lambda would start another at once (a thousand and more, each on CPU of its own);
+# here a rush queues for the ones there are, on the same few cores. The wait stands in for
+# that scale-out, so API Gateway's integration timeout counts from when a worker takes the
+# invocation, as it counts from when Lambda runs it; past this wait the answer is the 503
+# of a timeout all the same.
+QUEUE_WAIT = 120.0
 
 
 @dataclass
@@ -154,15 +162,15 @@ class FunctionPool:
     # -- invoking
 
     def invoke(self, event: dict[str, Any], request_id: str | None = None, within: float | None = None) -> InvokeResult:
-        """Run ``event`` on a worker. ``within``: seconds the caller waits for the answer
-        (API Gateway's integration timeout); the invocation itself runs to the function's
-        own timeout, as in Lambda, and its worker is then reused."""
+        """Run ``event`` on a worker. ``within``: seconds the caller waits for the answer once
+        a worker has it (API Gateway's integration timeout; waiting for a worker is bounded by
+        ``QUEUE_WAIT``); the invocation itself runs to the function's own timeout, as in
+        Lambda, and its worker is then reused."""
         timeout = float(self.function.timeout)
-        started = time.monotonic()
-        answer_by = started + (within if within is not None else timeout + INIT_TIMEOUT)
-        worker = self._acquire(answer_by)
+        worker = self._acquire(time.monotonic() + (QUEUE_WAIT if within is not None else timeout + INIT_TIMEOUT))
         if isinstance(worker, InvokeResult):
             return worker
+        answer_by = time.monotonic() + (within if within is not None else timeout + INIT_TIMEOUT)
         function_deadline = time.monotonic() + timeout
         try:
             worker.send({"event": event, "request_id": request_id or str(uuid.uuid4()), "timeout_ms": int(timeout * 1000)})

@@ -740,6 +740,23 @@ def test_no_answer_within_the_integration_timeout_is_503_and_the_function_runs_o
     assert before <= pool.pids() and len(pool.pids()) <= len(before) + 1
 
 
+def test_waiting_for_a_busy_function_does_not_count_against_the_integration_timeout(stack):
+    """Lambda would start an execution environment for each of 12 requests at once; here 4
+    take them in turns, so the last 4 wait about two turns (longer than the integration
+    timeout) for a worker. The timeout counts from when a worker has the request, as API
+    Gateway counts from when Lambda runs it: all 12 are answered."""
+    turn = INTEGRATION_TIMEOUT * 0.7  # under the timeout each; two turns of waiting are over it
+    barrier = threading.Barrier(12)
+
+    def call(_):
+        barrier.wait(timeout=30)
+        return requests.get(stack["url"] + f"/patient?s={turn}", timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as clients:
+        answers = list(clients.map(call, range(12)))
+    assert answers == [200] * 12
+
+
 def test_an_answer_over_lambdas_6_mb_fails_as_in_aws(stack):
     limit = 6 * 1024 * 1024 + 100  # Lambda's 6,291,556 bytes of response payload
     near = requests.get(stack["url"] + f"/big?bytes={limit - 200}", timeout=30)

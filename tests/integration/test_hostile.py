@@ -7,6 +7,10 @@ Not one answer may be a 5xx; every other answer is in the API's error format (or
 Gateway's own `{"message"}` where the gateway answers), and nothing changes: the table
 (but for the gate's audit records, written for every scan by design), the QR images and the
 mail sent are the same after the corpus as before it.
+
+On a stack of its own, its schedules held back: on the worker's shared stack the expiry
+runs and late webhooks of the tests before this one change their own orders while the
+corpus runs, and "nothing changed" could not tell those from a hostile request's doing.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import pytest
 import requests
 
 from local import stack as stack_module
+from local.ports import free_port
 from local.template import load_template
 from ticketing.pages import encode_cursor
 from tests.conftest import ROOT
 from tests.integration.test_checkout import buy
+from tests.integration.support import Api, StackUnderTest
 from tests.integration.test_webhook import pay, table_item, wait_for
 
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -59,6 +65,25 @@ FORGED_CURSORS = {name: encode_cursor(value) for name, value in {
     "number-key": {"PK": {"N": "1"}, "SK": {"S": "META"}, "GSI1PK": {"S": "EVENTS"}, "GSI1SK": {"S": "x#e"}},
     "scatter-partitions": {"p": {"99": "2031-01-01#or_1"}, "x": [-1]},
 }.items()} | {"deep": base64.urlsafe_b64encode(b"[" * 1_400).decode(), "not-utf8": "_w", "not-base64": "%%%"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A stack only this module uses, its schedules an hour apart (none runs during the corpus)."""
+    instance = StackUnderTest(
+        api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), state_dir=tmp_path_factory.mktemp("hostile"),
+        quiet=True, seed_demo=False, schedule_seconds=3600,
+    )
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    return Api(stack)
 
 
 @pytest.fixture(scope="module")
