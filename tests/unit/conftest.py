@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local.aws import attribute_values_as_they_are
 from local.gateway import match_route
 from local.stack import stripe_standin as local_stripe_standin
 from local.template import load_template
@@ -18,6 +19,8 @@ from tests.conftest import ROOT, load_function
 from tests.shop import WEBHOOK_SECRET
 
 TEMPLATE = load_template(ROOT / "template.yaml")
+# moto answers DynamoDB as before, without its slow walk of every attribute value (tests/unit/test_local_aws.py).
+attribute_values_as_they_are()
 
 
 @pytest.fixture
