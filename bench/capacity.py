@@ -246,7 +246,8 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
     import boto3
     from moto import mock_aws
 
-    from bench.common import create_table_and_secrets, environment, moto_item, moto_like_the_stand_in
+    from bench.common import create_table_and_secrets, environment, moto_item
+    from local.aws import like_the_stand_in
     from local.stack import _new_qr_keys
     from tests.conftest import load_function
     from tests.unit.conftest import ADMIN, Invoker
@@ -265,7 +266,7 @@ def run_model(checkouts: int = 100, over_budget: int = 300, lapses: int = 40, sc
         **deployed_budget(),
     }
     try:
-        with mock_aws(), moto_like_the_stand_in(), environment(settings):
+        with mock_aws(), like_the_stand_in(), environment(settings):
             mail.reset_client()
             create_table_and_secrets()
             keys = _new_qr_keys()
@@ -569,7 +570,7 @@ def run() -> str:
     import io
 
     # About 50 s of CPU (two to four minutes on this shared machine): moto in process as the
-    # local stand-in runs it (`bench.common.moto_like_the_stand_in`), the recorder's item images
+    # local stand-in runs it (`local.aws.like_the_stand_in`), the recorder's item images
     # read from moto directly (`moto_item`). The functions' metrics lines are kept off the report.
     with contextlib.redirect_stdout(io.StringIO()):
         model = run_model(checkouts=100, over_budget=300, lapses=40, scans=100)

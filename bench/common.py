@@ -74,39 +74,6 @@ def calls_text(calls: Counter, service: str | None = None) -> str:
     return ", ".join(f"{operation} x{n}" for operation, n in shown) or "none"
 
 
-@contextmanager
-def moto_like_the_stand_in() -> Iterator[None]:
-    """moto in process with the local AWS stand-in's own fixes (`local.aws`): each DynamoDB
-    request run alone, a Query answered from its partition, a transaction backing up only
-    the items it names. moto 5.2.5 otherwise copies the whole table for every item of every
-    TransactWriteItems and sorts the whole table for every Query, so a model's run grows with
-    the square of its sample; attribute values written to responses as they are. What moto checks, writes and answers is unchanged; the
-    originals come back after the block."""
-    from moto.core import serialize
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import Table
-    from moto.dynamodb.responses import DynamoHandler
-
-    from local import aws
-
-    saved = [(DynamoHandler, "call_action"), (Table, "query"), (DynamoDBBackend, "transact_write_items"), (Table, "__deepcopy__")]
-    originals = [(owner, name, owner.__dict__.get(name)) for owner, name in saved]
-    serializers = dict(serialize.SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {}))
-    aws.serialize_dynamodb()
-    aws.index_queries()
-    aws.transactions_keep_their_items_only()
-    aws.attribute_values_as_they_are()
-    try:
-        yield
-    finally:
-        serialize.SERVICE_SPECIFIC_SERIALIZERS["dynamodb"] = serializers
-        for owner, name, original in originals:
-            if original is None:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
-
-
 def moto_item(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
     """An item as moto in process holds it, in DynamoDB JSON (what a consistent GetItem
     answers), read from moto's backend without a request: the recorder's item images

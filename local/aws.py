@@ -59,6 +59,8 @@ import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -279,6 +281,38 @@ def transactions_keep_their_items_only() -> None:
     Table.__deepcopy__ = table_deepcopy  # type: ignore[attr-defined]
     transact_write_items._item_backups = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+@contextmanager
+def like_the_stand_in() -> Iterator[None]:
+    """moto in process (`mock_aws`) with the stand-in's own fixes above: each DynamoDB
+    request run alone, a Query answered from its partition, a transaction backing up only
+    the items it names, attribute values written into answers as they are. moto 5.2.5
+    otherwise copies the whole table for every item of every TransactWriteItems and sorts
+    the whole table for every Query, so a test's or a model's run grows with the square of
+    its sample. What moto checks, writes and answers is unchanged; the originals come back
+    after the block. Used by the unit tests' `aws` fixture and the capacity model."""
+    from moto.core import serialize
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    saved = [(DynamoHandler, "call_action"), (Table, "query"), (DynamoDBBackend, "transact_write_items"), (Table, "__deepcopy__")]
+    originals = [(owner, name, owner.__dict__.get(name)) for owner, name in saved]
+    serializers = dict(serialize.SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {}))
+    serialize_dynamodb()
+    index_queries()
+    transactions_keep_their_items_only()
+    attribute_values_as_they_are()
+    try:
+        yield
+    finally:
+        serialize.SERVICE_SPECIFIC_SERIALIZERS["dynamodb"] = serializers
+        for owner, name, original in originals:
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
 
 
 def _matching_fault(environ: dict[str, Any], body: bytes = b"") -> dict[str, Any] | None:

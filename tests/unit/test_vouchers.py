@@ -245,7 +245,7 @@ def test_concurrent_checkouts_with_a_voucher_of_5_uses_exactly_5_succeed_and_a_l
     won = [answer for status, answer in results if status == 201]
     refused = [answer for status, answer in results if status != 201]
     assert len(won) == 5 and all(a["discount_cents"] == 300 and a["total_cents"] == 700 for a in won)
-    assert len(refused) == 7 and {(a["field"], a["code"]) for a in refused} == {("voucher_code", "used_up")}
+    assert len(refused) == 7 and [(a.get("field"), a.get("code")) for a in refused] == [("voucher_code", "used_up")] * 7, refused
     assert _uses(made["code"]) == 5
     # one hold lapses: the expiry run gives its use back, and the next customer gets it
     order = OrderItem.get(*OrderItem.key(won[0]["order_id"]))
