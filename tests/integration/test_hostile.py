@@ -67,6 +67,10 @@ FORGED_CURSORS = {name: encode_cursor(value) for name, value in {
 }.items()} | {"deep": base64.urlsafe_b64encode(b"[" * 1_400).decode(), "not-utf8": "_w", "not-base64": "%%%"}
 
 
+# Its stack (a module fixture) starts once: every test of the module on one worker.
+pytestmark = pytest.mark.xdist_group("hostile")
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """A stack only this module uses, its schedules an hour apart (none runs during the corpus)."""
