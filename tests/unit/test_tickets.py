@@ -14,6 +14,7 @@ import pytest
 
 from bench.common import count_aws_calls
 from local.stack import _new_qr_keys
+from tests.shop import decode_qr
 from tests.unit.conftest import ADMIN, Invoker, load_function
 from ticketing import clock, config, qr, tickets
 from ticketing.ids import new_id
@@ -99,15 +100,6 @@ def renders(monkeypatch):
 
         monkeypatch.setattr(qr, f"render_{kind}", wrapper)
     return counted
-
-
-def decode(png: bytes) -> str:
-    import zxingcpp
-    from PIL import Image
-
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1
-    return found[0].text
 
 
 # ---------------------------------------------------------------- listings
@@ -254,7 +246,7 @@ def test_qr_data_gives_the_payload_and_presigned_urls_of_stored_images(call, ren
     assert renders == {"png": 1, "svg": 1}
     kid = ticket.qr_payload.split(":")[1]
     png = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"qr/{ticket.ticket_id}/{kid}/200.png")
-    assert png["ContentType"] == "image/png" and decode(png["Body"].read()) == ticket.qr_payload
+    assert png["ContentType"] == "image/png" and decode_qr(png["Body"].read()) == ticket.qr_payload
     assert f"/qr/{ticket.ticket_id}/{kid}/200.png" in data["qr_png_url"]
     call("GET", f"/api/tickets/{ticket.ticket_id}/qr/data/", claims=me("judy"))
     assert renders == {"png": 1, "svg": 1}  # already in the bucket
@@ -308,7 +300,7 @@ def test_an_image_is_rendered_once_then_served_with_one_s3_read(call, renders):
     assert dict(calls) == {"dynamodb.GetItem": 1, "s3.GetObject": 1}
     from PIL import Image
 
-    assert Image.open(io.BytesIO(first)).size == (300, 300) and decode(first) == ticket.qr_payload
+    assert Image.open(io.BytesIO(first)).size == (300, 300) and decode_qr(first) == ticket.qr_payload
     _image(call, ticket.ticket_id, "mike", format="svg", size=300)
     _image(call, ticket.ticket_id, "mike", format="svg", size=300)
     _image(call, ticket.ticket_id, "mike", size=301)
@@ -379,7 +371,7 @@ def test_after_rotation_an_old_tickets_qr_still_decodes_and_verifies(call):
         _, data, _ = call("GET", f"/api/tickets/{ticket.ticket_id}/qr/data/", claims=me("quinn"))
         status, body, _ = _image(call, ticket.ticket_id, "quinn")
         assert status == 200
-        payload = decode(base64.b64decode(body))
+        payload = decode_qr(base64.b64decode(body))
         assert payload == data["qr_payload"] == ticket.qr_payload
         assert qr.verify(payload, qr.public_document(rotated)["keys"]) == qr.Verified(ticket.ticket_id, ticket.event_id, kid)
         assert f"/{kid}/200.png" in data["qr_png_url"]
