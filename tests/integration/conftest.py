@@ -27,27 +27,21 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from local.ports import free_port
 from tests.integration.support import Api, StackUnderTest, StandIn
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[StackUnderTest]:
-    instance = StackUnderTest(
-        api_port=free_port(), stripe_port=free_port(), aws_port=free_port(),
-        state_dir=tmp_path_factory.mktemp("stack"), quiet=True, schedule_seconds=15,
+    with StackUnderTest.running(
+        tmp_path_factory.mktemp("stack"), quiet=True, schedule_seconds=15,
         # Small shards so small test capacities spread over several; a low hold cap to reach it;
         # secrets read afresh on every call, so a test that changes one (a key rotation) and
         # puts it back leaves no function holding the changed value for the tests after it.
         # A Stripe budget well above what any test asks for (test_stripe_budget has a stack of its own at 20/s).
         extra_env={"INVENTORY_SHARD_SIZE": "10", "MAX_HELD_PER_CUSTOMER": "12", "POWERTOOLS_PARAMETERS_MAX_AGE": "0",
                    "STRIPE_RATE_TOTAL": "10000", "STRIPE_RATE_PER_ENDPOINT": "10000"},
-    )
-    try:
-        instance.start()
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="session")

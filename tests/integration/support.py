@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,20 @@ class StackUnderTest(Stack):
     def eventually(self, check: Callable[[], Any]) -> Any:
         """Webhooks, queues and schedules finish in the background here: `wait_for(check)`."""
         return wait_for(check)
+
+    @classmethod
+    @contextmanager
+    def running(cls, state_dir: Path, **settings: Any) -> Iterator[StackUnderTest]:
+        """A stack on free ports with `settings`, started for the block and stopped after it
+        whatever happens."""
+        from local.ports import free_port
+
+        instance = cls(api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), state_dir=state_dir, **settings)
+        try:
+            instance.start()
+            yield instance
+        finally:
+            instance.stop()
 
     def mail(self) -> list[dict[str, Any]]:
         """Every email SES accepted (the AWS stand-in's `/_local/mail`), those with a body."""

@@ -24,7 +24,6 @@ import pytest
 import requests
 
 from local import stack as stack_module
-from local.ports import free_port
 from local.template import load_template
 from ticketing.pages import encode_cursor
 from tests.conftest import ROOT
@@ -74,15 +73,8 @@ pytestmark = pytest.mark.xdist_group("hostile")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """A stack only this module uses, its schedules an hour apart (none runs during the corpus)."""
-    instance = StackUnderTest(
-        api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), state_dir=tmp_path_factory.mktemp("hostile"),
-        quiet=True, seed_demo=False, schedule_seconds=3600,
-    )
-    try:
-        instance.start()
+    with StackUnderTest.running(tmp_path_factory.mktemp("hostile"), quiet=True, seed_demo=False, schedule_seconds=3600) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")

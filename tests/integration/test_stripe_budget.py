@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from local.ports import free_port
 from tests.integration.support import Api, StackUnderTest
 from tests.integration.test_checkout import CHECKOUT, holder_count, shards, stripe_client
 from tests.integration.test_rush import at_once
@@ -28,16 +27,11 @@ WORKERS = 16  # execution environments of the checkout function, all started bef
 def budget_stack(tmp_path_factory) -> Iterator[StackUnderTest]:
     """A stack of its own whose Stripe budget is 20 PaymentIntents a second (the shared one's
     is far above what the other tests ask for)."""
-    instance = StackUnderTest(
-        api_port=free_port(), stripe_port=free_port(), aws_port=free_port(), state_dir=tmp_path_factory.mktemp("budget"),
-        quiet=True, seed_demo=False, schedule_seconds=600, concurrency=WORKERS,
+    with StackUnderTest.running(
+        tmp_path_factory.mktemp("budget"), quiet=True, seed_demo=False, schedule_seconds=600, concurrency=WORKERS,
         extra_env={"STRIPE_RATE_PER_ENDPOINT": str(RATE), "STRIPE_RATE_TOTAL": "100", "INVENTORY_SHARD_SIZE": "10"},
-    )
-    try:
-        instance.start()
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def test_200_checkouts_at_once_never_pass_20_payment_intents_a_second(budget_stack):
