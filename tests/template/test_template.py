@@ -63,7 +63,7 @@ def _wheel_index(env: dict[str, str]) -> Iterator[str]:
     """The functions' pinned wheels, fetched once from PyPI for Lambda's platform and served
     as a package index on loopback for the block. SAM runs pip once per function, and pip
     spends about 20 s of CPU reading PyPI's pages of botocore, pydantic and the rest each
-    time: 16 functions took 4 to 5 minutes, served from here about one. Served over HTTP,
+    time: 16 functions took 4 to 5 minutes, and take about one served from here. Served over HTTP,
     not from a folder: pip says "Processing" for a local file, and SAM then calls
     `pip wheel` on each one (a second per wheel)."""
     pins = sorted({line.split()[0] for path in ROOT.glob("functions/*/requirements.txt")
