@@ -94,6 +94,8 @@ def _wheel_index(env: dict[str, str]) -> Iterator[str]:
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
+    disable_nagle_algorithm = True  # a file's last short segment otherwise waits for pip's delayed ACK
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         pass
 
