@@ -36,9 +36,17 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
 for extra in (ROOT, ROOT / "layers/common/python"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+# moto's `mock_aws` gives every test a new default boto3 session, and each new session parsed
+# botocore's JSON again (the endpoints, each service's model): a quarter of the unit tests'
+# CPU. Parsed once per test process instead, as the local Lambda workers do.
+from local.gateway.worker import share_botocore_data  # noqa: E402
+
+share_botocore_data()
 
 
 def load_function(name: str):
