@@ -13,6 +13,9 @@ from tests.unit.conftest import TEMPLATE
 
 TABLE = "ticketing-test"
 
+# Its module fixture (the scripted on-sale, about 20 s) runs once: every test of the module on one worker.
+pytestmark = pytest.mark.xdist_group("capacity")
+
 
 def _item(pk: str, size: int, **extra) -> dict:
     item = {"PK": {"S": pk}, "SK": {"S": "META"}, **extra}
