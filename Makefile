@@ -9,7 +9,7 @@ SAM    := $(SAMENV)/bin/sam
 
 # uv (pinned, installed into the dev venv by pip) installs the rest: about 15 s per
 # environment on a fresh machine where pip alone takes a minute and a half. It compiles the
-# packages' bytecode as it installs (about 20 s): uv does not by default, and where
+# packages' bytecode as it installs (about 30 s for both): uv does not by default, and where
 # PYTHONDONTWRITEBYTECODE is set (as in these machines' shells) every process the suite starts (each
 # function's runtime, the stand-ins, the test workers) compiled botocore, pydantic, moto and
 # the rest from source again: a function's cold start took 1.9 s of CPU instead of 0.6 s.
