@@ -36,7 +36,6 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
-
 for extra in (ROOT, ROOT / "layers/common/python"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
