@@ -5,7 +5,7 @@ SAMENV := .venvs/sam
 PY     := $(VENV)/bin/python
 SAM    := $(SAMENV)/bin/sam
 
-.PHONY: dev test test-unit web chromium test-integration test-template openapi lock bench soak reconcile clean
+.PHONY: dev test test-unit bytecode web chromium test-integration test-template openapi lock bench soak reconcile clean
 
 # uv (pinned, installed into the dev venv by pip) installs the rest: about 15 s per
 # environment on a fresh machine where pip alone takes a minute and a half. It compiles the
@@ -51,24 +51,28 @@ chromium:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
 	    chromium chromium-driver >/dev/null; fi
 
+## make bytecode: our own sources compiled (about a second), as the environments' packages are
+## at install: where PYTHONDONTWRITEBYTECODE is set, every process would compile them again
+bytecode: $(VENV)/.installed
+	$(PY) -m compileall -q layers functions local tests
+
 ## make dev: the whole stack on 127.0.0.1 with demo data (Ctrl-C stops it)
-dev: $(VENV)/.installed $(WEB_STAMP)
+dev: $(VENV)/.installed $(WEB_STAMP) bytecode
 	$(PY) -m local.stack
 
 ## make test: every test (template checks, integration on real local stacks, unit), one
 ## pytest worker per core (each starts one local stack on free ports, shared by its
 ## integration tests), tests handed out one by one, in a random order
-test: $(VENV)/.installed $(SAMENV)/.installed $(WEB_STAMP) chromium
-	$(PY) -m compileall -q layers functions local tests  # our own bytecode too (about a second)
+test: $(VENV)/.installed $(SAMENV)/.installed $(WEB_STAMP) chromium bytecode
 	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q -n auto --dist loadgroup
 
-test-unit: $(VENV)/.installed
+test-unit: $(VENV)/.installed bytecode
 	$(PY) -m pytest -q tests/unit
 
-test-integration: $(VENV)/.installed $(WEB_STAMP) chromium
+test-integration: $(VENV)/.installed $(WEB_STAMP) chromium bytecode
 	$(PY) -m pytest -q tests/integration
 
-test-template: $(VENV)/.installed $(SAMENV)/.installed
+test-template: $(VENV)/.installed $(SAMENV)/.installed bytecode
 	SAM_CLI_TELEMETRY=0 SAM_BIN=$(abspath $(SAM)) $(PY) -m pytest -q tests/template
 
 ## make openapi: regenerate the committed OpenAPI document after changing routes
