@@ -234,17 +234,11 @@ class Stack:
             raise StackError(f"{what} did not answer at {url} within {timeout:.0f} s")
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM to every part at once, SIGKILL to what is left after `grace` seconds."""
-        procs = [proc for _name, proc in reversed(self._procs)]
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=5)
+        """The gateway first, so that requests in flight get its 503 rather than their functions
+        failing against stand-ins already gone; then the stand-ins. Each step: SIGTERM, then
+        SIGKILL to what is left after `grace` seconds."""
+        _terminate([proc for name, proc in self._procs if name == "gateway"], grace)
+        _terminate([proc for name, proc in self._procs if name != "gateway"], grace)
         self._procs.clear()
 
     def __enter__(self) -> Stack:
@@ -406,6 +400,21 @@ Try it:
 
 `sam local start-api --env-vars {self.state_dir / 'env.json'}` uses the same servers where Docker exists (README).
 """
+
+
+def _terminate(procs: list[subprocess.Popen], grace: float) -> None:
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # not reaped yet: nothing more to send it
+                pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
