@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import io
 import json
 import logging
@@ -650,11 +651,40 @@ def with_faults(app):
     return middleware
 
 
+def leaner_dispatch() -> None:
+    """moto finds a handler's method by listing the class's members with `inspect` on every
+    request; the list, once per class."""
+    import moto.core.responses as responses
+
+    if not hasattr(responses.method_names_from_class, "cache_info"):
+        responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+
+
+def _dispatcher() -> Any:
+    """moto's dispatcher less two costs of every request: the backend of a Host header is
+    looked up once (moto lists and stats its own package directory for it each time, under a
+    lock every request shares), and its Flask apps run out of debug mode (moto turns it on;
+    it wraps each request's form data in a class made for the request). Errors still answer 500."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        @functools.lru_cache(maxsize=1024)  # noqa: B019 (one dispatcher, for the server's life)
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return super().get_backend_for_host(host)
+
+    def create_app(service: str) -> Any:
+        app = create_backend_app(service)
+        app.debug = False
+        return app
+
+    return Dispatcher(create_app)
+
+
 class Server:
     """moto's WSGI app behind the fault layer, served from a background thread."""
 
     def __init__(self, host: str, port: int) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
         from werkzeug.serving import make_server
 
         # No access log: a line per request (and its lock) cost a sixth of the stand-in's time
@@ -664,7 +694,8 @@ class Server:
         index_queries()
         transactions_keep_their_items_only()
         attribute_values_as_they_are()
-        app = with_faults(DomainDispatcherApplication(create_backend_app))
+        leaner_dispatch()
+        app = with_faults(_dispatcher())
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
