@@ -288,23 +288,26 @@ def transactions_keep_their_items_only() -> None:
 def like_the_stand_in() -> Iterator[None]:
     """moto in process (`mock_aws`) with the stand-in's own fixes above: each DynamoDB
     request run alone, a Query answered from its partition, a transaction backing up only
-    the items it names, attribute values written into answers as they are. moto 5.2.5
+    the items it names, attribute values written into answers as they are, a handler's
+    method list made once. moto 5.2.5
     otherwise copies the whole table for every item of every TransactWriteItems and sorts
     the whole table for every Query, so a test's or a model's run grows with the square of
     its sample. What moto checks, writes and answers is unchanged; the originals come back
     after the block. Used by the unit tests' `aws` fixture and the capacity model."""
-    from moto.core import serialize
+    from moto.core import responses, serialize
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
 
-    saved = [(DynamoHandler, "call_action"), (Table, "query"), (DynamoDBBackend, "transact_write_items"), (Table, "__deepcopy__")]
+    saved = [(DynamoHandler, "call_action"), (Table, "query"), (DynamoDBBackend, "transact_write_items"), (Table, "__deepcopy__"),
+             (responses, "method_names_from_class")]
     originals = [(owner, name, owner.__dict__.get(name)) for owner, name in saved]
     serializers = dict(serialize.SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {}))
     serialize_dynamodb()
     index_queries()
     transactions_keep_their_items_only()
     attribute_values_as_they_are()
+    leaner_dispatch()
     try:
         yield
     finally:
