@@ -498,6 +498,10 @@ def main() -> int:
             stopping = True
             raise KeyboardInterrupt
 
+    # SIGINT too: Python keeps it ignored in a process started with it ignored (`make dev &`
+    # in a script: a shell without job control starts background jobs so), and Ctrl-C or
+    # `kill -INT` then did nothing.
+    signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     exit_with_parent()
     try:
