@@ -307,7 +307,7 @@ def like_the_stand_in() -> Iterator[None]:
     index_queries()
     transactions_keep_their_items_only()
     attribute_values_as_they_are()
-    leaner_dispatch()
+    handler_methods_listed_once()
     try:
         yield
     finally:
@@ -654,7 +654,7 @@ def with_faults(app):
     return middleware
 
 
-def leaner_dispatch() -> None:
+def handler_methods_listed_once() -> None:
     """moto finds a handler's method by listing the class's members with `inspect` on every
     request; the list, once per class."""
     import moto.core.responses as responses
@@ -697,7 +697,7 @@ class Server:
         index_queries()
         transactions_keep_their_items_only()
         attribute_values_as_they_are()
-        leaner_dispatch()
+        handler_methods_listed_once()
         app = with_faults(_dispatcher())
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
