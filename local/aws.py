@@ -284,6 +284,24 @@ def transactions_keep_their_items_only() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def handler_methods_listed_once() -> None:
+    """moto finds a handler's method by listing the class's members with `inspect` on every
+    request; the list, once per class."""
+    import moto.core.responses as responses
+
+    if not hasattr(responses.method_names_from_class, "cache_info"):
+        responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+
+
+def fix_moto() -> None:
+    """The fixes above, for the stand-in's server and `like_the_stand_in` alike."""
+    serialize_dynamodb()
+    index_queries()
+    transactions_keep_their_items_only()
+    attribute_values_as_they_are()
+    handler_methods_listed_once()
+
+
 @contextmanager
 def like_the_stand_in() -> Iterator[None]:
     """moto in process (`mock_aws`) with the stand-in's own fixes above: each DynamoDB
@@ -303,11 +321,7 @@ def like_the_stand_in() -> Iterator[None]:
              (responses, "method_names_from_class")]
     originals = [(owner, name, owner.__dict__.get(name)) for owner, name in saved]
     serializers = dict(serialize.SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {}))
-    serialize_dynamodb()
-    index_queries()
-    transactions_keep_their_items_only()
-    attribute_values_as_they_are()
-    handler_methods_listed_once()
+    fix_moto()
     try:
         yield
     finally:
@@ -654,15 +668,6 @@ def with_faults(app):
     return middleware
 
 
-def handler_methods_listed_once() -> None:
-    """moto finds a handler's method by listing the class's members with `inspect` on every
-    request; the list, once per class."""
-    import moto.core.responses as responses
-
-    if not hasattr(responses.method_names_from_class, "cache_info"):
-        responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
-
-
 def _dispatcher() -> Any:
     """moto's dispatcher less two costs of every request: the backend of a Host header is
     looked up once (moto lists and stats its own package directory for it each time, under a
@@ -693,11 +698,7 @@ class Server:
         # No access log: a line per request (and its lock) cost a sixth of the stand-in's time
         # in a soak; errors are still logged.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        serialize_dynamodb()
-        index_queries()
-        transactions_keep_their_items_only()
-        attribute_values_as_they_are()
-        handler_methods_listed_once()
+        fix_moto()
         app = with_faults(_dispatcher())
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

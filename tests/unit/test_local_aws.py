@@ -69,7 +69,7 @@ def test_the_shortcut_answers_what_motos_serializer_answers(monkeypatch):
 def test_the_stand_ins_dispatcher_finds_a_hosts_backend_once_and_runs_moto_out_of_debug_mode(monkeypatch):
     """moto lists and stats its own package directory to find a request's backend; the stand-in
     does that once per Host header, not on every request, and turns moto's Flask debug mode off
-(together with the method lists made once, a quarter of its CPU a request: bench/bench_standin.py)."""
+    (together with the method lists made once, a quarter of its CPU a request: bench/bench_standin.py)."""
     from moto import backends
 
     from local.aws import _dispatcher
