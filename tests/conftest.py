@@ -62,11 +62,24 @@ def load_function(name: str):
 def make_event(api):
     """An event on sale with the given ticket types, made by one organiser:
     `make_event({"GA": (2500, 40)})` answers (event_id, {"GA": type_id}) (tests/shop.py).
-    `api` is each side's own: tests/unit/conftest.py's or tests/integration/conftest.py's."""
+    `api` is each side's own: tests/unit/conftest.py's or tests/integration/conftest.py's.
+    A waiting room made with one is turned off when the test ends: the admission job
+    steps every room that is on, every second, for as long as the stack runs."""
     from tests import shop
 
     admin = api.token(["admin"])
-    return lambda types, **event_fields: shop.make_event(api, types, admin=admin, **event_fields)
+    rooms = []
+
+    def make(types, **event_fields):
+        made = shop.make_event(api, types, admin=admin, **event_fields)
+        if event_fields.get("waiting_room"):
+            rooms.append(made[0])
+        return made
+
+    yield make
+    for event_id in rooms:
+        answer = api.patch(f"/api/events/{event_id}/", token=admin, json={"waiting_room": {"enabled": False}})
+        assert answer.status_code in (200, 409), answer.text  # 409: canceled, and so taken off already
 
 
 @pytest.fixture

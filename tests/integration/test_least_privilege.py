@@ -292,7 +292,8 @@ def scenario(api, stack):
 
     # the waiting room: one join before opening, one after; the admission job opens it (closing the
     # pre-opening counters), admits and publishes; a poll for the token, a checkout with it
-    # (checked with the admission key, spent in the hold), the organiser's view
+    # (checked with the admission key, spent in the hold), the organiser's view; turned off,
+    # the job takes it off its list
     opens = datetime.now(timezone.utc) + timedelta(seconds=3)
     room_id = ok(api.post("/api/events/", token=admin, json={
         "name": "Queue", "venue": "Hall", "currency": "usd", "starts_at": iso(start), "ends_at": iso(start + timedelta(hours=4)),
@@ -314,6 +315,11 @@ def scenario(api, stack):
     ok(api.post("/api/tickets/stripe/checkout/", token=early, headers={"Admission-Token": admission},
                 json={"event_id": room_id, "items": [{"ticket_type_id": room_seats, "qty": 1}]}), 201)
     assert ok(api.get(f"/api/events/{room_id}/queue/", token=admin))["spent"] == 1
+    # turned off: the admission job's next step takes the room off its list
+    assert table_item(stack, "QUEUE_ROOMS", f"EVENT#{room_id}")
+    ok(api.patch(f"/api/events/{room_id}/", token=admin, json={"waiting_room": {"enabled": False}}))
+    ok(requests.post(f"{stack.api_url}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60))
+    assert not table_item(stack, "QUEUE_ROOMS", f"EVENT#{room_id}")
     # vouchers (organiser's routes, a checkout with one); a waiting list: join, the expiry job's
     # offer (email and inbox), its lapse passing the seats to the next in line, a checkout
     # with the offer, the caller's places, leaving

@@ -29,10 +29,10 @@ def room(aws, catalogue, monkeypatch):
     waiting_room.clear_cache()
     clock.freeze(START)
 
-    def make(capacity: int = 100, rate: int = 600, ttl: int = 600, opens_in: int = 60):
+    def make(capacity: int = 100, rate: int = 600, ttl: int = 600, opens_in: int = 60, day: str = "2027-06-01"):
         status, event, _ = catalogue("POST", "/api/events/", {
             "name": "Rush", "venue": "Hall", "currency": "usd",
-            "starts_at": "2027-06-01T18:00:00Z", "ends_at": "2027-06-01T22:00:00Z",
+            "starts_at": f"{day}T18:00:00Z", "ends_at": f"{day}T22:00:00Z",
             "waiting_room": {"opens_at": clock.iso(START + timedelta(seconds=opens_in)), "admit_per_minute": rate,
                              "admission_ttl_seconds": ttl},
         }, claims=ADMIN)
@@ -266,6 +266,63 @@ def test_a_failed_payment_gives_the_admission_back(room, queue, stripe_standin, 
     monkeypatch.undo()
     status, answer, _ = buy("POST", "/api/tickets/stripe/checkout/", body, claims=alice, headers={"admission-token": token})
     assert status == 201, answer
+
+
+def _listed() -> set[str]:
+    from ticketing import waiting_room
+
+    return {listing.event_id for listing in waiting_room.rooms()}
+
+
+@pytest.mark.parametrize("ending", ["turned_off", "removed", "canceled", "ended"])
+def test_a_room_that_is_over_is_stepped_once_more_then_taken_off_the_job_list(room, catalogue, ending):
+    from ticketing import waiting_room
+    from ticketing.table import EventItem
+
+    event_id, _ = room(rate=600)
+    other, _ = room(rate=600, day="2027-07-01")  # still on when the first event has ended
+    at(60)
+    assert waiting_room.tick_all() == 2 and _listed() >= {event_id, other}
+    before = int(waiting_room.read_state(event_id, consistent=True).version)
+    if ending == "turned_off":
+        assert catalogue("PATCH", f"/api/events/{event_id}/", {"waiting_room": {"enabled": False}}, claims=ADMIN)[0] == 200
+    elif ending == "removed":
+        assert catalogue("PATCH", f"/api/events/{event_id}/", {"waiting_room": None}, claims=ADMIN)[0] == 200
+    elif ending == "canceled":
+        EventItem(*EventItem.key(event_id)).update(actions=[EventItem.status.set("canceled")])
+    else:
+        from ticketing import clock
+
+        clock.freeze(datetime(2027, 6, 1, 22, 0, 1, tzinfo=timezone.utc))
+    assert waiting_room.tick_all() == (1 if ending == "removed" else 2)
+    assert event_id not in _listed() and other in _listed()
+    state = waiting_room.read_state(event_id, consistent=True)
+    # one more step (and publication) that shows the room as it now stands, except for a
+    # room that no longer exists
+    assert int(state.version) == before + (0 if ending == "removed" else 1)
+    if ending in ("turned_off", "canceled", "ended"):
+        assert int(state.rate) == 0
+    assert waiting_room.tick_all() == 1  # the room is no longer read at all
+    assert int(waiting_room.read_state(event_id, consistent=True).version) == int(state.version)
+
+
+def test_a_room_turned_on_again_stays_listed_whatever_the_job_read_before(room, catalogue):
+    from ticketing import waiting_room
+
+    event_id, _ = room(rate=600)
+    at(60)
+    [read] = [listing for listing in waiting_room.rooms() if listing.event_id == event_id]
+    path = f"/api/events/{event_id}/"
+    for enabled in (False, True):  # off, and on again: listed afresh
+        assert catalogue("PATCH", path, {"waiting_room": {"enabled": enabled}}, claims=ADMIN)[0] == 200
+    assert waiting_room.tick(event_id, read) is not None and event_id in _listed()  # on: nothing to take off
+    assert catalogue("PATCH", path, {"waiting_room": {"enabled": False}}, claims=ADMIN)[0] == 200
+    # The job read the listing before the room was turned on again, and the event after it
+    # was turned off again: that stale listing does not take the fresh one off the list.
+    waiting_room.tick(event_id, read)
+    assert event_id in _listed()
+    waiting_room.tick_all()  # the listing it reads now is the fresh one
+    assert event_id not in _listed()
 
 
 def test_simulation_properties_on_a_smaller_run():

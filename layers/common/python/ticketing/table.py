@@ -948,7 +948,9 @@ QUEUE_INDEX_PARTITIONS = 8  # GSI2 keys an event's admitted places spread over
 
 class QueueRoomItem(Model):
     """An event whose waiting room is enabled: the admission job ticks every room listed
-    under `QUEUE_ROOMS` (one Query a second)."""
+    under `QUEUE_ROOMS` (one Query a second), and takes a room that is over off the list.
+    `listed` is new each time the room is listed, so taking it off removes only the
+    listing that was read."""
 
     Meta = _Meta
 
@@ -956,6 +958,7 @@ class QueueRoomItem(Model):
     SK = UnicodeAttribute(range_key=True)
     event_id = UnicodeAttribute()
     ends_at = UnicodeAttribute()
+    listed = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(event_id: str) -> tuple[str, str]:

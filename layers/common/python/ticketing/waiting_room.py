@@ -141,7 +141,8 @@ def configure(event: EventItem, data: WaitingRoomIn | WaitingRoomPatch) -> tuple
         setattr(room, name, clock.iso(value) if name == "opens_at" else value)
     if room.opens_at >= event.ends_at:
         raise InvalidInput("waiting_room.opens_at", f"The waiting room must open before the event ends ({event.ends_at}).")
-    listing = QueueRoomItem(*QueueRoomItem.key(event.event_id), event_id=event.event_id, ends_at=event.ends_at)
+    listing = QueueRoomItem(*QueueRoomItem.key(event.event_id), event_id=event.event_id, ends_at=event.ends_at,
+                            listed=_secrets.token_hex(8))
     return room, [listing] if room.enabled else []
 
 
@@ -607,9 +608,11 @@ def stripe_pressure(now: float) -> bool:
     return max(used.values()) >= PRESSURE_SHARE * limit
 
 
-def tick(event_id: str) -> QueueStateItem | None:
+def tick(event_id: str, listing: QueueRoomItem | None = None) -> QueueStateItem | None:
     """One step of the admission job for one room: open it at `opens_at`, admit what the
-    rate owes since the last step, write the state, publish it."""
+    rate owes since the last step, write the state, publish it. A room that is over (turned
+    off or removed, its event canceled or ended) is published once more, as it now stands,
+    and its `listing` taken off the job's list."""
     from pynamodb.exceptions import PutError
 
     from ticketing.lifecycle.writes import condition_failed
@@ -617,11 +620,13 @@ def tick(event_id: str) -> QueueStateItem | None:
     try:
         event = EventItem.get(*EventItem.key(event_id), consistent_read=True)
     except EventItem.DoesNotExist:
-        return None
-    room = event.waiting_room
+        event = None
+    room = event.waiting_room if event is not None else None
     if room is None:
+        _delist(listing)
         return None
     now = clock.now().timestamp()
+    on = room.enabled and event.status == "on_sale" and now < clock.parse_iso(event.ends_at).timestamp()
     state = read_state(event_id, consistent=True)
     version = int(state.version or 0)
     if not state.opened and room.enabled and now >= clock.parse_iso(room.opens_at).timestamp():
@@ -637,7 +642,7 @@ def tick(event_id: str) -> QueueStateItem | None:
         seats = _seats_left(event_id)
         factor = float(state.factor if state.factor is not None else 1)
         factor = max(MIN_FACTOR, factor * SLOW_DOWN) if stripe_pressure(now) else min(1.0, factor + RECOVER)
-        active = room.enabled and not room.paused and event.status == "on_sale"
+        active = on and not room.paused
         rate = rate_of(room) * factor if active else 0.0
         admitted = int(state.admitted or 0)
         ttl = int(room.admission_ttl_seconds or DEFAULT_TTL_SECONDS)
@@ -664,7 +669,31 @@ def tick(event_id: str) -> QueueStateItem | None:
     for replica in range(1, STATE_REPLICAS):
         QueueStateItem(*QueueStateItem.key(event_id, replica), **_fields(state)).save()
     publish(event_id, state)
+    if not on:
+        _delist(listing)
     return first
+
+
+def _delist(listing: QueueRoomItem | None) -> None:
+    """Take a room that is over off the admission job's list, which would otherwise read and
+    write it every second for good. Only the listing that was read: a room turned on again
+    meanwhile was listed afresh (a new `listed`), and that listing stays."""
+    from pynamodb.exceptions import DeleteError
+
+    from ticketing.lifecycle.writes import condition_failed
+
+    if listing is None:
+        return
+    same = QueueRoomItem.listed == listing.listed if listing.listed else QueueRoomItem.listed.does_not_exist()
+    try:
+        listing.delete(condition=same)
+    except DeleteError as exc:
+        if not condition_failed(exc):
+            raise
+        return
+    from ticketing.observability import logger
+
+    logger.info("waiting room delisted", extra={"event_id": listing.event_id})
 
 
 def _fields(state: QueueStateItem) -> dict:
@@ -694,14 +723,15 @@ def publish(event_id: str, state: QueueStateItem) -> None:
     )
 
 
-def rooms() -> list[str]:
-    return [item.event_id for item in QueueRoomItem.query("QUEUE_ROOMS")]
+def rooms() -> list[QueueRoomItem]:
+    """The admission job's list: a listing per room that is on."""
+    return list(QueueRoomItem.query("QUEUE_ROOMS"))
 
 
 def tick_all() -> int:
     """Tick every listed room; returns how many were ticked."""
     done = 0
-    for event_id in rooms():
-        if tick(event_id) is not None:
+    for listing in rooms():
+        if tick(listing.event_id, listing) is not None:
             done += 1
     return done
