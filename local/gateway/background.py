@@ -1,6 +1,7 @@
 """Events that do not come over HTTP, as Lambda's event sources deliver them: Schedule
-rules on a short local interval, and SQS queues polled from the AWS stand-in (failed
-messages come back after their visibility timeout; partial batch failures honoured)."""
+rules on a short local interval, and SQS queues long-polled from the AWS stand-in, as
+Lambda's pollers do (failed messages come back after their visibility timeout; partial
+batch failures honoured)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from local.template import ACCOUNT_ID, ScheduleEvent, SqsEvent
 if TYPE_CHECKING:
     from local.gateway.gateway import Gateway
 
+# Lambda's SQS pollers wait up to 20 s for a message: an idle queue costs a request a poll,
+# and the stand-in answers as soon as one arrives.
+LONG_POLL_SECONDS = 20
+
 
 class Background:
     """One thread per Schedule and per SQS event source of the template."""
@@ -23,6 +28,8 @@ class Background:
         self.gateway = gateway
         self.region = gateway.region
         self.threads: list[threading.Thread] = []
+        self._busy = 0  # invocations in flight
+        self._idle = threading.Condition()
 
     def start(self) -> None:
         gw = self.gateway
@@ -39,15 +46,24 @@ class Background:
         self.threads.append(thread)
 
     def join(self, timeout: float) -> None:
-        for thread in self.threads:
-            thread.join(timeout=timeout)
+        """Wait up to `timeout` for the invocations in flight. A poller waiting on its queue
+        is a daemon thread: it goes with the process, and is not waited for."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)
 
     @property
     def _stopping(self) -> threading.Event:
         return self.gateway.stopping
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
-        return self.gateway.invoke(function, event)
+        with self._idle:
+            self._busy += 1
+        try:
+            return self.gateway.invoke(function, event)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def _log(self, message: str) -> None:
         self.gateway.log(message)
@@ -98,7 +114,7 @@ class Background:
                     url = client.get_queue_url(QueueName=name)["QueueUrl"]
                     last_error = None
                 messages: list[dict[str, Any]] = []
-                wait = 1
+                wait = LONG_POLL_SECONDS
                 while len(messages) < batch and not self._stopping.is_set():
                     want = min(10, batch - len(messages))
                     got = client.receive_message(
