@@ -379,6 +379,57 @@ def test_event_cancellation_and_a_check_in(shop):
         assert _problems() == [], plan
 
 
+# ------------------------------------------------- event cancellation x checkout
+def test_a_checkout_that_read_the_event_before_its_cancel_leaves_no_order_standing_after_the_first_pass(shop, monkeypatch):
+    """The checkout reads the event as on sale, then the cancel and its first pass may run
+    whole before the hold is written: the pass closed the sales first, so that hold is
+    refused (409), or else it was written before and the pass canceled its order."""
+    from ticketing import event_cancel
+    from ticketing.lifecycle import OrderStatus
+    from ticketing.table import InventoryShard, OrderItem
+
+    monkeypatch.setenv("CANCEL_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="cancels")["QueueUrl"])
+    config.settings.cache_clear()
+    made: dict[str, str] = {}
+
+    def make():
+        event = catalogue_event(shop["catalogue"], f"Canceled {uuid.uuid4().hex[:6]}")
+        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
+                                       {"name": "GA", "price_cents": 1000, "capacity": 3}, claims=ADMIN)
+        made.update(event_id=event["id"], type_id=kind["id"])
+        who = _customer()
+
+        def buy():
+            status, answer, _ = shop["buy"](
+                "POST", "/api/tickets/stripe/checkout/",
+                {"event_id": event["id"], "items": [{"ticket_type_id": kind["id"], "qty": 1}]},
+                claims={"sub": who.sub, "email": who.email, "name": who.name, "email_verified": "true"})
+            if status == 201:
+                _latest.append(answer["order_id"])
+            return status, answer
+
+        def cancel():
+            event_cancel.start_cancel(event["id"], event_cancel.CancelIn(), ORGANISER)
+            return event_cancel.run_cancel_batch(event["id"])  # the first pass
+
+        return {"buy": buy, "cancel": cancel}  # (names with distinct first letters: the plans use them)
+
+    endings = set()
+    for plan, out, trace in _each_interleaving(make):
+        assert out["cancel"].ok, (plan, out)
+        status, answer = out["buy"].value
+        if status == 201:
+            order = OrderItem.get(*OrderItem.key(answer["order_id"]), consistent_read=True)
+            assert order.status not in (OrderStatus.PENDING, OrderStatus.PAID), (plan, order.status, trace)
+        else:
+            assert status == 409 and answer["code"] == "event_not_on_sale", (plan, answer)
+        endings.add(status)
+        shard = InventoryShard.get(*InventoryShard.key(made["type_id"], 0), consistent_read=True)
+        assert (int(shard.remaining), int(shard.held), int(shard.sold), shard.closed) == (3, 0, 0, True), plan
+        assert _problems() == [], plan
+    assert endings == {201, 409}  # both orders of events happened
+
+
 # ------------------------------------------------------- transfer x check-in (issue 19)
 def _transfers_on(shop) -> None:
     status, _, _ = shop["catalogue"]("PATCH", f"/api/events/{shop['event']['id']}/", {"transfers": {"enabled": True}}, claims=ADMIN)

@@ -284,11 +284,11 @@ def list_all_events(limit: int, cursor: str | None) -> EventPage:
     return EventPage(events=events, count=len(events), next_cursor=encode_cursor(results.last_evaluated_key))
 
 
-def load_event(event_id: str) -> tuple[EventItem, list[TicketTypeItem]]:
+def load_event(event_id: str, consistent: bool = False) -> tuple[EventItem, list[TicketTypeItem]]:
     """The event and its ticket types, in one Query over the event's partition."""
     event: EventItem | None = None
     types: list[TicketTypeItem] = []
-    for raw in EventItem._get_connection().query(event_partition(event_id))["Items"]:
+    for raw in EventItem._get_connection().query(event_partition(event_id), consistent_read=consistent)["Items"]:
         kind = raw["SK"]["S"]
         if kind == "META":
             event = EventItem.from_raw_data(raw)

@@ -85,6 +85,11 @@ def _serial() -> str:
     return "TKT-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
+def _on_sale(event: EventItem) -> None:
+    if event.status != "on_sale":
+        raise Conflict(f"Event {event.event_id} is {event.status}; its tickets are not on sale.", code="event_not_on_sale")
+
+
 def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]]]:
     """The event and (ticket type, quantity) pairs, or InvalidInput naming the field."""
     event_id = str(data.event_id)
@@ -92,8 +97,7 @@ def _lines(data: CheckoutIn) -> tuple[EventItem, list[tuple[TicketTypeItem, int]
         event, types = catalogue.load_event(event_id)
     except NotFound:
         raise InvalidInput("event_id", f"There is no event {event_id}.") from None
-    if event.status != "on_sale":
-        raise Conflict(f"Event {event_id} is {event.status}; its tickets are not on sale.", code="event_not_on_sale")
+    _on_sale(event)
     fixture_id = str(data.fixture_id) if data.fixture_id is not None else None
     if fixture_id is not None and all(f.fixture_id != fixture_id for f in event.fixtures):
         raise InvalidInput("fixture_id", f"Event {event_id} has no fixture {fixture_id}.")
@@ -203,6 +207,8 @@ def _hold(event, fixture_id, chosen, who: Caller, voucher: vouchers.Applied | No
                 except inventory.SoldOut as sold_out:
                     if not reclaimed:
                         raise
+                    # No seats: sold, or the event canceled since we read it (its sales closed)
+                    _on_sale(EventItem.get(*EventItem.key(event.event_id), consistent_read=True))
                     raise Conflict(
                         f"Only {sold_out.remaining} tickets remaining for {ticket_type.name}",
                         error="Not enough tickets available", code="sold_out",

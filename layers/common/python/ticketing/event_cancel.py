@@ -4,13 +4,17 @@ transaction (its key allows one per event). Each queue message processes the nex
 `batch_size` orders from the job's stored cursor: a paid order is refunded in full with
 `refunds.refund` (which voids its tickets and emails the customer), a pending one is
 canceled like an abandoned order (`checkout.close`: PaymentIntent canceled, seats back,
-tickets void). Each order's outcome is a marker written once, with the job's counters,
-in one transaction; an order already marked is skipped. A Stripe failure, or an order
+tickets void). Before the first pass reads an order, it closes the sales of every ticket
+type's inventory shards (`inventory.close`), which every hold's condition checks: a checkout
+that read the event as on sale before the cancel cannot place a hold after it. Each order's
+outcome is a marker written once, with the job's counters, in one transaction; an order
+already marked is skipped. A Stripe failure, or an order
 that keeps conflicting, records an attempt, saves the cursor and fails the message, so
 SQS delivers it again and the job resumes at that order; after `MAX_ATTEMPTS` the order
 is marked failed with why. Only the worker that moves the cursor (a conditional write)
 sends the next message, so a duplicate delivery does not fork the job. A second pass from
-the top catches orders a checkout placed while the event was being canceled.
+the top, INDEX_SETTLE_SECONDS after the cancel, catches an order placed just before the sales
+closed that the orders' index (eventually consistent) did not show the first pass yet.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pydantic import BaseModel, Field
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from ticketing import checkout, clock, orders, refunds, stripe_budget
+from ticketing import catalogue, checkout, clock, inventory, orders, refunds, stripe_budget
 from ticketing.auth import ADMIN, Caller
 from ticketing.config import settings
 from ticketing.errors import Conflict, DependencyUnavailable, DomainError, NotFound, PaymentProviderError
@@ -40,7 +44,7 @@ MAX_ATTEMPTS = 5  # per order, before it is marked failed
 MAX_BATCH = 100
 DEFAULT_BATCH = 25
 SAFETY_MS = 20_000  # stop a batch early with this much of the invocation left
-CHECKOUT_SETTLE_SECONDS = 15  # longer than a checkout runs: the second pass starts after
+INDEX_SETTLE_SECONDS = 5  # the second pass starts this long after the cancel: well past a GSI's lag
 
 
 class CancelIn(BaseModel):
@@ -259,6 +263,9 @@ def run_cancel_batch(event_id: str, time_left_ms: Callable[[], int] = lambda: 10
     job = _job(event_id)
     if job is None or job.state != "running":
         return {"event_id": event_id, "state": job.state if job else "none"}
+    if int(job.passes) == 1 and job.cursor is None:  # the first batch (or its retry): no hold from now on
+        _, types = catalogue.load_event(event_id, consistent=True)
+        inventory.close({t.type_id: int(t.shards) for t in types})
     found, cursor_after = _gather(OrderItem, event_index_partitions(event_id, "ORDERS"), int(job.batch_size), job.cursor)
     keys = [CancelMarkerItem.key(event_id, o.order_id) for o in found]
     settled = {m.order_id for m in CancelMarkerItem.batch_get(keys, consistent_read=True) if m.state in ("done", "failed")} if keys else set()
@@ -290,7 +297,7 @@ def run_cancel_batch(event_id: str, time_left_ms: Callable[[], int] = lambda: 10
     if finished and passes == 1:
         # Again from the top, for orders a checkout placed while the event was being canceled.
         actions += [CancelJobItem.cursor.remove(), CancelJobItem.passes.set(2)]
-        delay = max(0, CHECKOUT_SETTLE_SECONDS - int((now - clock.parse_iso(job.created_at)).total_seconds()))
+        delay = max(0, INDEX_SETTLE_SECONDS - int((now - clock.parse_iso(job.created_at)).total_seconds()))
     elif finished:
         actions += [CancelJobItem.state.set("completed"), CancelJobItem.completed_at.set(clock.iso(now)), CancelJobItem.cursor.remove()]
     else:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ticketing.lifecycle.writes import checkpoint, condition_failed
+from ticketing.lifecycle.writes import checkpoint, condition_failed, update_one
 from ticketing.table import InventoryShard
 
 
@@ -69,19 +69,30 @@ class SoldOut(Exception):
         self.remaining = remaining
 
 
+def close(type_shards: dict[str, int]) -> None:
+    """Close the sales of every shard of these types (type id -> shard count), for good: no
+    seat of theirs can be taken after this returns, whatever a writer read before. Safe to
+    repeat; a shard in another transaction at that moment is tried again."""
+    for type_id, count in type_shards.items():
+        for index in range(count):
+            update_one(InventoryShard(*InventoryShard.key(type_id, index)), [InventoryShard.closed.set(True)],
+                       InventoryShard.PK.exists(), what="Closing the sales")
+
+
 SAMPLE_SHARDS = 4  # shards a checkout reads first (of up to 16): the hold's conditional write is the guard
 
 
 def read_shards(type_shards: dict[str, int], consistent: bool = True, sample: int | None = None) -> dict[str, dict[int, int]]:
     """`remaining` per shard for each type (type id -> shard count), one BatchGetItem;
-    with `sample`, only that many shards of each type, chosen at random."""
+    with `sample`, only that many shards of each type, chosen at random. A closed shard has
+    none to sell."""
     keys = []
     for type_id, count in type_shards.items():
         chosen = range(count) if sample is None or sample >= count else random.sample(range(count), sample)
         keys += [InventoryShard.key(type_id, n) for n in chosen]
     remaining: dict[str, dict[int, int]] = {type_id: {} for type_id in type_shards}
     for shard in InventoryShard.batch_get(keys, consistent_read=consistent):
-        remaining[shard.type_id][int(shard.shard)] = int(shard.remaining)
+        remaining[shard.type_id][int(shard.shard)] = 0 if shard.closed else int(shard.remaining)
     return remaining
 
 

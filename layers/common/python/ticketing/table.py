@@ -200,7 +200,8 @@ class TicketTypeItem(Model):
 
 class InventoryShard(Model):
     """A slice of one ticket type's seats. `remaining` is what conditional writes guard:
-    a hold decrements it only where it stays >= 0; `held` and `sold` are for reporting."""
+    a hold decrements it only where it stays >= 0 and the shard is not `closed` (its event
+    canceled: `inventory.close`); `held` and `sold` are for reporting."""
 
     Meta = _Meta
 
@@ -214,10 +215,17 @@ class InventoryShard(Model):
     remaining = NumberAttribute()
     held = NumberAttribute(default=0)
     sold = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
 
     @staticmethod
     def key(type_id: str, shard: int) -> tuple[str, str]:
         return f"INV#{type_id}#{shard}", "INV"
+
+    @staticmethod
+    def can_take(seats: int):
+        """The condition of every write that takes seats off sale (a hold, a waiting-list
+        offer, a late payment's seats): the shard has them, and its sales are not closed."""
+        return (InventoryShard.remaining >= seats) & InventoryShard.closed.does_not_exist()
 
 
 HOLD_PARTITIONS = 16

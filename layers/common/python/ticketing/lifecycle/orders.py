@@ -148,7 +148,7 @@ def place_hold(hold: Hold, hold_limit: int, customer_limit: int | None = None, a
                 tx.update(
                     "shard", InventoryShard(*InventoryShard.key(line.type_id, int(take.shard))),
                     actions=[InventoryShard.remaining.add(-int(take.qty)), InventoryShard.held.add(int(take.qty))],
-                    condition=InventoryShard.remaining >= int(take.qty),
+                    condition=InventoryShard.can_take(int(take.qty)),
                 )
         if hold.offer is not None:
             from ticketing.lifecycle import waitlist
@@ -356,7 +356,7 @@ def pay_late(order: OrderItem, takes: dict[str, dict[int, int]], payloads: dict[
                 tx.update(
                     "shard", InventoryShard(*InventoryShard.key(type_id, shard)),
                     actions=[InventoryShard.remaining.add(-qty), InventoryShard.sold.add(qty)],
-                    condition=InventoryShard.remaining >= qty,
+                    condition=InventoryShard.can_take(qty),
                 )
         count_bought(tx, order, _seats(order))  # its release had taken them off
         tx.update(

@@ -52,7 +52,7 @@ def _shards(tx: Tx, type_id: str, takes, *, hold: bool) -> None:
         shard = InventoryShard(*InventoryShard.key(type_id, int(take.shard)))
         if hold:
             tx.update("shard", shard, actions=[InventoryShard.remaining.add(-qty), InventoryShard.held.add(qty)],
-                      condition=InventoryShard.remaining >= qty)
+                      condition=InventoryShard.can_take(qty))
         else:
             tx.update("shard", shard, actions=[InventoryShard.remaining.add(qty), InventoryShard.held.add(-qty)],
                       condition=InventoryShard.held >= qty)
