@@ -430,6 +430,40 @@ def test_a_checkout_that_read_the_event_before_its_cancel_leaves_no_order_standi
     assert endings == {201, 409}  # both orders of events happened
 
 
+def test_a_capacity_raise_during_an_event_cancel_leaves_no_shard_open(shop, monkeypatch):
+    """A raise that adds shards, against the cancel and its first pass: the raise is refused
+    once the event is canceled, or its shards exist before the pass closes the sales."""
+    from ticketing import event_cancel
+    from ticketing.table import InventoryShard, TicketTypeItem
+
+    monkeypatch.setenv("CANCEL_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="cancels")["QueueUrl"])
+    config.settings.cache_clear()
+    made: dict[str, str] = {}
+
+    def make():
+        event = catalogue_event(shop["catalogue"], f"Canceled {uuid.uuid4().hex[:6]}")
+        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
+                                       {"name": "GA", "price_cents": 1000, "capacity": 10}, claims=ADMIN)
+        made.update(event_id=event["id"], type_id=kind["id"])
+
+        def cancel():
+            event_cancel.start_cancel(event["id"], event_cancel.CancelIn(), ORGANISER)
+            return event_cancel.run_cancel_batch(event["id"])  # the first pass
+
+        return {"raise": lambda: inventory.resize(event["id"], kind["id"], 40, 10, 8), "cancel": cancel}
+
+    endings = set()
+    for plan, out, _trace in _each_interleaving(make):
+        assert out["cancel"].ok, (plan, out)
+        assert out["raise"].ok or isinstance(out["raise"].error, inventory.SalesClosed), (plan, out)
+        count = int(TicketTypeItem.get(*TicketTypeItem.key(made["event_id"], made["type_id"]), consistent_read=True).shards)
+        assert count == (4 if out["raise"].ok else 1), plan
+        shards = [InventoryShard.get(*InventoryShard.key(made["type_id"], n), consistent_read=True) for n in range(count)]
+        assert all(shard.closed for shard in shards), (plan, [s.closed for s in shards])
+        endings.add(out["raise"].ok)
+    assert endings == {True, False}
+
+
 # ------------------------------------------------------- transfer x check-in (issue 19)
 def _transfers_on(shop) -> None:
     status, _, _ = shop["catalogue"]("PATCH", f"/api/events/{shop['event']['id']}/", {"transfers": {"enabled": True}}, claims=ADMIN)

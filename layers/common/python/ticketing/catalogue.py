@@ -471,6 +471,8 @@ def update_ticket_type(event_id: str, type_id: str, data: TicketTypePatch) -> Ti
             ) from None
         except inventory.CapacityContention:
             raise DependencyUnavailable("Checkouts kept taking these seats; try again.", retry_after=1, code="contention") from None
+        except inventory.SalesClosed:
+            raise Conflict(f"Event {event_id} was canceled meanwhile; it can no longer be edited.", code="event_canceled") from None
     elif actions:
         item.update(actions=actions, condition=TicketTypeItem.PK.exists())
     fresh = TicketTypeItem.get(*TicketTypeItem.key(event_id, type_id), consistent_read=True)

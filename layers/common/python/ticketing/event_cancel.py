@@ -8,13 +8,13 @@ tickets void). Before the first pass reads an order, it closes the sales of ever
 type's inventory shards (`inventory.close`), which every hold's condition checks: a checkout
 that read the event as on sale before the cancel cannot place a hold after it. Each order's
 outcome is a marker written once, with the job's counters, in one transaction; an order
-already marked is skipped. A Stripe failure, or an order
-that keeps conflicting, records an attempt, saves the cursor and fails the message, so
-SQS delivers it again and the job resumes at that order; after `MAX_ATTEMPTS` the order
-is marked failed with why. Only the worker that moves the cursor (a conditional write)
-sends the next message, so a duplicate delivery does not fork the job. A second pass from
-the top, INDEX_SETTLE_SECONDS after the cancel, catches an order placed just before the sales
-closed that the orders' index (eventually consistent) did not show the first pass yet.
+already marked is skipped. A Stripe failure, or an order that keeps conflicting, records an
+attempt, saves the cursor and fails the message, so SQS delivers it again and the job
+resumes at that order; after `MAX_ATTEMPTS` the order is marked failed with why. Only the
+worker that moves the cursor (a conditional write) sends the next message, so a duplicate
+delivery does not fork the job. A second pass from the top, INDEX_SETTLE_SECONDS after the
+cancel, catches an order placed just before the sales closed that the orders' index
+(eventually consistent) did not show the first pass yet.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def run_cancel_batch(event_id: str, time_left_ms: Callable[[], int] = lambda: 10
     actions = [CancelJobItem.batches.add(1), CancelJobItem.updated_at.set(clock.iso(now))]
     delay = 0
     if finished and passes == 1:
-        # Again from the top, for orders a checkout placed while the event was being canceled.
+        # Again from the top, for an order held just before the sales closed that the index lagged on.
         actions += [CancelJobItem.cursor.remove(), CancelJobItem.passes.set(2)]
         delay = max(0, INDEX_SETTLE_SECONDS - int((now - clock.parse_iso(job.created_at)).total_seconds()))
     elif finished:

@@ -184,12 +184,15 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
     equal to it. One transaction moves the type item (conditional on the capacity and
     shard count we read) and every shard it touches (a cut conditional on the shard
     still having those seats free), so a checkout that takes seats meanwhile makes it
-    fail whole; then we read again and retry. `also`: more actions on the type item
-    (price, window), applied in the same transaction."""
+    fail whole; then we read again and retry. The event must still be on sale, checked in
+    the same transaction (SalesClosed if not), so no shard is added after a cancel closed
+    the sales. `also`: more actions on the type item (price, window), applied in the same
+    transaction."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
-    from ticketing.table import TicketTypeItem, connection
+    from ticketing.lifecycle.writes import failed_parts
+    from ticketing.table import EventItem, TicketTypeItem, connection
 
     for _attempt in range(RESIZE_ATTEMPTS):
         item = TicketTypeItem.get(*TicketTypeItem.key(event_id, type_id), consistent_read=True)
@@ -200,6 +203,7 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
         checkpoint("commit", kinds=("resize",))
         try:
             with TransactWrite(connection=connection()) as transaction:
+                transaction.condition_check(EventItem, *EventItem.key(event_id), condition=EventItem.status == "on_sale")
                 transaction.update(
                     item,
                     actions=[TicketTypeItem.capacity.set(target), TicketTypeItem.shards.set(grown), *(also or [])],
@@ -227,8 +231,14 @@ def resize(event_id: str, type_id: str, target: int, shard_size: int, max_shards
         except TransactWriteError as exc:
             if not condition_failed(exc):
                 raise
+            if "event" in failed_parts(exc, ["event"]):  # the condition check comes first
+                raise SalesClosed() from exc
             time.sleep(random.uniform(0.005, 0.03))  # a checkout won: nothing changed, read again
     raise CapacityContention()
+
+
+class SalesClosed(Exception):
+    """The event stopped being on sale (canceled) while its capacity was being changed."""
 
 
 class CapacityContention(Exception):
