@@ -385,6 +385,7 @@ def test_the_waiting_room_queues_admits_and_the_checkout_carries_the_admission(p
     try:
         context = phone(browser)
         context.add_init_script(f"localStorage.setItem('id_token', {fan!r})")
+        context.clock.install()  # the page's own clock, running as usual until moved on below
         page = context.new_page()
         polls, checkouts = [], []
         page.on("request", lambda r: polls.append(r.url) if "/queue/me/" in r.url else None)
@@ -402,7 +403,9 @@ def test_the_waiting_room_queues_admits_and_the_checkout_carries_the_admission(p
         assert api.request("PATCH", f"/api/events/{event_id}/", token=admin,
                            json={"waiting_room": {"paused": False}}).status_code == 200
         assert wait_for(lambda: tick() and api.get(f"/api/events/{event_id}/queue/", token=admin).json()["serving"] >= 1)
-        # Paused, the API said to come back in 30 s: the page's one poll after that finds it admitted.
+        # Paused, the API said to come back in 30 s: the page's one poll after that finds it
+        # admitted. The page's clock is moved on the 30 s instead of waiting them out.
+        page.clock.fast_forward(30_000)
         expect(room).to_have_attribute("data-state", "admitted", timeout=60_000)
         assert len(polls) == 1, polls
         expect(room).to_contain_text("It's your turn. Buy before")
