@@ -27,7 +27,6 @@ class Background:
     def __init__(self, gateway: "Gateway"):
         self.gateway = gateway
         self.region = gateway.region
-        self.threads: list[threading.Thread] = []
         self._busy = 0  # invocations in flight
         self._idle = threading.Condition()
 
@@ -41,9 +40,7 @@ class Background:
                 self._thread(self._sqs_loop, sqs, f"sqs-{sqs.function}")
 
     def _thread(self, target: Any, arg: Any, name: str) -> None:
-        thread = threading.Thread(target=target, args=(arg,), name=name, daemon=True)
-        thread.start()
-        self.threads.append(thread)
+        threading.Thread(target=target, args=(arg,), name=name, daemon=True).start()
 
     def join(self, timeout: float) -> None:
         """Wait up to `timeout` for the invocations in flight. A poller waiting on its queue
@@ -129,6 +126,8 @@ class Background:
                         break
                     wait = 0
             except Exception as exc:  # noqa: BLE001 - keep polling whatever happens
+                if self._stopping.is_set():
+                    return  # a poll outlived the gateway's stop (it is not waited for): nothing to report
                 text = f"{type(exc).__name__}: {exc}"
                 if text != last_error:
                     self._log(f"{sqs.function}: polling queue {name!r} failed ({text}); retrying")

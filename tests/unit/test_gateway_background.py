@@ -20,6 +20,7 @@ class Queue:
         self.messages: list[dict] = []
         self.deleted: list[str] = []
         self.answered = 0
+        self.fail: Exception | None = None  # what the poll in flight raises once woken
         self.changed = threading.Condition()
 
     def get_queue_url(self, QueueName: str) -> dict:  # noqa: N803 (boto3's names)
@@ -29,9 +30,12 @@ class Queue:
         with self.changed:
             self.waits.append(WaitTimeSeconds)
             self.changed.notify_all()
-            self.changed.wait_for(lambda: self.messages, timeout=WaitTimeSeconds)
+            self.changed.wait_for(lambda: self.messages or self.fail, timeout=WaitTimeSeconds)
             got, self.messages = self.messages[:MaxNumberOfMessages], self.messages[MaxNumberOfMessages:]
             self.answered += 1
+            self.changed.notify_all()
+            if self.fail is not None:
+                raise self.fail
         return {"Messages": got}
 
     def delete_message_batch(self, QueueUrl: str, Entries: list[dict]) -> None:  # noqa: N803
@@ -46,6 +50,10 @@ class Queue:
         with self.changed:
             return self.changed.wait_for(lambda: len(self.waits) >= count, timeout=30)
 
+    def answers(self, count: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.answered >= count, timeout=30)
+
 
 def _running(queue: Queue, invoke) -> tuple[Background, SimpleNamespace]:
     source = SqsEvent(function="ConsumeFunction", name="Jobs", queue="JobsQueue")
@@ -55,7 +63,9 @@ def _running(queue: Queue, invoke) -> tuple[Background, SimpleNamespace]:
     )
     background = Background(gateway)
     background._sqs_client = lambda: queue
+    before = set(threading.enumerate())
     background.start()
+    gateway.threads = set(threading.enumerate()) - before  # its poller
     return background, gateway
 
 
@@ -105,10 +115,20 @@ def test_stopping_waits_for_an_invocation_in_flight():
     assert queue.deleted == ["rh-slow"]
 
 
-def test_stopping_does_not_wait_for_a_poll_in_flight():
-    queue = Queue()
+def test_stopping_does_not_wait_for_a_poll_in_flight_nor_report_its_failure():
+    queue, logged = Queue(), []
     background, gateway = _running(queue, lambda function, event: SimpleNamespace(status="ok", value=None))
+    gateway.log = logged.append
     assert queue.polls(1)
     gateway.stopping.set()
     background.join(timeout=30)
     assert queue.answered == 0  # the poll (LONG_POLL_SECONDS) is still waiting: the join did not wait for it
+    # The stand-in stops after the gateway: the poll fails, quietly, and the poller ends.
+    queue.fail = ConnectionError("the stand-in stopped")
+    with queue.changed:
+        queue.changed.notify_all()
+    assert queue.answers(1)
+    for thread in gateway.threads:
+        thread.join(timeout=30)  # the poller has ended
+        assert not thread.is_alive()
+    assert logged == []
