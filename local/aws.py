@@ -307,10 +307,9 @@ def like_the_stand_in() -> Iterator[None]:
     """moto in process (`mock_aws`) with the stand-in's own fixes above: each DynamoDB
     request run alone, a Query answered from its partition, a transaction backing up only
     the items it names, attribute values written into answers as they are, a handler's
-    method list made once. moto 5.2.5
-    otherwise copies the whole table for every item of every TransactWriteItems and sorts
-    the whole table for every Query, so a test's or a model's run grows with the square of
-    its sample. What moto checks, writes and answers is unchanged; the originals come back
+    method list made once. moto 5.2.5 otherwise copies the whole table for every item of
+    every TransactWriteItems and sorts the whole table for every Query, so a test's or a
+    model's run grows with the square of its sample. What moto checks, writes and answers is unchanged; the originals come back
     after the block. Used by the unit tests' `aws` fixture and the capacity model."""
     from moto.core import responses, serialize
     from moto.dynamodb.models import DynamoDBBackend

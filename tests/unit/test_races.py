@@ -380,37 +380,52 @@ def test_event_cancellation_and_a_check_in(shop):
 
 
 # ------------------------------------------------- event cancellation x checkout
-def test_a_checkout_that_read_the_event_before_its_cancel_leaves_no_order_standing_after_the_first_pass(shop, monkeypatch):
-    """The checkout reads the event as on sale, then the cancel and its first pass may run
-    whole before the hold is written: the pass closed the sales first, so that hold is
-    refused (409), or else it was written before and the pass canceled its order."""
+@pytest.fixture
+def canceling(shop, monkeypatch):
+    """`canceling(capacity)`: a fresh event with one ticket type of that many seats, as
+    (event id, type id, its cancel), the cancel being the organiser's call and the job's
+    first pass (the job's queue provided)."""
     from ticketing import event_cancel
-    from ticketing.lifecycle import OrderStatus
-    from ticketing.table import InventoryShard, OrderItem
 
     monkeypatch.setenv("CANCEL_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="cancels")["QueueUrl"])
     config.settings.cache_clear()
+
+    def make(capacity: int):
+        event = catalogue_event(shop["catalogue"], f"Canceled {uuid.uuid4().hex[:6]}")
+        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
+                                       {"name": "GA", "price_cents": 1000, "capacity": capacity}, claims=ADMIN)
+
+        def cancel():
+            event_cancel.start_cancel(event["id"], event_cancel.CancelIn(), ORGANISER)
+            return event_cancel.run_cancel_batch(event["id"])  # the first pass
+
+        return event["id"], kind["id"], cancel
+
+    return make
+
+
+def test_a_checkout_that_read_the_event_before_its_cancel_leaves_no_order_standing_after_the_first_pass(shop, canceling):
+    """The checkout reads the event as on sale, then the cancel and its first pass may run
+    whole before the hold is written: the pass closed the sales first, so that hold is
+    refused (409), or else it was written before and the pass canceled its order."""
+    from ticketing.lifecycle import OrderStatus
+    from ticketing.table import InventoryShard, OrderItem
+
     made: dict[str, str] = {}
 
     def make():
-        event = catalogue_event(shop["catalogue"], f"Canceled {uuid.uuid4().hex[:6]}")
-        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
-                                       {"name": "GA", "price_cents": 1000, "capacity": 3}, claims=ADMIN)
-        made.update(event_id=event["id"], type_id=kind["id"])
+        event_id, type_id, cancel = canceling(3)
+        made.update(type_id=type_id)
         who = _customer()
 
         def buy():
             status, answer, _ = shop["buy"](
                 "POST", "/api/tickets/stripe/checkout/",
-                {"event_id": event["id"], "items": [{"ticket_type_id": kind["id"], "qty": 1}]},
+                {"event_id": event_id, "items": [{"ticket_type_id": type_id, "qty": 1}]},
                 claims={"sub": who.sub, "email": who.email, "name": who.name, "email_verified": "true"})
             if status == 201:
                 _latest.append(answer["order_id"])
             return status, answer
-
-        def cancel():
-            event_cancel.start_cancel(event["id"], event_cancel.CancelIn(), ORGANISER)
-            return event_cancel.run_cancel_batch(event["id"])  # the first pass
 
         return {"buy": buy, "cancel": cancel}  # (names with distinct first letters: the plans use them)
 
@@ -430,27 +445,17 @@ def test_a_checkout_that_read_the_event_before_its_cancel_leaves_no_order_standi
     assert endings == {201, 409}  # both orders of events happened
 
 
-def test_a_capacity_raise_during_an_event_cancel_leaves_no_shard_open(shop, monkeypatch):
+def test_a_capacity_raise_during_an_event_cancel_leaves_no_shard_open(canceling):
     """A raise that adds shards, against the cancel and its first pass: the raise is refused
     once the event is canceled, or its shards exist before the pass closes the sales."""
-    from ticketing import event_cancel
     from ticketing.table import InventoryShard, TicketTypeItem
 
-    monkeypatch.setenv("CANCEL_QUEUE_URL", boto3.client("sqs").create_queue(QueueName="cancels")["QueueUrl"])
-    config.settings.cache_clear()
     made: dict[str, str] = {}
 
     def make():
-        event = catalogue_event(shop["catalogue"], f"Canceled {uuid.uuid4().hex[:6]}")
-        _, kind, _ = shop["catalogue"]("POST", f"/api/events/{event['id']}/ticket-types/",
-                                       {"name": "GA", "price_cents": 1000, "capacity": 10}, claims=ADMIN)
-        made.update(event_id=event["id"], type_id=kind["id"])
-
-        def cancel():
-            event_cancel.start_cancel(event["id"], event_cancel.CancelIn(), ORGANISER)
-            return event_cancel.run_cancel_batch(event["id"])  # the first pass
-
-        return {"raise": lambda: inventory.resize(event["id"], kind["id"], 40, 10, 8), "cancel": cancel}
+        event_id, type_id, cancel = canceling(10)
+        made.update(event_id=event_id, type_id=type_id)
+        return {"raise": lambda: inventory.resize(event_id, type_id, 40, 10, 8), "cancel": cancel}
 
     endings = set()
     for plan, out, _trace in _each_interleaving(make):
