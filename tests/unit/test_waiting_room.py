@@ -4,9 +4,11 @@ properties on a smaller run (bench/waiting_room_sim.py)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
 
 from tests.conftest import load_function
@@ -128,6 +130,26 @@ def test_bad_input(room, queue, catalogue):
     assert status == 409 and body["code"] == "queue_not_open"
     status, body, _ = queue("GET", f"/api/events/{event_id}/queue/", claims=buyer(5))
     assert status == 403
+
+
+@pytest.mark.parametrize("ending", ["turned_off", "removed", "canceled"])
+def test_a_place_in_a_room_that_is_over_is_refused_so_pages_stop_polling(room, queue, catalogue, ending):
+    from ticketing import waiting_room
+    from ticketing.table import EventItem
+
+    event_id, _ = room()
+    fan = buyer(1)
+    assert queue("POST", f"/api/events/{event_id}/queue/", claims=fan)[0] == 201
+    assert queue("GET", f"/api/events/{event_id}/queue/me/", claims=fan)[0] == 200
+    if ending == "canceled":
+        EventItem(*EventItem.key(event_id)).update(actions=[EventItem.status.set("canceled")])
+    else:
+        change = {"enabled": False} if ending == "turned_off" else None
+        assert catalogue("PATCH", f"/api/events/{event_id}/", {"waiting_room": change}, claims=ADMIN)[0] == 200
+    waiting_room.clear_cache()
+    status, body, _ = queue("GET", f"/api/events/{event_id}/queue/me/", claims=fan)
+    assert status == 409, body
+    assert body["code"] == ("event_not_on_sale" if ending == "canceled" else "no_waiting_room")
 
 
 def test_admission_never_passes_the_seats_left_and_sold_out_is_told(room, queue, catalogue):
@@ -274,8 +296,21 @@ def _listed() -> set[str]:
     return {listing.event_id for listing in waiting_room.rooms()}
 
 
+@pytest.fixture
+def document(aws, monkeypatch):
+    """`document(event_id)`: the room's public status document, as the job last published it."""
+    from ticketing import config
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="status-test")
+    monkeypatch.setenv("QR_BUCKET", "status-test")
+    config.settings.cache_clear()
+    yield lambda event_id: json.loads(s3.get_object(Bucket="status-test", Key=f"queue/{event_id}.json")["Body"].read())
+    config.settings.cache_clear()
+
+
 @pytest.mark.parametrize("ending", ["turned_off", "removed", "canceled", "ended"])
-def test_a_room_that_is_over_is_stepped_once_more_then_taken_off_the_job_list(room, catalogue, ending):
+def test_a_room_that_is_over_is_stepped_once_more_then_taken_off_the_job_list(room, catalogue, ending, document):
     from ticketing import waiting_room
     from ticketing.table import EventItem
 
@@ -283,6 +318,7 @@ def test_a_room_that_is_over_is_stepped_once_more_then_taken_off_the_job_list(ro
     other, _ = room(rate=600, day="2027-07-01")  # still on when the first event has ended
     at(60)
     assert waiting_room.tick_all() == 2 and _listed() >= {event_id, other}
+    assert document(event_id)["closed"] is False
     before = int(waiting_room.read_state(event_id, consistent=True).version)
     if ending == "turned_off":
         assert catalogue("PATCH", f"/api/events/{event_id}/", {"waiting_room": {"enabled": False}}, claims=ADMIN)[0] == 200
@@ -302,6 +338,8 @@ def test_a_room_that_is_over_is_stepped_once_more_then_taken_off_the_job_list(ro
     assert int(state.version) == before + (0 if ending == "removed" else 1)
     if ending in ("turned_off", "canceled", "ended"):
         assert int(state.rate) == 0
+    # the last public document says so, for pages that poll the CDN rather than the API
+    assert document(event_id)["closed"] is True and document(other)["closed"] is False
     assert waiting_room.tick_all() == 1  # the room is no longer read at all
     assert int(waiting_room.read_state(event_id, consistent=True).version) == int(state.version)
 

@@ -429,6 +429,54 @@ def test_the_waiting_room_queues_admits_and_the_checkout_carries_the_admission(p
     assert place["status"] == "spent"
 
 
+def test_a_room_turned_off_while_in_line_stops_the_polls_and_sells_directly(playwright, base, api, make_event):
+    """The organiser turns the waiting room off while a buyer waits in line: the page's next
+    poll is refused (409 `no_waiting_room`), it stops polling, shows the event again without
+    the room, and Buy goes straight to checkout, without an admission token."""
+    admin = api.token(["admin"])
+    opens = datetime.now(timezone.utc) - timedelta(seconds=1)
+    event_id, types = make_event({"GA": (1800, 20)}, waiting_room={
+        "opens_at": opens.strftime("%Y-%m-%dT%H:%M:%SZ"), "admit_per_minute": 600, "paused": True})
+    requests.post(f"{base}/_local/invoke/QueueTickFunction", json={"steps": 1}, timeout=60).raise_for_status()
+    fan = api.token([], sub=f"wr-{uuid.uuid4().hex[:6]}", email="off@example.com", name="Queued", email_verified=True)
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        context.add_init_script(f"localStorage.setItem('id_token', {fan!r})")
+        context.clock.install()
+        page = context.new_page()
+        polls, checkouts = [], []
+        page.on("response", lambda r: polls.append(r.status) if "/queue/me/" in r.url else None)
+        page.on("request", lambda r: checkouts.append(r.headers) if r.url.endswith("/stripe/checkout/") else None)
+        page.goto(f"{base}/app/event.html?id={event_id}")
+        page.get_by_label("Quantity of GA").fill("1")
+        page.get_by_role("button", name="Join the line").click()
+        expect(page.locator("#room")).to_have_attribute("data-state", "waiting")
+        assert api.request("PATCH", f"/api/events/{event_id}/", token=admin,
+                           json={"waiting_room": {"enabled": False}}).status_code == 200
+
+        def next_poll_refused() -> bool:
+            """The page's clock moved on by the paused room's Retry-After: its poll is refused
+            once the queue function no longer holds the room's setting (kept up to 5 s)."""
+            with page.expect_response(lambda r: "/queue/me/" in r.url) as answer:
+                page.clock.fast_forward(30_000)
+            return answer.value.status == 409
+
+        assert wait_for(next_poll_refused)
+        expect(page.locator("#status")).to_contain_text("The waiting room has closed")
+        expect(page.locator("#room")).to_have_count(0)
+        refused = len(polls)
+        assert polls[-1] == 409, polls
+        page.clock.fast_forward(120_000)  # a page still following would poll every 5 s
+        page.get_by_label("Quantity of GA").fill("1")
+        page.get_by_role("button", name="Buy").click()
+        expect(page.get_by_role("heading", name=re.compile("^Pay for"))).to_be_visible()
+        assert len(polls) == refused, polls
+        assert len(checkouts) == 1 and "admission-token" not in checkouts[0], checkouts
+    finally:
+        browser.close()
+
+
 def test_a_ticket_is_given_away_and_claimed_and_wallet_buttons_come_and_go(playwright, base, api, stack, make_event):
     event_id, types = make_event({"GA": (1600, 10)})
     admin = api.token(["admin"])

@@ -5,7 +5,7 @@
 // An event with a waiting room is bought once admitted (js/room.js: the Admission-Token
 // header); a sold-out type offers its waiting list, and an open offer is bought here too.
 import { $, api, ApiError, config, el, failure, header, money, param, say, show, signIn, timeOnly, user, when } from './core.js';
-import { admission, follow, forget, join, mine } from './room.js';
+import { admission, follow, forget, gone, join, mine } from './room.js';
 
 header('');
 const main = $('#main');
@@ -133,7 +133,19 @@ async function resumeRoom(event) {
 
 function followPlace(event, answer) {
   unfollow();
-  unfollow = follow(event.id, answer, (place) => showPlace(event, place), (error) => say(failure(error), 'error'));
+  unfollow = follow(event.id, answer, (place) => showPlace(event, place), roomFailed);
+}
+
+/** A poll or a join refused: a room turned off or removed while in line shows the event
+ *  again, now bought directly; a canceled event shows it no longer on sale. */
+async function roomFailed(error) {
+  if (!gone(error)) return say(failure(error), 'error');
+  unfollow();
+  forget(eventId);
+  await showEvent();
+  return error.body.code === 'no_waiting_room'
+    ? say('The waiting room has closed: tickets are now sold directly.', 'info')
+    : say(failure(error), 'error');
 }
 
 async function joinRoom(event) {
@@ -144,6 +156,7 @@ async function joinRoom(event) {
   } catch (error) {
     buyButton().disabled = false;
     if (error instanceof ApiError && error.status === 401) return signIn();
+    if (gone(error)) return roomFailed(error);
     const why = {
       queue_not_open: `The waiting room opens for joining an hour before sales start (${when(event.waiting_room.opens_at)}).`,
       sold_out: 'Sold out: no tickets are left.',

@@ -7,6 +7,10 @@ const key = (eventId) => `admission:${eventId}`;
 const path = (eventId) => `/api/events/${encodeURIComponent(eventId)}/queue/`;
 /** States after which polling stops: the place must be joined again (or nothing is left). */
 export const FINAL = ['admitted', 'spent', 'expired', 'sold_out'];
+/** Refusals after which polling stops too: the room was turned off or removed (tickets are
+ *  sold directly), or the event is no longer on sale (canceled). */
+export const GONE = ['no_waiting_room', 'event_not_on_sale'];
+export const gone = (error) => error instanceof ApiError && error.status === 409 && GONE.includes(error.body?.code);
 
 /** The admission token kept for this event, unless it has lapsed. */
 export function admission(eventId) {
@@ -39,6 +43,7 @@ export async function mine(eventId) {
 
 /** Follow a place: `onPlace(place)` at each answer, the next poll when Retry-After says
  *  (at least half a second, at most two minutes). An admitted place's token is kept.
+ *  A failed poll is `onError(error)`, tried again in 5 s unless the room is gone.
  *  Answers a function that stops following. */
 export function follow(eventId, first, onPlace, onError) {
   let timer = null;
@@ -52,7 +57,11 @@ export function follow(eventId, first, onPlace, onError) {
     if (FINAL.includes(place.status)) return;
     timer = setTimeout(() => {
       mine(eventId).then((next) => (next ? step(next) : onError(new Error('Your place in the waiting room was lost: join again.'))))
-        .catch((error) => { onError(error); if (!stopped) timer = setTimeout(() => step({ place, retry: 5 }), 5000); });
+        .catch((error) => {
+          if (stopped) return;
+          onError(error);
+          if (!gone(error)) timer = setTimeout(() => step({ place, retry: 5 }), 5000);
+        });
     }, Math.min(120, Math.max(0.5, retry)) * 1000);
   };
   step(first);

@@ -461,10 +461,7 @@ def me(event_id: str, who: Caller) -> tuple[PlaceOut, int | None]:
     place = _place(event_id, who.sub)
     if place is None:
         raise NotFound(f"You have no place in the queue of event {event_id}; join it first.")
-    event = _event(event_id)
-    room = event.waiting_room
-    if room is None:
-        raise Conflict(f"Event {event_id} has no waiting room; buy directly.", code="no_waiting_room")
+    room = _room(_event(event_id))  # turned off or removed, or the event canceled: 409, and the page stops polling
     return _answer(place, read_state(event_id), room, clock.now().timestamp(), mint=True)
 
 
@@ -623,6 +620,8 @@ def tick(event_id: str, listing: QueueRoomItem | None = None) -> QueueStateItem 
         event = None
     room = event.waiting_room if event is not None else None
     if room is None:
+        if event is not None:
+            publish(event_id, read_state(event_id, consistent=True), closed=True)
         _delist(listing)
         return None
     now = clock.now().timestamp()
@@ -668,7 +667,7 @@ def tick(event_id: str, listing: QueueRoomItem | None = None) -> QueueStateItem 
         raise
     for replica in range(1, STATE_REPLICAS):
         QueueStateItem(*QueueStateItem.key(event_id, replica), **_fields(state)).save()
-    publish(event_id, state)
+    publish(event_id, state, closed=not on)
     if not on:
         _delist(listing)
     return first
@@ -702,14 +701,15 @@ def _fields(state: QueueStateItem) -> dict:
     return {name: getattr(state, name) for name in names}
 
 
-def status_document(event_id: str, state: QueueStateItem) -> dict:
+def status_document(event_id: str, state: QueueStateItem, closed: bool = False) -> dict:
     return {"event_id": event_id, "serving": int(state.serving or 0), "admit_per_minute": int(state.rate or 0),
             "opened": bool(state.opened), "paused": bool(state.paused), "sold_out": bool(state.sold_out),
-            "updated_at": clock.iso(clock.now())}
+            "closed": closed, "updated_at": clock.iso(clock.now())}
 
 
-def publish(event_id: str, state: QueueStateItem) -> None:
-    """`queue/<event_id>.json` in the public-status bucket (a CDN serves it, max-age 1)."""
+def publish(event_id: str, state: QueueStateItem, closed: bool = False) -> None:
+    """`queue/<event_id>.json` in the public-status bucket (a CDN serves it, max-age 1);
+    `closed`: the room is over (its last document)."""
     from ticketing.config import settings
 
     bucket = settings().qr_bucket
@@ -718,7 +718,7 @@ def publish(event_id: str, state: QueueStateItem) -> None:
     import boto3
 
     boto3.client("s3", region_name=settings().region).put_object(
-        Bucket=bucket, Key=f"queue/{event_id}.json", Body=json.dumps(status_document(event_id, state)).encode(),
+        Bucket=bucket, Key=f"queue/{event_id}.json", Body=json.dumps(status_document(event_id, state, closed)).encode(),
         ContentType="application/json", CacheControl="public, max-age=1",
     )
 
