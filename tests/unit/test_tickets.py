@@ -117,6 +117,7 @@ def test_my_tickets_lists_the_callers_tickets_newest_first_with_the_seed_fields(
         "event_id": order.event_id, "event_name": "Championship Game", "order_id": order.order_id, "order_status": "paid",
         "status": "valid", "price_cents": 2500, "currency": "usd", "issued_at": made[-1].issued_at, "used_at": None,
         "fixture_info": {"id": "fx_1", "starts_at": "2026-05-01T18:00:00Z", "ends_at": "2026-05-01T20:00:00Z"},
+        "code_version": 0,
     }
     assert call("GET", "/api/me/tickets", claims=me("alice"))[1] == page  # without the trailing slash too
 

@@ -63,6 +63,7 @@ def test_a_transfer_voids_the_old_code_online_and_offline_and_the_new_holder_fin
     assert status == 200, answer
     assert answer["holder"] == {"email": friend.email.lower(), "name": "Friend Name"}
     assert answer["ticket"]["id"] == ticket_id and answer["ticket"]["status"] == "valid"
+    assert answer["ticket"]["code_version"] == 1  # a device keeping the code by version knows it is new
     assert answer["transferred_at"] and answer["email_sent"] is True
     assert len(_sent_to(friend.email)) == 1
 

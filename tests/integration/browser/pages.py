@@ -38,6 +38,22 @@ def phone(browser: Any) -> Any:
     return browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True)
 
 
+def shown_code(image: Any) -> str | None:
+    """What a QR `<img>` on the page encodes, read back with the scanner's own decoder (jsQR)."""
+    page = image.page
+    if not page.evaluate("() => typeof window.jsQR === 'function'"):
+        page.add_script_tag(url="vendor/jsQR.js")
+    return image.evaluate("""img => {
+      const scale = 8, canvas = document.createElement('canvas');
+      canvas.width = img.naturalWidth * scale; canvas.height = img.naturalHeight * scale;
+      const g = canvas.getContext('2d');
+      g.imageSmoothingEnabled = false;
+      g.drawImage(img, 0, 0, canvas.width, canvas.height);
+      const found = window.jsQR(g.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
+      return found ? found.data : null;
+    }""")
+
+
 def y4m(path: Path, pngs: list[bytes | None], *, size: int = 480, fps: int = 5, frames_each: int = 8) -> Path:
     """A YUV4MPEG2 (C420) video: each PNG (None: a blank frame) centred on white for
     `frames_each` frames. Chromium loops the file, so a code leaves the frame and returns."""

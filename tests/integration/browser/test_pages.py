@@ -18,7 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.integration.browser.pages import check_page, launch, phone, sign_in, y4m
+from tests.integration.browser.pages import check_page, launch, phone, shown_code, sign_in, y4m
 from tests.integration.support import wait_for
 from tests.integration.test_checkout import buy
 from tests.integration.test_webhook import order_of, pay
@@ -481,7 +481,8 @@ def test_a_ticket_is_given_away_and_claimed_and_wallet_buttons_come_and_go(playw
     event_id, types = make_event({"GA": (1600, 10)})
     admin = api.token(["admin"])
     assert api.request("PATCH", f"/api/events/{event_id}/", token=admin, json={"transfers": {"enabled": True}}).status_code == 200
-    giver = api.token([], sub=f"giver-{uuid.uuid4().hex[:6]}", email="giver@example.com", name="Giver")
+    giver_email = f"giver-{uuid.uuid4().hex[:6]}@example.com"
+    giver = api.token([], sub=f"giver-{uuid.uuid4().hex[:6]}", email=giver_email, name="Giver", email_verified=True)
     friend_email = f"friend-{uuid.uuid4().hex[:6]}@example.com"
     friend = api.token([], sub=f"friend-{uuid.uuid4().hex[:6]}", email=friend_email, name="Friend", email_verified=True)
     order = buy(api, giver, event_id, [(types["GA"], 1)]).json()
@@ -496,6 +497,12 @@ def test_a_ticket_is_given_away_and_claimed_and_wallet_buttons_come_and_go(playw
         context.add_init_script(f"localStorage.setItem('id_token', {giver!r})")
         context.route("https://pay.google.com/**", lambda route: route.fulfill(body="<title>Google Wallet</title>",
                                                                                content_type="text/html"))
+        # The giver's other device keeps the ticket's code from before the gift.
+        other_device = phone(browser)
+        other_device.add_init_script(f"localStorage.setItem('id_token', {giver!r})")
+        kept = other_device.new_page()
+        kept.goto(f"{base}/app/tickets.html")
+        expect(kept.locator(f'article[data-ticket="{ticket_id}"] img.qr')).to_have_count(1, timeout=SLOW)
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(f"{base}/app/tickets.html")
@@ -534,11 +541,26 @@ def test_a_ticket_is_given_away_and_claimed_and_wallet_buttons_come_and_go(playw
         expect(mine.get_by_role("button", name="Add to Apple Wallet")).to_have_count(0)
         expect(claimed.get_by_role("button", name="Save to Google Wallet")).to_be_visible()
         check_page(mine, "tickets-claimed")
+        new_code = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=friend).json()["qr_payload"]
+        assert new_code.startswith("TKT2:") and new_code != old_code
+        assert api.get(f"/api/tickets/{ticket_id}/qr/data/", token=giver).status_code == 404
+
+        # The friend gives it back: the giver's other device shows the newest code, not the one it kept.
+        back = api.post(f"/api/tickets/{ticket_id}/transfer/", token=friend, json={"to_email": giver_email, "to_name": "Giver"})
+        assert back.status_code == 200, back.text
+        kept.reload()
+        expect(kept.locator(f'article[data-ticket="{ticket_id}"] img.qr')).to_have_count(1, timeout=SLOW)
+        third_code = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=giver).json()["qr_payload"]
+        assert third_code not in (old_code, new_code)
+        assert shown_code(kept.locator(f'article[data-ticket="{ticket_id}"] img.qr')) == third_code
+        # Another account on that device, offline, is not shown the giver's tickets.
+        other_device.add_init_script(f"localStorage.setItem('id_token', {friend!r})")
+        other_device.set_offline(True)
+        kept.reload()
+        expect(kept.locator("#main")).to_contain_text("No network")
+        expect(kept.locator("article.ticket")).to_have_count(0)
     finally:
         browser.close()
-    new_code = api.get(f"/api/tickets/{ticket_id}/qr/data/", token=friend).json()["qr_payload"]
-    assert new_code.startswith("TKT2:") and new_code != old_code
-    assert api.get(f"/api/tickets/{ticket_id}/qr/data/", token=giver).status_code == 404
 
 
 def test_the_waiting_list_of_a_sold_out_type_is_joined_offered_and_bought_or_left(playwright, base, api, stack, make_event):

@@ -3,12 +3,15 @@
 // A valid ticket has wallet buttons (hidden once the API says that wallet is not set up)
 // and, where the event allows transfers, "give" (POST .../transfer/); a ticket given to
 // this account is claimed by the API when the list is read.
-import { $, api, ApiError, el, failure, header, money, requireUser, say, show, when } from './core.js';
+import { $, api, ApiError, claims, el, failure, header, money, requireUser, say, show, when } from './core.js';
 import { qrImage } from './qr.js';
 
 header('tickets.html');
 const main = $('#main');
-const CACHE = 'my-tickets';
+// Kept per account (another account signed in on this device never sees them), each code
+// with its version (a ticket given away and back has a new code: the old one is void).
+const CACHE = `my-tickets:${claims()?.sub || ''}`;
+localStorage.removeItem('my-tickets');  // the one list every account on the device shared, before
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch(() => {});
 
 async function load() {
@@ -20,10 +23,11 @@ async function load() {
     cursor = page.next_cursor;
   } while (cursor);
   const known = JSON.parse(localStorage.getItem(CACHE) || '{"tickets":[]}');
-  const payloads = Object.fromEntries(known.tickets.map((t) => [t.id, t.qr_payload]));
+  const code = (t) => `${t.id}:${t.code_version || 0}`;
+  const payloads = Object.fromEntries(known.tickets.map((t) => [code(t), t.qr_payload]));
   await Promise.all(tickets.map(async (t) => {
     if (t.status === 'pending' || t.status === 'void') return;
-    t.qr_payload = payloads[t.id] || (await api(`/api/tickets/${t.id}/qr/data/`)).qr_payload;
+    t.qr_payload = payloads[code(t)] || (await api(`/api/tickets/${t.id}/qr/data/`)).qr_payload;
   }));
   const events = Object.fromEntries(await Promise.all([...new Set(tickets.map((t) => t.event_id))].map(async (id) => {
     try {

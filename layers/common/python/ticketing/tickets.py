@@ -29,7 +29,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ticketing import clock, qr
 from ticketing.auth import Caller
@@ -77,6 +77,8 @@ class TicketOut(BaseModel):
     issued_at: str | None
     used_at: str | None
     fixture_info: FixtureInfo | None
+    code_version: int = Field(0, description="The QR code's version: a transfer gives the ticket a new code, "
+                                            "and a code kept on a device under an older version is void")
 
 
 class TicketPage(BaseModel):
@@ -237,7 +239,7 @@ def _ticket_out(ticket: TicketItem, order_status: str | None) -> TicketOut:
         id=ticket.ticket_id, serial=ticket.serial, ticket_type_id=ticket.type_id, ticket_type_name=ticket.type_name,
         event_id=ticket.event_id, event_name=ticket.event_name, order_id=ticket.order_id, order_status=order_status,
         status=ticket.status, price_cents=int(ticket.price_cents), currency=ticket.currency,
-        issued_at=ticket.issued_at, used_at=ticket.used_at, fixture_info=fixture,
+        issued_at=ticket.issued_at, used_at=ticket.used_at, fixture_info=fixture, code_version=int(ticket.code_version or 0),
     )
 
 
